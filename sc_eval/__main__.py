@@ -1,0 +1,5 @@
+import sys
+
+from sc_eval.cli import main
+
+sys.exit(main())

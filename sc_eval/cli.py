@@ -1,0 +1,128 @@
+"""The `sc-eval` command line. `main(argv)` runs in-process (tests call it directly).
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
+those modules import only argparse-level things at top level, so ``--help`` and ``ls`` are instant.
+Common flags (DESIGN.md) are added here, once, to every subcommand.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+import yaml
+
+from sc_eval.errors import ScEvalError
+
+# name -> (module, one-line help)
+COMMANDS = {
+    "pretrain": ("sc_eval.pretrain.command", "pretrain a SuperClass ViT (or the CLIP baseline)"),
+    "caption": ("sc_eval.adapters.clipcap.command", "ClipCap captioning on a frozen encoder, COCO scores"),
+    "llava": ("sc_eval.adapters.llava.command", "LLaVA-style projector + LLM, train and run the battery"),
+    "probe": ("sc_eval.commands.probe", "linear probe / k-shot on a frozen encoder"),
+    "zeroshot": ("sc_eval.commands.zeroshot", "LiT zero-shot classification"),
+    "score": ("sc_eval.commands.score", "score an existing predictions file (no model loaded)"),
+    "ls": ("sc_eval.commands.ls", "list tasks, encoders or adapters"),
+    "report": ("sc_eval.commands.report", "tables and plots from run directories"),
+    "world": ("sc_eval.commands.world", "write the embedded sc-shapes world to disk"),
+    "demo": ("sc_eval.commands.demo", "the paper's comparison in miniature, on the embedded world"),
+}
+
+# Commands that take the common run flags (ls/world/score take only what they need).
+RUN_COMMANDS = {"pretrain", "caption", "llava", "probe", "zeroshot", "demo"}
+
+
+def add_common_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("common")
+    g.add_argument("--output-dir", default=None, help="run directory (default: runs/<command>-<timestamp>)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
+    g.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="autocast precision (default fp32; bf16 on GPUs)")
+    g.add_argument("--batch-size", type=int, default=None, help="global batch size (command default if omitted)")
+    g.add_argument("--limit", type=int, default=None,
+                   help="evaluate only the first N docs of each task (results flagged as not comparable)")
+    g.add_argument("--config", default=None, help="YAML file whose keys set flag defaults (flag names, - or _)")
+    g.add_argument("--overwrite", action="store_true", help="replace results whose fingerprint differs")
+    g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only the selected subcommand's module is imported (all when None)."""
+    parser = argparse.ArgumentParser(
+        prog="sc-eval",
+        description="SuperClass pretraining and the paper's downstream protocol for vision encoders.",
+    )
+    from sc_eval import __version__
+
+    parser.add_argument("--version", action="version", version=f"sc-eval {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_,
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        p.set_defaults(_module=module)
+        if selected is not None and name != selected:
+            continue
+        if name in RUN_COMMANDS:
+            add_common_arguments(p)
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def _apply_config_defaults(parser: argparse.ArgumentParser, argv: list[str]) -> None:
+    """`--config FILE`: YAML keys become defaults of the chosen subcommand (flags still win)."""
+    if "--config" not in argv:
+        return
+    path = argv[argv.index("--config") + 1]
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = yaml.safe_load(f) or {}
+    except OSError as e:
+        raise ScEvalError(f"--config {path}: cannot read ({e.strerror})") from None
+    if not isinstance(values, dict):
+        raise ScEvalError(f"--config {path}: expected a mapping of flag names to values")
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    cmd = next((a for a in argv if a in sub.choices), None)
+    if cmd is None:
+        return
+    subp = sub.choices[cmd]
+    known = {a.dest for a in subp._actions}
+    clean = {}
+    for k, v in values.items():
+        dest = str(k).replace("-", "_")
+        if dest not in known:
+            from sc_eval.errors import did_you_mean
+
+            raise ScEvalError(f"--config {path}: unknown key {k!r} for `sc-eval {cmd}`"
+                              f"{did_you_mean(dest, known)}")
+        clean[dest] = v
+    subp.set_defaults(**clean)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    selected = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(selected if selected in COMMANDS else "")
+    try:
+        _apply_config_defaults(parser, argv)
+        args = parser.parse_args(argv)
+        if not getattr(args, "command", None):
+            parser.print_help()
+            return 0
+        logging.basicConfig(
+            level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        mod = importlib.import_module(args._module)
+        return int(mod.run(args) or 0)
+    except ScEvalError as e:
+        print(f"sc-eval: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("sc-eval: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""`sc-eval ls [tasks|encoders|adapters|models]`: what is available. Imports nothing heavy."""
+from __future__ import annotations
+
+ADAPTERS = [
+    ("clipcap", "ClipCap mapper (transformer | mlp) into GPT-2: `sc-eval caption`"),
+    ("llava", "LLaVA projector (linear | mlpNx_gelu) into a causal LM with LoRA: `sc-eval llava`"),
+    ("probe", "linear probe / k-shot classifier on frozen features: `sc-eval probe`"),
+]
+
+
+def add_arguments(p) -> None:
+    p.add_argument("what", nargs="?", default="tasks", choices=["tasks", "encoders", "adapters", "models"])
+    p.add_argument("--include-tasks", action="append", default=[], metavar="DIR",
+                   help="extra task folders (same layout as tasks/)")
+
+
+def run(args) -> int:
+    if args.what == "tasks":
+        from sc_eval import tasks_api
+
+        tasks = tasks_api.discover(args.include_tasks)
+        rows = [(t.name, ",".join(t.aliases), ",".join(t.groups), ",".join(t.metrics) or "-")
+                for t in sorted(tasks.values(), key=lambda t: t.name)]
+        _table(("task", "aliases", "groups", "metrics"), rows)
+    elif args.what == "adapters":
+        _table(("adapter", "description"), ADAPTERS)
+    elif args.what == "encoders":
+        from sc_eval.encoders import list_encoder_kinds
+
+        _table(("spec", "description"), list_encoder_kinds())
+    else:
+        from sc_eval.models import list_models
+
+        _table(("model",), [(m,) for m in list_models()])
+    return 0
+
+
+def _table(header, rows) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    for row in (header, *rows):
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)).rstrip())

@@ -1,0 +1,40 @@
+"""`sc-eval score TASK --predictions FILE --annotations PATH`: score a file, no model loaded."""
+from __future__ import annotations
+
+import json
+
+
+def add_arguments(p) -> None:
+    p.add_argument("task", help="task name or alias (sc-eval ls tasks)")
+    p.add_argument("--predictions", required=True,
+                   help="predictions: official results JSON, LLaVA answer jsonl or sc-eval jsonl")
+    p.add_argument("--annotations", required=True,
+                   help="the benchmark's annotation file (or directory, where the task says)")
+    p.add_argument("--questions", default=None, help="questions file, for tasks that need it (VQAv2, GQA)")
+    p.add_argument("--output", default=None, help="write the scores JSON here as well")
+    p.add_argument("--include-tasks", action="append", default=[], metavar="DIR",
+                   help="extra task folders (same layout as tasks/)")
+
+
+def run(args) -> int:
+    from sc_eval import tasks_api
+    from sc_eval.errors import ConfigError
+    from sc_eval.io import atomic_write_json
+    from sc_eval.predictions import read_predictions
+    from sc_eval.runner import score_predictions
+
+    tasks = tasks_api.resolve(args.task, args.include_tasks)
+    if len(tasks) != 1:
+        raise ConfigError(f"`sc-eval score` takes one task; {args.task!r} names {len(tasks)}")
+    task = tasks[0]
+    if not task.score_loader:
+        raise ConfigError(f"task {task.name} cannot be scored from a file (it has no score_loader)")
+    docs = task.fn(task.score_loader)(args.annotations, questions=args.questions)
+    for d in docs:
+        d["doc_id"] = str(d["doc_id"])
+    preds = read_predictions(args.predictions)
+    result = score_predictions(task, docs, preds)
+    if args.output:
+        atomic_write_json(args.output, result)
+    print(json.dumps(result, indent=2))
+    return 0

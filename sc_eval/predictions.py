@@ -1,0 +1,75 @@
+"""Read predictions in every format sc-eval scores (DESIGN.md `sc-eval score`).
+
+Formats, detected per record:
+  sc-eval predictions jsonl     {"doc_id", "prediction", ...}
+  LLaVA answer jsonl            {"question_id", "text", ...}
+  VQAv2 / TextVQA results       [{"question_id", "answer"}]
+  VizWiz results                [{"image", "answer"}]
+  GQA results                   [{"questionId", "prediction"}]
+  COCO caption results          [{"image_id", "caption"}]
+Every id becomes a string doc_id, the id tasks use for their docs.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from sc_eval.errors import DataError
+from sc_eval.io import iter_jsonl
+
+log = logging.getLogger(__name__)
+
+# (id key, prediction key) in the order they are tried
+FORMATS = [
+    ("doc_id", "prediction"),
+    ("question_id", "text"),
+    ("question_id", "answer"),
+    ("questionId", "prediction"),
+    ("image_id", "caption"),
+    ("image", "answer"),
+]
+
+
+def _records(path: Path) -> list:
+    if not path.exists():
+        raise DataError(f"{path}: predictions file not found")
+    with open(path, encoding="utf-8") as f:
+        head = f.read(1).lstrip() or f.read(64).lstrip()[:1]
+    if head == "[":
+        with open(path, encoding="utf-8") as f:
+            try:
+                data = json.load(f)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+        if not isinstance(data, list):
+            raise DataError(f"{path}: expected a JSON list of results")
+        return data
+    return list(iter_jsonl(path))
+
+
+def read_predictions(path, with_records: bool = False):
+    """{doc_id: prediction}; duplicates keep the first and are counted in a warning."""
+    path = Path(path)
+    out: dict[str, str] = {}
+    raw: dict[str, dict] = {}
+    dups = 0
+    for i, rec in enumerate(_records(path)):
+        if not isinstance(rec, dict):
+            raise DataError(f"{path}: record {i} is not an object")
+        for id_key, pred_key in FORMATS:
+            if id_key in rec and pred_key in rec:
+                break
+        else:
+            raise DataError(f"{path}: record {i} has none of the known id/prediction field pairs "
+                            f"{[f'{a}+{b}' for a, b in FORMATS]} (keys: {sorted(rec)})")
+        key = str(rec[id_key])
+        if key in out:
+            dups += 1
+            continue
+        pred = rec[pred_key]
+        out[key] = "" if pred is None else str(pred)
+        raw[key] = rec
+    if dups:
+        log.warning("%s: %d duplicate ids; the first prediction of each was kept", path, dups)
+    return (out, raw) if with_records else out

@@ -1,0 +1,211 @@
+"""The evaluation runner: docs -> batches -> adapter -> append-only predictions -> scores.
+
+Resume state is the predictions jsonl itself: a rerun skips docs already written. Each task's
+fingerprint (adapter + task version + prompt + generation kwargs) is stored beside its
+predictions; a different fingerprint is refused unless ``overwrite``. Under torchrun, rank r
+takes docs[r::world], writes its own shard file, and rank 0 merges and scores.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+from pathlib import Path
+
+from sc_eval import tasks_api
+from sc_eval.errors import ConfigError
+from sc_eval.io import AppendLog, atomic_write_json, atomic_write_text, iter_jsonl, read_json
+from sc_eval.runtime import dist
+
+log = logging.getLogger(__name__)
+
+RESULTS_SCHEMA = 1
+
+
+def _image_ref(doc: dict):
+    img = doc.get("image")
+    return str(img) if img is not None else None
+
+
+def make_record(task: tasks_api.Task, doc: dict, prompt: str, prediction: str) -> dict:
+    return {
+        "doc_id": doc["doc_id"],
+        "task": task.name,
+        "prompt": prompt,
+        "image": _image_ref(doc),
+        "prediction": prediction,
+        "targets": task.targets(doc),
+        "scores": task.score_doc(doc, prediction),
+    }
+
+
+def _read_records(paths) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for p in paths:
+        if Path(p).exists():
+            for rec in iter_jsonl(p, skip_truncated_tail=True):
+                out.setdefault(str(rec["doc_id"]), rec)
+    return out
+
+
+def _check_fingerprint(meta_path: Path, pred_paths: list[Path], fp: str, overwrite: bool, task: str) -> None:
+    meta = read_json(meta_path) if meta_path.exists() else None
+    if meta and meta.get("fingerprint") != fp:
+        if not overwrite:
+            raise ConfigError(
+                f"{meta_path.parent}: predictions for {task} were made with a different setup "
+                f"(fingerprint {meta.get('fingerprint')} != {fp}); use --overwrite to replace them "
+                "or another --output-dir")
+        for p in pred_paths:
+            if p.exists():
+                p.unlink()
+
+
+def _batches(items, size):
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def run_task(task: tasks_api.Task, adapter, run_dir: Path, data_root: Path, limit=None,
+             batch_size: int = 8, overwrite: bool = False, progress: bool = True) -> dict | None:
+    """Predict (resuming) and, on rank 0, score one task. Returns its results entry (rank 0)."""
+    pred_dir = Path(run_dir) / "predictions"
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    docs = task.load_docs(data_root)
+    n_total = len(docs)
+    if limit is not None:
+        docs = docs[:limit]
+    r, w = dist.rank(), dist.world_size()
+    main_path = pred_dir / f"{task.name}.jsonl"
+    shard_paths = sorted(pred_dir.glob(f"{task.name}.rank*.jsonl"))
+    meta_path = pred_dir / f"{task.name}.meta.json"
+    fp = tasks_api.fingerprint(adapter.fingerprint(), task)
+    if r == 0:
+        _check_fingerprint(meta_path, [main_path, *shard_paths], fp, overwrite, task.name)
+        atomic_write_json(meta_path, {"fingerprint": fp, **task.describe(),
+                                      "adapter": adapter.fingerprint()})
+    dist.barrier()
+
+    done = _read_records([main_path, *sorted(pred_dir.glob(f"{task.name}.rank*.jsonl"))])
+    mine = docs[r::w]
+    todo = [d for d in mine if d["doc_id"] not in done]
+    if todo:
+        log.info("%s: %d docs to predict (%d already done)", task.name, len(todo), len(mine) - len(todo))
+    my_path = main_path if w == 1 else pred_dir / f"{task.name}.rank{r}.jsonl"
+    bar = None
+    if progress and r == 0 and todo:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), desc=task.name, unit="doc")
+    with AppendLog(my_path) as out:
+        for batch in _batches(todo, batch_size):
+            prompts = [task.prompt_for(d) for d in batch]
+            preds = adapter.predict(batch, task)
+            if len(preds) != len(batch):
+                raise RuntimeError(f"adapter returned {len(preds)} predictions for {len(batch)} docs")
+            out.write_many(make_record(task, d, p, str(pred)) for d, p, pred in zip(batch, prompts, preds))
+            if bar:
+                bar.update(len(batch))
+    if bar:
+        bar.close()
+    dist.barrier()
+    if r != 0:
+        return None
+
+    shards = sorted(pred_dir.glob(f"{task.name}.rank*.jsonl"))
+    records_by_id = _read_records([main_path, *shards])
+    if shards:  # merge rank files into the main file, in doc order
+        merged = [records_by_id[d["doc_id"]] for d in docs if d["doc_id"] in records_by_id]
+        import json
+
+        atomic_write_text(main_path, "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in merged))
+        for s in shards:
+            s.unlink()
+    records = [records_by_id[d["doc_id"]] for d in docs if d["doc_id"] in records_by_id]
+    missing = len(docs) - len(records)
+    if missing:
+        raise RuntimeError(f"{task.name}: {missing} docs have no prediction after the run")
+    entry = {
+        "metrics": task.aggregate_records(records) if task.metrics or task.aggregate else {},
+        "n_docs": {"total": n_total, "evaluated": len(records)},
+        "limited": len(records) < n_total,
+        "task_version": task.version,
+        "prompt_hash": task.prompt_hash,
+        "generation_kwargs": task.generation_kwargs,
+        "fingerprint": fp,
+        "predictions": str(main_path.relative_to(run_dir)),
+    }
+    if task.submission:
+        sub = Path(run_dir) / "submissions" / f"{task.name}.json"
+        task.fn(task.submission)(records, docs, sub)
+        entry["submission"] = str(sub.relative_to(run_dir))
+    return entry
+
+
+def evaluate(tasks, adapter, run_dir, data_root, limit=None, batch_size: int = 8,
+             overwrite: bool = False, info: dict | None = None, progress: bool = True) -> dict | None:
+    """Run every task; results.json/results.md are rewritten after each one (rank 0)."""
+    run_dir = Path(run_dir)
+    results_path = run_dir / "results.json"
+    results = read_json(results_path) if (dist.is_main() and results_path.exists()) else None
+    if not results or results.get("schema_version") != RESULTS_SCHEMA:
+        results = {"schema_version": RESULTS_SCHEMA, "results": {}}
+    for task in tasks:
+        entry = run_task(task, adapter, run_dir, data_root, limit=limit, batch_size=batch_size,
+                         overwrite=overwrite, progress=progress)
+        if entry is None:
+            continue
+        from sc_eval.rundir import package_versions
+
+        results["results"][task.name] = entry
+        results.update({
+            "updated": _dt.datetime.now().isoformat(timespec="seconds"),
+            "adapter": adapter.fingerprint(),
+            "versions": package_versions(),
+            **(info or {}),
+        })
+        atomic_write_json(results_path, results)
+        atomic_write_text(run_dir / "results.md", results_markdown(results))
+    if dist.is_main():
+        print(results_markdown(results))
+        return results
+    return None
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.2f}"
+    return str(v)
+
+
+def results_markdown(results: dict) -> str:
+    lines = ["| task | metric | value | n | note |", "|---|---|---|---|---|"]
+    for name, e in results.get("results", {}).items():
+        n = e.get("n_docs", {})
+        note = "limited: not comparable to the full split" if e.get("limited") else ""
+        if e.get("submission"):
+            note = (note + "; " if note else "") + f"submission file {e['submission']}"
+        metrics = e.get("metrics") or {"(none)": None}
+        for m, v in metrics.items():
+            lines.append(f"| {name} | {m} | {_fmt(v)} | {n.get('evaluated')}/{n.get('total')} | {note} |")
+    return "\n".join(lines) + "\n"
+
+
+def score_predictions(task: tasks_api.Task, docs: list[dict], predictions: dict[str, str]) -> dict:
+    """Score given predictions on the docs they cover (sc-eval score). No model is loaded."""
+    by_id = {d["doc_id"]: d for d in docs}
+    unknown = [k for k in predictions if k not in by_id]
+    if unknown:
+        from sc_eval.errors import DataError
+
+        raise DataError(f"{len(unknown)} predictions have ids absent from the annotations "
+                        f"(first: {unknown[0]!r}); check that --annotations matches the predictions")
+    covered = [d for d in docs if d["doc_id"] in predictions]
+    records = [make_record(task, d, "", predictions[d["doc_id"]]) for d in covered]
+    return {
+        "task": task.name,
+        "n_docs": len(records),
+        "n_docs_annotated": len(docs),
+        "metrics": task.aggregate_records(records) if records else {},
+    }

@@ -1,0 +1,203 @@
+"""Tasks: one YAML per task under tasks/<benchmark>/, plus that folder's utils.py.
+
+Listing tasks reads YAML only (no torch, no utils import). A task's utils module is imported
+the first time one of its functions is needed. Extra task folders can be added with
+``--include-tasks DIR`` (same layout), as lm-eval's ``--include_path``.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import json
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from sc_eval.errors import ConfigError, DataError, did_you_mean
+
+SUBMISSION_ONLY = "submission"  # tasks whose metrics come from a test server
+
+
+def builtin_tasks_dir() -> Path:
+    spec = importlib.util.find_spec("sc_eval.tasks")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+@dataclass
+class Task:
+    name: str
+    path: Path
+    version: Any = 1
+    aliases: list = field(default_factory=list)
+    groups: list = field(default_factory=list)
+    adapter_kind: str = "generate"
+    description: str = ""
+    data: dict = field(default_factory=dict)
+    prompt: str | None = None
+    doc_to_text: str | None = None
+    generation_kwargs: dict = field(default_factory=dict)
+    metrics: list = field(default_factory=list)
+    target_field: str | None = None
+    process_results: str | None = None
+    aggregate: str | None = None
+    score_loader: str | None = None
+    submission: str | None = None
+    raw: dict = field(default_factory=dict)
+
+    # -- utils -------------------------------------------------------------------------------
+    def utils(self):
+        """The task folder's utils.py (imported as a package module for built-in tasks)."""
+        folder = self.path.parent
+        utils_py = folder / "utils.py"
+        if not utils_py.exists():
+            raise ConfigError(f"{self.path}: task needs {utils_py}, which does not exist")
+        if folder.parent == builtin_tasks_dir():
+            return importlib.import_module(f"sc_eval.tasks.{folder.name}.utils")
+        modname = f"sc_eval_user_tasks.{folder.name}.utils"
+        spec = importlib.util.spec_from_file_location(modname, utils_py)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    def fn(self, name: str) -> Callable:
+        mod = self.utils()
+        if not hasattr(mod, name):
+            raise ConfigError(f"{self.path}: utils.py has no function {name!r}")
+        return getattr(mod, name)
+
+    # -- docs and prompts --------------------------------------------------------------------
+    def load_docs(self, data_root) -> list[dict]:
+        loader = self.data.get("loader")
+        if not loader:
+            raise ConfigError(f"{self.path}: `data.loader` is missing")
+        docs = self.fn(loader)(Path(data_root), **self.data.get("args", {}))
+        seen = set()
+        for d in docs:
+            if "doc_id" not in d:
+                raise DataError(f"task {self.name}: a document has no doc_id (loader {loader})")
+            d["doc_id"] = str(d["doc_id"])
+            if d["doc_id"] in seen:
+                raise DataError(f"task {self.name}: duplicate doc_id {d['doc_id']!r}")
+            seen.add(d["doc_id"])
+        return docs
+
+    def prompt_for(self, doc: dict) -> str:
+        if self.doc_to_text:
+            return self.fn(self.doc_to_text)(doc)
+        if self.prompt is None:
+            return ""
+        try:
+            return self.prompt.format_map(doc)
+        except KeyError as e:
+            raise DataError(f"task {self.name}, doc {doc.get('doc_id')}: prompt needs field {e}") from None
+
+    @property
+    def prompt_hash(self) -> str:
+        text = self.prompt or ""
+        if self.doc_to_text:
+            text += inspect.getsource(self.fn(self.doc_to_text))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def targets(self, doc: dict):
+        if self.target_field:
+            return doc.get(self.target_field)
+        for key in ("answers", "captions", "answer", "label"):
+            if key in doc:
+                return doc[key]
+        return None
+
+    # -- scoring -----------------------------------------------------------------------------
+    def score_doc(self, doc: dict, prediction: str) -> dict:
+        if not self.process_results:
+            return {}
+        return dict(self.fn(self.process_results)(doc, prediction))
+
+    def aggregate_records(self, records: list[dict]) -> dict:
+        """Corpus metrics: the utils aggregate when given, else the mean of each per-doc score x100."""
+        if self.aggregate:
+            return dict(self.fn(self.aggregate)(records))
+        out = {}
+        for m in self.metrics:
+            vals = [r["scores"][m] for r in records if m in r.get("scores", {})]
+            out[m] = 100.0 * sum(vals) / len(vals) if vals else None
+        return out
+
+    def describe(self) -> dict:
+        return {"task": self.name, "version": self.version, "prompt_hash": self.prompt_hash,
+                "generation_kwargs": self.generation_kwargs}
+
+
+_FIELDS = {f for f in Task.__dataclass_fields__} - {"name", "path", "raw"}
+
+
+def _load_yaml(path: Path) -> Task:
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML ({e})") from None
+    if "task" not in raw:
+        raise ConfigError(f"{path}: missing `task:` name")
+    unknown = set(raw) - _FIELDS - {"task"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")
+    kw = {k: v for k, v in raw.items() if k in _FIELDS}
+    for k in ("aliases", "groups", "metrics"):
+        if isinstance(kw.get(k), str):
+            kw[k] = [kw[k]]
+    return Task(name=raw["task"], path=path, raw=raw, **kw)
+
+
+def discover(include: list | tuple = ()) -> dict[str, Task]:
+    """All tasks by name: the built-in ones, then each include dir (later dirs override)."""
+    roots = [builtin_tasks_dir(), *[Path(p) for p in include]]
+    tasks: dict[str, Task] = {}
+    for root in roots:
+        if not root.is_dir():
+            raise ConfigError(f"task folder {root} does not exist")
+        for y in sorted(root.glob("*/*.yaml")):
+            t = _load_yaml(y)
+            tasks[t.name] = t
+    return tasks
+
+
+def resolve(spec: str, include: list | tuple = ()) -> list[Task]:
+    """'textvqa,gqa' -> tasks, resolving aliases, groups and 'all'; order kept, duplicates once."""
+    tasks = discover(include)
+    aliases = {a: t.name for t in tasks.values() for a in t.aliases}
+    groups: dict[str, list[str]] = {}
+    for t in tasks.values():
+        for g in t.groups:
+            groups.setdefault(g, []).append(t.name)
+    out: list[str] = []
+    for item in [s.strip() for s in spec.split(",") if s.strip()]:
+        if item == "all":
+            names = list(tasks)
+        elif item in tasks:
+            names = [item]
+        elif item in aliases:
+            names = [aliases[item]]
+        elif item in groups:
+            names = groups[item]
+        else:
+            known = [*tasks, *aliases, *groups]
+            raise ConfigError(f"unknown task {item!r}{did_you_mean(item, known)}; "
+                              "`sc-eval ls tasks` lists names, aliases and groups")
+        out += [n for n in names if n not in out]
+    if not out:
+        raise ConfigError("no task given (--tasks a,b)")
+    return [tasks[n] for n in out]
+
+
+def fingerprint(adapter_fingerprint: str, task: Task) -> str:
+    blob = json.dumps({"adapter": adapter_fingerprint, **task.describe()}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def template_fields(template: str) -> list[str]:
+    return [f for _, f, _, _ in string.Formatter().parse(template) if f]
