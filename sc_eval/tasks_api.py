@@ -47,6 +47,7 @@ class Task:
     aggregate: str | None = None
     score_loader: str | None = None
     submission: str | None = None
+    headline: str | None = None   # the metric a comparison table shows (default: the first)
     raw: dict = field(default_factory=dict)
 
     # -- utils -------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ ADAPTERS = [
 
 
 def add_arguments(p) -> None:
-    p.add_argument("what", nargs="?", default="tasks", choices=["tasks", "encoders", "adapters", "models"])
+    p.add_argument("what", nargs="?", default="tasks", choices=["tasks", "encoders", "adapters", "models"],
+                   help="what to list (default: tasks)")
     p.add_argument("--include-tasks", action="append", default=[], metavar="DIR",
                    help="extra task folders (same layout as tasks/)")
 

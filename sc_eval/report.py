@@ -1,0 +1,174 @@
+"""Comparison tables and plots from run directories (`sc-eval report`, the demo's last stage)."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from pathlib import Path
+
+import yaml
+
+from sc_eval.errors import DataError
+from sc_eval.io import atomic_write_bytes, atomic_write_text, iter_jsonl
+
+log = logging.getLogger(__name__)
+
+# What a comparison table shows per task when the task does not say (first metric otherwise).
+HEADLINE = {"coco_caption": "cider", "pope": "f1", "mme": "perception"}
+PREFERRED = ("cider", "vqa_acc", "accuracy", "f1", "top1", "mean", "perception")
+
+
+def find_runs(paths) -> list[Path]:
+    """Run directories among `paths`: each path itself, or its sub-directories with results.json."""
+    runs = []
+    for p in paths:
+        p = Path(p)
+        if (p / "results.json").exists():
+            runs.append(p)
+        elif p.is_dir():
+            runs += sorted(q.parent for q in p.glob("*/results.json"))
+        else:
+            raise DataError(f"{p}: not a run directory (no results.json) and not a folder")
+    if not runs:
+        raise DataError(f"no results.json under {', '.join(map(str, paths))}")
+    return runs
+
+
+def run_label(run: Path, results: dict) -> str:
+    """The encoder a run measured (results.json `encoder`, else config.yaml), else the dir name."""
+    if results.get("label"):
+        return str(results["label"])
+    if results.get("encoder"):
+        return str(results["encoder"])
+    cfg = run / "config.yaml"
+    if cfg.exists():
+        conf = yaml.safe_load(cfg.read_text()) or {}
+        if conf.get("encoder"):
+            return str(conf["encoder"])
+    return run.name
+
+
+def headline(task: str, metrics: dict) -> str | None:
+    if task in HEADLINE and HEADLINE[task] in metrics:
+        return HEADLINE[task]
+    try:
+        from sc_eval import tasks_api
+
+        t = tasks_api.discover().get(task)
+        if t and t.headline in metrics:
+            return t.headline
+    except Exception:  # an unknown or user task: fall back to the metric names
+        pass
+    for m in PREFERRED:
+        if m in metrics:
+            return m
+    return next(iter(metrics), None)
+
+
+def collect(runs: list[Path]) -> tuple[list[str], list[str], dict]:
+    """rows (labels), columns ("task metric"), cells {(row, col): (value, limited)}."""
+    rows, cols, cells = [], [], {}
+    for run in runs:
+        with open(run / "results.json", encoding="utf-8") as f:
+            res = json.load(f)
+        label = run_label(run, res)
+        if label not in rows:
+            rows.append(label)
+        for task, entry in res.get("results", {}).items():
+            metrics = {k: v for k, v in (entry.get("metrics") or {}).items() if isinstance(v, (int, float))}
+            m = headline(task, metrics)
+            if m is None:
+                continue
+            col = f"{task} {m}"
+            if col not in cols:
+                cols.append(col)
+            cells[(label, col)] = (float(metrics[m]), bool(entry.get("limited")))
+    return rows, cols, cells
+
+
+def markdown(rows, cols, cells) -> str:
+    lines = ["| encoder | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+    any_limited = False
+    for r in rows:
+        vals = []
+        for c in cols:
+            if (r, c) not in cells:
+                vals.append("-")
+                continue
+            v, lim = cells[(r, c)]
+            any_limited |= lim
+            vals.append(f"{v:.2f}" + ("*" if lim else ""))
+        lines.append(f"| {r} | " + " | ".join(vals) + " |")
+    if any_limited:
+        lines.append("")
+        lines.append("\\* scored on a `--limit` subset: not comparable with full-split numbers.")
+    return "\n".join(lines) + "\n"
+
+
+def _csv(rows, cols, cells) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["encoder", "task", "metric", "value", "limited"])
+    for r in rows:
+        for c in cols:
+            if (r, c) in cells:
+                task, metric = c.rsplit(" ", 1)
+                v, lim = cells[(r, c)]
+                w.writerow([r, task, metric, f"{v:.4f}", int(lim)])
+    return buf.getvalue()
+
+
+def _savefig(fig, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def plot(rows, cols, cells, runs, out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    plots = out / "plots"
+    plots.mkdir(parents=True, exist_ok=True)
+    for c in cols:
+        labels = [r for r in rows if (r, c) in cells]
+        fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(labels), 3))
+        ax.bar(range(len(labels)), [cells[(r, c)][0] for r in labels], color="#4878a8")
+        ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
+        ax.set_title(c)
+        path = plots / (c.replace(" ", "_").replace("/", "_") + ".png")
+        _savefig(fig, path)
+        plt.close(fig)
+        written.append(path)
+    curves = [(r, r / "metrics.jsonl") for r in runs if (r / "metrics.jsonl").exists()]
+    if curves:
+        fig, ax = plt.subplots(figsize=(5, 3))
+        for run, path in curves:
+            recs = [x for x in iter_jsonl(path, skip_truncated_tail=True) if "loss" in x and "step" in x]
+            if recs:
+                ax.plot([x["step"] for x in recs], [x["loss"] for x in recs], label=run.name)
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss")
+        ax.legend(fontsize=7)
+        path = plots / "pretraining_loss.png"
+        _savefig(fig, path)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def build_report(paths, out: Path, plots: bool = True, extra_runs=()) -> str:
+    """Write report.md, report.csv (and plots/) under `out`; return the Markdown table."""
+    runs = find_runs(paths)
+    rows, cols, cells = collect(runs)
+    table = markdown(rows, cols, cells)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "report.md", table)
+    atomic_write_text(out / "report.csv", _csv(rows, cols, cells))
+    if plots:
+        plot(rows, cols, cells, [*runs, *[Path(r) for r in extra_runs]], out)
+    return table

@@ -1,0 +1,64 @@
+"""The command line as a user meets it: help texts, errors, config files, light start-up."""
+import subprocess
+import sys
+
+import pytest
+
+from sc_eval.cli import COMMANDS, main
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_subcommand_documents_its_flags(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: sc-eval " + command)
+    # every option carries a help text
+    import argparse
+
+    from sc_eval.cli import build_parser
+
+    parser = build_parser(command)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    undocumented = [a.option_strings or a.dest for a in sub._actions
+                    if a.help in (None, "") and not isinstance(a, argparse._HelpAction)]
+    assert not undocumented, f"flags without help in `sc-eval {command}`: {undocumented}"
+
+
+def test_python_dash_m_and_top_level_help():
+    out = subprocess.run([sys.executable, "-m", "sc_eval", "--help"], capture_output=True, text=True, check=True).stdout
+    for name in COMMANDS:
+        assert name in out
+
+
+def test_listing_tasks_imports_nothing_heavy():
+    code = ("import sys; from sc_eval.cli import main; main(['ls', 'tasks']); "
+            "heavy = [m for m in ('torch', 'transformers', 'peft', 'timm', 'pycocoevalcap') if m in sys.modules]; "
+            "print('HEAVY', heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY []" in out
+
+
+def test_unknown_task_gets_a_did_you_mean(capsys, tmp_path):
+    preds = tmp_path / "p.json"
+    preds.write_text("[]")
+    assert main(["score", "vqav2_vall", "--predictions", str(preds), "--annotations", str(preds)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sc-eval: error: unknown task 'vqav2_vall'") and "did you mean" in err
+    assert "\n" == err[-1] and err.count("\n") == 1  # one line, no traceback
+
+
+def test_config_file_sets_defaults_and_rejects_unknown_keys(tmp_path, capsys):
+    from sc_eval.cli import _apply_config_defaults, build_parser
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("seed: 7\nbatch-size: 3\n")
+    argv = ["probe", "--config", str(cfg), "--seed", "9"]
+    parser = build_parser("probe")
+    _apply_config_defaults(parser, argv)
+    args = parser.parse_args(argv)
+    assert (args.seed, args.batch_size) == (9, 3)  # the flag wins, the file fills the rest
+    cfg.write_text("sede: 7\n")
+    assert main(["probe", "--config", str(cfg)]) == 2
+    assert "unknown key 'sede'" in capsys.readouterr().err
