@@ -48,6 +48,7 @@ class Task:
     score_loader: str | None = None
     submission: str | None = None
     headline: str | None = None   # the metric a comparison table shows (default: the first)
+    prediction_reader: str | None = None  # utils fn (path, docs) -> {doc_id: prediction}, for `score`
     raw: dict = field(default_factory=dict)
 
     # -- utils -------------------------------------------------------------------------------

@@ -32,7 +32,10 @@ def run(args) -> int:
     docs = task.fn(task.score_loader)(args.annotations, questions=args.questions)
     for d in docs:
         d["doc_id"] = str(d["doc_id"])
-    preds = read_predictions(args.predictions)
+    if task.prediction_reader:  # formats whose ids need the docs to resolve (e.g. POPE's splits)
+        preds = task.fn(task.prediction_reader)(args.predictions, docs)
+    else:
+        preds = read_predictions(args.predictions)
     result = score_predictions(task, docs, preds)
     if args.output:
         atomic_write_json(args.output, result)
