@@ -1,0 +1,38 @@
+"""Faithful re-implementations of each benchmark's official scorer.
+
+Per-question functions return 0..1 (the runner averages and multiplies by 100); corpus-level
+functions (captions, POPE, MME, CircularEval) return percent, MME as its summed score.
+Everything here is pure Python except ``caption``, which imports pycocoevalcap (and needs Java)
+only when called.
+"""
+from sc_eval.metrics.choice import (FAILED, circular_accuracy, circular_rotations, mmbench_correct,
+                                    mmbench_extract, parse_scienceqa, scienceqa_correct, seed_correct)
+from sc_eval.metrics.gqa import gqa_correct, gqa_normalize
+from sc_eval.metrics.mme import COGNITION, PERCEPTION, mme_correct, mme_parse, mme_scores
+from sc_eval.metrics.pope import pope_metrics, pope_parse, pope_summary
+from sc_eval.metrics.vqa import (normalize_evalai, normalize_lmms, normalize_official, vqa_acc,
+                                 vqa_acc_lmms, vqa_acc_official, vqa_scores)
+
+
+def score_captions(*args, **kwargs):
+    """See ``sc_eval.metrics.caption.score_captions`` (imported on first use)."""
+    from sc_eval.metrics.caption import score_captions as impl
+
+    return impl(*args, **kwargs)
+
+
+def score_coco_results(*args, **kwargs):
+    """See ``sc_eval.metrics.caption.score_coco_results`` (imported on first use)."""
+    from sc_eval.metrics.caption import score_coco_results as impl
+
+    return impl(*args, **kwargs)
+
+
+__all__ = [
+    "FAILED", "COGNITION", "PERCEPTION", "circular_accuracy", "circular_rotations", "gqa_correct",
+    "gqa_normalize", "mmbench_correct", "mmbench_extract", "mme_correct", "mme_parse",
+    "mme_scores", "normalize_evalai", "normalize_lmms", "normalize_official", "parse_scienceqa",
+    "pope_metrics", "pope_parse", "pope_summary", "score_captions", "score_coco_results",
+    "scienceqa_correct", "seed_correct", "vqa_acc", "vqa_acc_lmms", "vqa_acc_official",
+    "vqa_scores",
+]

@@ -1,0 +1,127 @@
+"""GQA, POPE, ScienceQA, SEED, MMBench/CircularEval and MME scoring against hand-worked cases."""
+import pytest
+
+from sc_eval.errors import DataError
+from sc_eval.metrics import (FAILED, circular_accuracy, circular_rotations, gqa_correct,
+                             mmbench_extract, mme_parse, mme_scores, parse_scienceqa,
+                             pope_metrics, pope_parse, pope_summary, scienceqa_correct,
+                             seed_correct)
+
+
+def test_gqa_only_strips_trailing_periods_and_lowercases():
+    assert gqa_correct("Yes.", "yes") == 1.0
+    assert gqa_correct("left..", "left") == 1.0
+    assert gqa_correct(" yes", "yes") == 0.0  # no whitespace strip
+    assert gqa_correct("two", "2") == 0.0  # no number words
+    assert gqa_correct("The dog", "dog") == 0.0  # no articles
+
+
+@pytest.mark.parametrize("text, parsed", [
+    ("Yes", "yes"), ("No.", "no"), ("NO", "yes"), ("Nope", "yes"), ("No!", "yes"),
+    ("not sure", "no"), ("Yes, there is.", "yes"), ("There is no dog.", "no"),
+    ("No, there is not.", "no"), ("Yes. No.", "yes"), ("", "yes"),
+])
+def test_pope_parse_llava_rule(text, parsed):
+    assert pope_parse(text) == parsed
+
+
+def test_pope_metrics_by_hand():
+    preds = ["Yes", "No.", "NO", "Nope", "not sure", "Yes, there is.", "There is no dog.", "No!"]
+    labels = ["yes", "no", "no", "yes", "yes", "yes", "no", "no"]
+    # parsed: Y N Y Y N Y N Y -> TP 3 (1,4,6), TN 2 (2,7), FP 2 (3,8), FN 1 (5)
+    m = pope_metrics(preds, labels)
+    assert m["accuracy"] == pytest.approx(62.5)
+    assert m["precision"] == pytest.approx(60.0)
+    assert m["recall"] == pytest.approx(75.0)
+    assert m["f1"] == pytest.approx(200 * 0.6 * 0.75 / 1.35)
+    assert m["yes_ratio"] == pytest.approx(62.5)
+
+
+def test_pope_no_positive_prediction_is_zero_not_a_crash():
+    m = pope_metrics(["No."] * 4, ["yes", "no", "yes", "no"])
+    assert m == {"accuracy": 50.0, "precision": 0.0, "recall": 0.0, "f1": 0.0, "yes_ratio": 0.0}
+
+
+def test_pope_bad_input_and_summary():
+    with pytest.raises(DataError):
+        pope_metrics(["yes"], ["yes", "no"])
+    with pytest.raises(DataError):
+        pope_metrics(["yes"], ["maybe"])
+    splits = {"random": {"accuracy": 90, "precision": 80, "recall": 70, "f1": 60, "yes_ratio": 50},
+              "popular": {"accuracy": 80, "precision": 70, "recall": 60, "f1": 50, "yes_ratio": 40},
+              "adversarial": {"accuracy": 70, "precision": 60, "recall": 50, "f1": 40, "yes_ratio": 30}}
+    s = pope_summary(splits)
+    assert s["f1"] == pytest.approx(50.0) and s["adversarial_f1"] == 40
+
+
+@pytest.mark.parametrize("text, letter", [
+    ("B", "B"), ("C. dog", "C"), ("B.", FAILED), ("The answer is C.", "C"),
+    ("The answer is C", FAILED),  # the pattern wants one more character after the letter
+    ("E", FAILED),  # beyond the 4 options: counted wrong
+    ("The answer is E.", FAILED), ("", FAILED), ("b", FAILED), ("C.dog", FAILED),
+    ("The answer is A. The answer is B.", FAILED), ("I think so. The answer is D!", "D"),
+])
+def test_scienceqa_parse(text, letter):
+    assert parse_scienceqa(text, 4) == letter
+
+
+def test_scienceqa_correct():
+    assert scienceqa_correct("C. dog", 2, 4) == 1.0
+    assert scienceqa_correct("C. dog", 1, 4) == 0.0
+    assert scienceqa_correct("B.", 1, 4) == 0.0
+    assert scienceqa_correct("E", 4, 5) == 1.0
+
+
+def test_seed_first_character_rule():
+    assert seed_correct(" B ", "B") == 1.0
+    assert seed_correct("b) a dog", "B") == 1.0
+    assert seed_correct("The answer is B", "B") == 0.0
+    assert seed_correct("", "A") == 0.0
+
+
+@pytest.mark.parametrize("text, letter", [
+    ("B", "B"), ("(C)", "C"), ("D.", "D"), ("A. cat", "A"), ("The answer is D", "D"),
+    ("Answer: B", "B"), ("dog", "B"), ("I think it is a bird.", "C"), ("cat or dog", None),
+    ("", None), ("E", None),
+])
+def test_mmbench_extract(text, letter):
+    options = {"A": "cat", "B": "dog", "C": "bird", "D": "fish"}
+    assert mmbench_extract(text, options) == letter
+
+
+def test_circular_eval():
+    passes = circular_rotations(["a", "b", "c", "d"], 1)
+    assert passes == [(["a", "b", "c", "d"], "B"), (["b", "c", "d", "a"], "A"),
+                      (["c", "d", "a", "b"], "D"), (["d", "a", "b", "c"], "C")]
+    assert circular_accuracy({"q1": [True] * 4, "q2": [True, False, True, True]}) == 50.0
+
+
+@pytest.mark.parametrize("text, parsed", [
+    ("Yes", "yes"), ("no", "no"), ("Yes, it is.", "yes"), ("Not really", "no"),
+    ("nope", "no"), ("There is a dog", "other"), ("y", "other"),
+])
+def test_mme_parse(text, parsed):
+    assert mme_parse(text) == parsed
+
+
+def test_mme_scores_by_hand():
+    recs = [
+        {"category": "existence", "image": "1.jpg", "answer": "Yes", "prediction": "Yes"},
+        {"category": "existence", "image": "1.jpg", "answer": "No", "prediction": "No"},
+        {"category": "existence", "image": "2.jpg", "answer": "Yes", "prediction": "yes"},
+        {"category": "existence", "image": "2.jpg", "answer": "No", "prediction": "Yes"},
+        {"category": "code_reasoning", "image": "3.png", "answer": "Yes", "prediction": "Yes, it is"},
+        {"category": "code_reasoning", "image": "3.png", "answer": "No", "prediction": "There is no code"},
+    ]
+    s = mme_scores(recs)
+    # existence: 3/4 questions, 1/2 images -> 75 + 50; code: 1/2, 0/1 -> 50 + 0
+    assert s["existence_acc"] == 75.0 and s["existence_acc_plus"] == 50.0 and s["existence"] == 125.0
+    assert s["code_reasoning"] == 50.0
+    assert s["perception"] == 125.0 and s["cognition"] == 50.0
+
+
+def test_mme_bad_records():
+    with pytest.raises(DataError, match="color"):
+        mme_scores([{"category": "colour", "image": "x", "answer": "Yes", "prediction": "Yes"}])
+    with pytest.raises(DataError, match="two questions"):
+        mme_scores([{"category": "OCR", "image": "x", "answer": "Yes", "prediction": "Yes"}])
