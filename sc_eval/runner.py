@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from sc_eval import tasks_api
-from sc_eval.errors import ConfigError
+from sc_eval.errors import ConfigError, DataError
 from sc_eval.io import AppendLog, atomic_write_json, atomic_write_text, iter_jsonl, read_json
 from sc_eval.runtime import dist
 
@@ -136,20 +136,36 @@ def run_task(task: tasks_api.Task, adapter, run_dir: Path, data_root: Path, limi
     }
     if task.submission:
         sub = Path(run_dir) / "submissions" / f"{task.name}.json"
-        task.fn(task.submission)(records, docs, sub)
-        entry["submission"] = str(sub.relative_to(run_dir))
+        written = task.fn(task.submission)(records, docs, sub)  # may return another path (.xlsx)
+        sub = Path(written) if written else sub
+        entry["submission"] = str(sub.relative_to(run_dir)) if sub.is_relative_to(run_dir) else str(sub)
     return entry
 
 
 def evaluate(tasks, adapter, run_dir, data_root, limit=None, batch_size: int = 8,
-             overwrite: bool = False, info: dict | None = None, progress: bool = True) -> dict | None:
-    """Run every task; results.json/results.md are rewritten after each one (rank 0)."""
+             overwrite: bool = False, info: dict | None = None, progress: bool = True,
+             skip_missing_data: bool = False) -> dict | None:
+    """Run every task; results.json/results.md are rewritten after each one (rank 0).
+
+    With skip_missing_data (a group such as `all` asked for), a task whose data files are absent
+    under data_root is skipped with a warning and recorded as skipped, instead of stopping the run.
+    """
     run_dir = Path(run_dir)
     results_path = run_dir / "results.json"
     results = read_json(results_path) if (dist.is_main() and results_path.exists()) else None
     if not results or results.get("schema_version") != RESULTS_SCHEMA:
         results = {"schema_version": RESULTS_SCHEMA, "results": {}}
     for task in tasks:
+        if skip_missing_data:
+            try:
+                task.load_docs(data_root)
+            except DataError as e:
+                log.warning("skipping %s: its data is missing (%s)", task.name, e)
+                if dist.is_main():
+                    results["results"][task.name] = {"skipped": str(e), "metrics": {}}
+                    atomic_write_json(results_path, results)
+                    atomic_write_text(run_dir / "results.md", results_markdown(results))
+                continue
         entry = run_task(task, adapter, run_dir, data_root, limit=limit, batch_size=batch_size,
                          overwrite=overwrite, progress=progress)
         if entry is None:
@@ -182,6 +198,9 @@ def _fmt(v) -> str:
 def results_markdown(results: dict) -> str:
     lines = ["| task | metric | value | n | note |", "|---|---|---|---|---|"]
     for name, e in results.get("results", {}).items():
+        if e.get("skipped"):
+            lines.append(f"| {name} | - | - | - | skipped: {e['skipped']} |")
+            continue
         n = e.get("n_docs", {})
         note = "limited: not comparable to the full split" if e.get("limited") else ""
         if e.get("submission"):

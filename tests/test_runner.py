@@ -213,3 +213,14 @@ def test_two_ranks_give_the_one_process_result(tmp_path, data_root):
     assert (tmp_path / "two" / "predictions" / "toy_upper.jsonl").read_text() == \
         (tmp_path / "one" / "predictions" / "toy_upper.jsonl").read_text()
     assert not list((tmp_path / "two" / "predictions").glob("*.rank*.jsonl"))
+
+
+def test_group_run_skips_tasks_whose_data_is_missing(tmp_path, data_root):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(Exception, match="toy.jsonl"):
+        evaluate(toy("toys"), Upper(), tmp_path / "strict", tmp_path / "empty", progress=False)
+    res = evaluate(toy("toys"), Upper(), tmp_path / "run", tmp_path / "empty", progress=False,
+                   skip_missing_data=True)
+    assert set(res["results"]) == {"toy_len", "toy_upper"}
+    assert all("toy.jsonl" in e["skipped"] for e in res["results"].values())
+    assert "skipped:" in (tmp_path / "run" / "results.md").read_text()
