@@ -1,0 +1,148 @@
+"""Feature cache: encode a list of images once per (encoder, data, preprocessing), reuse after.
+
+Probes, few-shot runs and ClipCap training all read frozen-encoder features many times; a
+ViT-L pass over COCO takes far longer than the linear layer trained on it. The cache file is
+``<cache_dir>/<key>.safetensors`` with ``key = sha256(encoder fingerprint, dataset key, split,
+transform description, kind, layer, image paths)``: anything that could change a feature
+changes the key, so a stale hit is impossible and nothing needs invalidating by hand.
+Files are written atomically (temp file + rename): a killed run leaves no half file behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+from sc_eval.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+KINDS = ("pooled", "tokens")
+CACHE_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    """``$SC_EVAL_HOME/features`` (default ``~/.cache/sc-eval/features``)."""
+    home = os.environ.get("SC_EVAL_HOME") or str(Path.home() / ".cache" / "sc-eval")
+    return Path(home) / "features"
+
+
+def _transform_description(encoder) -> str:
+    t = getattr(encoder, "transform", None)
+    return getattr(t, "description", None) or repr(t)
+
+
+def cache_key(encoder, image_paths, dataset_key: str, split: str, kind: str, layer: int) -> str:
+    """The sha256 naming the cache file (see the module docstring for what it covers)."""
+    h = hashlib.sha256()
+    head = {
+        "version": CACHE_VERSION,
+        "encoder": encoder.fingerprint,
+        "dataset": str(dataset_key),
+        "split": str(split),
+        "transform": _transform_description(encoder),
+        "kind": kind,
+        "layer": int(layer) if kind == "tokens" else None,
+    }
+    h.update(json.dumps(head, sort_keys=True).encode())
+    for p in image_paths:
+        h.update(b"\0" + os.fspath(Path(p).absolute()).encode())
+    return h.hexdigest()
+
+
+def _load_image(path):
+    try:
+        from sc_eval.data.images import load_image
+    except ImportError:  # the data package is optional for this module
+        from PIL import Image
+
+        from sc_eval.errors import DataError
+
+        try:
+            with Image.open(path) as im:
+                return im.convert("RGB")
+        except (OSError, ValueError) as e:
+            raise DataError(f"{path}: cannot read image ({e})") from None
+    return load_image(path)
+
+
+def _read_cached(path: Path, n: int):
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        feats = load_file(str(path))["features"]
+    except (SafetensorError, OSError, KeyError, ValueError) as e:
+        log.warning("%s: unreadable feature cache (%s); re-encoding", path, e)
+        return None
+    if feats.shape[0] != n:
+        log.warning("%s: cached %d rows for %d images; re-encoding", path, feats.shape[0], n)
+        return None
+    return feats
+
+
+def _show_progress(progress: bool, n_batches: int) -> bool:
+    if not progress or n_batches < 2:
+        return False
+    try:
+        from sc_eval.runtime.dist import is_main
+
+        return is_main()
+    except ImportError:  # pragma: no cover - runtime is part of the package
+        return True
+
+
+def encode_images(encoder, image_paths, dataset_key: str, split: str, kind: str = "pooled",
+                  batch_size: int = 64, cache_dir=None, layer: int = -2, progress: bool = True):
+    """Features of ``image_paths`` in order: ``[N, D]`` (pooled) or ``[N, N_patches, D]`` (tokens).
+
+    The first call encodes and writes the cache; later calls with the same inputs load it and
+    never run the encoder. Repeated paths are encoded once. Returns float32 CPU tensors.
+    """
+    import torch
+
+    if kind not in KINDS:
+        raise ConfigError(f"unknown feature kind {kind!r}; use one of {', '.join(KINDS)}")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    paths = [os.fspath(p) for p in image_paths]
+    key = cache_key(encoder, paths, dataset_key, split, kind, layer)
+    path = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = path / f"{key}.safetensors"
+    if path.is_file():
+        feats = _read_cached(path, len(paths))
+        if feats is not None:
+            log.info("features for %s/%s (%d images) from cache %s", dataset_key, split, len(paths), path)
+            return feats
+
+    unique = list(dict.fromkeys(paths))
+    index = {p: i for i, p in enumerate(unique)}
+    batches = [unique[i:i + batch_size] for i in range(0, len(unique), batch_size)]
+    it = batches
+    if _show_progress(progress, len(batches)):
+        from tqdm.auto import tqdm
+
+        it = tqdm(batches, desc=f"encode {dataset_key}/{split}", unit="batch")
+    chunks = []
+    with torch.inference_mode():
+        for batch in it:
+            x = torch.stack([encoder.transform(_load_image(p)) for p in batch])
+            out = encoder.forward_pooled(x) if kind == "pooled" else encoder.forward_tokens(x, layer=layer)
+            chunks.append(out.float().cpu())
+    if chunks:
+        feats = torch.cat(chunks)
+    else:
+        feats = torch.zeros((0, encoder.width) if kind == "pooled" else (0, encoder.num_patches or 0, encoder.width))
+    if len(unique) != len(paths):
+        feats = feats[torch.tensor([index[p] for p in paths], dtype=torch.long)]
+    feats = feats.contiguous()
+
+    from sc_eval.io import atomic_save_safetensors
+
+    meta = {"encoder": encoder.fingerprint, "spec": str(getattr(encoder, "spec", "")), "dataset": str(dataset_key),
+            "split": str(split), "kind": kind, "layer": str(layer), "n": str(len(paths))}
+    atomic_save_safetensors(path, {"features": feats}, metadata=meta)
+    log.info("cached features for %s/%s (%s) at %s", dataset_key, split, tuple(feats.shape), path)
+    return feats
