@@ -1,0 +1,206 @@
+"""MMBench docs from the official TSV, the LLaVA-1.5 prompt, letter accuracy, CircularEval.
+
+Official layout: one TSV per split (``mmbench_dev_20230712.tsv``, ``MMBench_DEV_EN.tsv``...) with
+columns index, question, hint, A..D (E), answer (absent on test), category, l2-category, image
+(base64), source, split, comment. Options end at the first empty cell; an empty hint is "",
+"nan" or "none". Images are decoded once into a cache folder (``images.py``).
+
+CircularEval asks every question once per rotation of its options and counts it only when every
+pass is right. The official TSVs already hold the rotated copies as extra rows whose index is the
+original's plus k * 1,000,000; ``mmbench_en_dev`` reports ``circular_accuracy`` over those groups
+when they are present. ``mmbench_en_dev_circular`` instead builds the rotations itself from the
+original rows (LLaVA's ``--all-rounds``: options shifted left, letters fixed), doc_id
+"<index>/<rotation>", for TSVs without copies.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import sys
+from pathlib import Path
+
+from sc_eval.errors import DataError
+
+MC_SUFFIX = "\nAnswer with the option's letter from the given choices directly."
+LETTERS = ("A", "B", "C", "D", "E")
+COPY_OFFSET = 1_000_000  # official TSVs: rotated copies of question i have index i + k * 1e6
+
+
+def _missing(value) -> bool:
+    return value is None or str(value).strip().lower() in ("", "nan", "none")
+
+
+def _read_tsv(tsv: Path, decode_images: bool = True) -> list[dict]:
+    from sc_eval.tasks.mmbench.images import cache_dir_for, materialize
+
+    if not tsv.exists():
+        raise DataError(f"{tsv}: MMBench TSV not found")
+    csv.field_size_limit(sys.maxsize)  # base64 images are far longer than csv's default limit
+    folder = cache_dir_for(tsv, "mmbench") if decode_images else None
+    docs = []
+    with open(tsv, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f, delimiter="\t")
+        need = {"index", "question", "A", "B"}
+        if not need <= set(reader.fieldnames or []):
+            raise DataError(f"{tsv}: header lacks {sorted(need - set(reader.fieldnames or []))}; "
+                            "not an MMBench TSV")
+        for line, row in enumerate(reader, start=2):
+            options = []
+            for letter in LETTERS:
+                if _missing(row.get(letter)):
+                    break
+                options.append(row[letter])
+            try:
+                index = int(float(row["index"]))
+            except ValueError:
+                raise DataError(f"{tsv}:{line}: index {row['index']!r} is not a number") from None
+            image = None
+            if folder is not None and not _missing(row.get("image")):
+                try:
+                    data = base64.b64decode(row["image"], validate=False)
+                except (binascii.Error, ValueError):
+                    raise DataError(f"{tsv}:{line}: index {index}: image is not valid base64") from None
+                image = materialize(folder, str(index), data)
+            answer = None if _missing(row.get("answer")) else row["answer"].strip()
+            docs.append({
+                "doc_id": str(index), "index": index, "question": row["question"],
+                "hint": "" if _missing(row.get("hint")) else row["hint"],
+                "options": options, "answer": answer,
+                "category": row.get("category"), "l2_category": row.get("l2-category"),
+                "split": row.get("split"), "image": image,
+            })
+    if not docs:
+        raise DataError(f"{tsv}: no rows")
+    return docs
+
+
+def load_docs(root: Path, tsv: str) -> list[dict]:
+    return _read_tsv(Path(root) / tsv)
+
+
+def load_circular_docs(root: Path, tsv: str) -> list[dict]:
+    """One doc per rotation of each original question (rows with index < 1e6)."""
+    return _rotate(_read_tsv(Path(root) / tsv))
+
+
+def _rotate(rows: list[dict]) -> list[dict]:
+    from sc_eval.metrics.choice import circular_rotations
+
+    docs = []
+    for row in rows:
+        if row["index"] >= COPY_OFFSET:
+            continue  # the TSV's own copies: we rotate the original ourselves
+        if row["answer"] not in LETTERS[: len(row["options"])]:
+            raise DataError(f"MMBench index {row['index']}: answer {row['answer']!r} is not one of its options")
+        passes = circular_rotations(row["options"], LETTERS.index(row["answer"]))
+        for k, (options, letter) in enumerate(passes):
+            docs.append({**row, "doc_id": f"{row['index']}/{k}", "rotation": k,
+                         "options": options, "answer": letter})
+    return docs
+
+
+def doc_to_text(doc: dict) -> str:
+    """LLaVA-1.5's MMBench prompt: hint line (if any), question, "A. .." lines, instruction."""
+    text = f"{doc['hint']}\n{doc['question']}" if doc["hint"] else doc["question"]
+    for letter, option in zip(LETTERS, doc["options"]):
+        text += f"\n{letter}. {option}"
+    return text + MC_SUFFIX
+
+
+def process_results(doc: dict, prediction: str) -> dict:
+    """1 when the letter the output names (sc_eval.metrics.choice.mmbench_extract) is the answer."""
+    from sc_eval.metrics.choice import mmbench_correct
+
+    if doc["answer"] is None:
+        raise DataError(f"MMBench index {doc['index']}: no answer in this TSV (test split); "
+                        "use mmbench_en_test, which only writes the submission file")
+    return {"accuracy": mmbench_correct(prediction, dict(zip(LETTERS, doc["options"])), doc["answer"])}
+
+
+def aggregate(records: list[dict]) -> dict:
+    """``accuracy`` over all rows; ``circular_accuracy`` too when the TSV holds rotated copies."""
+    from sc_eval.metrics.choice import circular_accuracy
+
+    out = {"accuracy": 100.0 * sum(r["scores"]["accuracy"] for r in records) / len(records)}
+    if any(int(r["doc_id"]) >= COPY_OFFSET for r in records):
+        groups: dict[int, list[bool]] = {}
+        for r in records:
+            groups.setdefault(int(r["doc_id"]) % COPY_OFFSET, []).append(r["scores"]["accuracy"] == 1.0)
+        out["circular_accuracy"] = circular_accuracy(groups)
+    return out
+
+
+def aggregate_circular(records: list[dict]) -> dict:
+    """``circular_accuracy`` (all rotations right), ``accuracy`` of the unrotated pass alone,
+    ``pass_accuracy`` over every pass."""
+    from sc_eval.metrics.choice import circular_accuracy
+
+    groups: dict[str, list[bool]] = {}
+    first = []
+    for r in records:
+        index, _, k = str(r["doc_id"]).partition("/")
+        groups.setdefault(index, []).append(r["scores"]["accuracy"] == 1.0)
+        if k == "0":
+            first.append(r["scores"]["accuracy"])
+    out = {"circular_accuracy": circular_accuracy(groups)}
+    if first:
+        out["accuracy"] = 100.0 * sum(first) / len(first)
+    out["pass_accuracy"] = 100.0 * sum(r["scores"]["accuracy"] for r in records) / len(records)
+    return out
+
+
+# ---- scoring files and the server submission ---------------------------------------------------
+
+def load_for_scoring(annotations, questions=None) -> list[dict]:
+    """``--annotations``: the MMBench TSV (images are not decoded for scoring)."""
+    return _read_tsv(Path(annotations), decode_images=False)
+
+
+def load_circular_for_scoring(annotations, questions=None) -> list[dict]:
+    return _rotate(_read_tsv(Path(annotations), decode_images=False))
+
+
+def read_circular_predictions(path, docs: list[dict]) -> dict[str, str]:
+    """sc-eval jsonl, or LLaVA ``--all-rounds`` answers ``{"question_id", "round_id", "text"}``."""
+    from sc_eval.io import iter_jsonl
+
+    out: dict[str, str] = {}
+    for i, r in enumerate(iter_jsonl(Path(path))):
+        if "doc_id" in r and "prediction" in r:
+            out[str(r["doc_id"])] = str(r["prediction"] or "")
+        elif "question_id" in r and "text" in r and "round_id" in r:
+            out.setdefault(f"{int(r['question_id'])}/{int(r['round_id'])}", str(r["text"]))
+        else:
+            raise DataError(f"{path}:{i + 1}: need doc_id+prediction, or question_id+round_id+text "
+                            "(LLaVA's model_vqa_mmbench --all-rounds)")
+    return out
+
+
+def write_submission(records: list[dict], docs: list[dict], out_path) -> Path:
+    """The server's Excel file (LLaVA's converter: index, question, options, prediction, answer,
+    split; hint, image and category columns dropped) as ``<name>.xlsx`` beside ``out_path``;
+    ``out_path`` itself gets the same predictions as JSON ``[{"index", "prediction"}]``."""
+    from sc_eval.io import atomic_write_json
+    from sc_eval.tasks.mmbench.xlsx import write_xlsx
+
+    by_id = {str(r["doc_id"]): r["prediction"] for r in records}
+    n_opt = max(len(d["options"]) for d in docs)
+    has_answer = any(d["answer"] is not None for d in docs)
+    has_split = any(d.get("split") for d in docs)
+    header = ["index", "question", *LETTERS[:n_opt], "prediction"]
+    header += ["answer"] if has_answer else []
+    header += ["split"] if has_split else []
+    rows, preds = [], []
+    for d in docs:
+        if d["doc_id"] not in by_id:
+            continue
+        opts = d["options"] + [None] * (n_opt - len(d["options"]))
+        row = [d["index"], d["question"], *opts, by_id[d["doc_id"]]]
+        row += [d["answer"]] if has_answer else []
+        row += [d.get("split")] if has_split else []
+        rows.append(row)
+        preds.append({"index": d["index"], "prediction": by_id[d["doc_id"]]})
+    xlsx = write_xlsx(Path(out_path).with_suffix(".xlsx"), header, rows)
+    atomic_write_json(out_path, preds, indent=None)
+    return xlsx

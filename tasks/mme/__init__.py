@@ -1,0 +1,1 @@
+"""MME: yes/no question pairs per image, scored per category (acc + acc+) and summed."""

@@ -1,0 +1,1 @@
+"""MMMU validation: college-level multi-discipline questions, multiple choice and open."""

@@ -1,0 +1,1 @@
+"""POPE object-hallucination probe: random, popular and adversarial splits in one task."""

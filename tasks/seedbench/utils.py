@@ -1,0 +1,89 @@
+"""SEED-Bench docs from ``SEED-Bench.json``, the multiple-choice prompt, per-type accuracy.
+
+Official layout: ``SEED-Bench.json`` = ``{"question_type": {name: id}, "questions": [{
+"question_id", "question", "choice_a".."choice_d", "answer", "data_type", "question_type_id",
+"data_id"}]}``; image questions have ``data_type == "image"`` and their file is
+``SEED-Bench-image/<data_id>``.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from sc_eval.errors import DataError
+
+MC_SUFFIX = "\nAnswer with the option's letter from the given choices directly."
+# The official mapping, used when a file lacks its "question_type" table.
+QUESTION_TYPES = {1: "Scene Understanding", 2: "Instance Identity", 3: "Instance Attributes",
+                  4: "Instance Location", 5: "Instances Counting", 6: "Spatial Relation",
+                  7: "Instance Interaction", 8: "Visual Reasoning", 9: "Text Understanding",
+                  10: "Action Recognition", 11: "Action Prediction", 12: "Procedure Understanding"}
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+
+
+def _read(annotations: Path, image_root: Path | None) -> list[dict]:
+    from sc_eval.io import read_json
+
+    raw = read_json(annotations)
+    if not isinstance(raw, dict) or not isinstance(raw.get("questions"), list):
+        raise DataError(f"{annotations}: expected {{'questions': [...]}} (the official SEED-Bench.json)")
+    types = {int(v): k for k, v in (raw.get("question_type") or {}).items()} or QUESTION_TYPES
+    docs = []
+    for i, q in enumerate(raw["questions"]):
+        if not isinstance(q, dict) or q.get("data_type", "image") != "image":
+            continue
+        need = ("question_id", "question", "choice_a", "choice_b", "choice_c", "choice_d", "answer", "data_id")
+        missing = [k for k in need if k not in q]
+        if missing:
+            raise DataError(f"{annotations}: question #{i} ({q.get('question_id', '?')}) lacks {', '.join(missing)}")
+        type_id = int(q.get("question_type_id", 0))
+        docs.append({
+            "doc_id": str(q["question_id"]),
+            "image": os.path.abspath(image_root / q["data_id"]) if image_root else None,
+            "question": q["question"],
+            "choices": [q["choice_a"], q["choice_b"], q["choice_c"], q["choice_d"]],
+            "answer": str(q["answer"]).strip(),
+            "question_type_id": type_id,
+            "question_type": types.get(type_id, f"type {type_id}"),
+        })
+    if not docs:
+        raise DataError(f"{annotations}: no image questions (data_type 'image')")
+    return docs
+
+
+def load_docs(root: Path, annotations: str, images: str) -> list[dict]:
+    root = Path(root)
+    return _read(root / annotations, root / images)
+
+
+def load_for_scoring(annotations, questions=None) -> list[dict]:
+    """``--annotations``: SEED-Bench.json; predictions as LLaVA answer jsonl or sc-eval jsonl."""
+    return _read(Path(annotations), None)
+
+
+def doc_to_text(doc: dict) -> str:
+    options = "\n".join(f"{letter}. {c}" for letter, c in zip("ABCD", doc["choices"]))
+    return f"{doc['question']}\n{options}{MC_SUFFIX}"
+
+
+def process_results(doc: dict, prediction: str) -> dict:
+    """lmms-eval's rule, recorded both overall and under the question's type."""
+    from sc_eval.metrics.choice import seed_correct
+
+    right = seed_correct(prediction, doc["answer"])
+    return {"accuracy": right, f"accuracy_{_slug(doc['question_type'])}": right}
+
+
+def aggregate(records: list[dict]) -> dict:
+    """Mean x100 of every score key: ``accuracy`` over all image questions, then each type's
+    ``accuracy_<type>`` in the order the types first occur."""
+    sums: dict[str, list[float]] = {}
+    for r in records:
+        for k, v in (r.get("scores") or {}).items():
+            sums.setdefault(k, []).append(float(v))
+    order = ["accuracy"] + [k for k in sums if k != "accuracy"]
+    return {k: 100.0 * sum(sums[k]) / len(sums[k]) for k in order if k in sums}

@@ -1,0 +1,79 @@
+"""VizWiz-VQA docs from the official layout, per-question VQA accuracy, EvalAI submission.
+
+Official layout: ``val.json`` / ``test.json`` are JSON lists of
+``{"image", "question", "answers": [{"answer", "answer_confidence"}], "answerable", "answer_type"}``
+(test has no answers), images under ``val/`` and ``test/``. VizWiz has no question ids: the
+image file name is the id, in the annotations and in the EvalAI results ``[{"image", "answer"}]``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sc_eval.errors import DataError
+
+
+def _read(annotations: Path, image_root: Path | None, need_answers: bool) -> list[dict]:
+    from sc_eval.io import read_json
+
+    raw = read_json(annotations)
+    if not isinstance(raw, list):
+        raise DataError(f"{annotations}: expected a JSON list of VizWiz questions (official val.json/test.json)")
+    docs = []
+    for i, rec in enumerate(raw):
+        if not isinstance(rec, dict) or "image" not in rec or "question" not in rec:
+            raise DataError(f"{annotations}: record #{i} lacks 'image'/'question'; not the VizWiz layout")
+        answers = rec.get("answers")
+        if need_answers and not answers:
+            raise DataError(f"{annotations}: {rec['image']} has no 'answers'; is this the test file? "
+                            "(use vizwiz_vqa_test for test)")
+        try:
+            answers = [a["answer"] if isinstance(a, dict) else str(a) for a in (answers or [])]
+        except KeyError:
+            raise DataError(f"{annotations}: {rec['image']}: an answer record has no 'answer' field") from None
+        docs.append({
+            "doc_id": str(rec["image"]),
+            "image": os.path.abspath(image_root / rec["image"]) if image_root else None,
+            "question": rec["question"],
+            "answers": answers,
+            "answerable": rec.get("answerable"),
+            "answer_type": rec.get("answer_type"),
+        })
+    return docs
+
+
+def load_docs(root: Path, annotations: str, images: str) -> list[dict]:
+    """Docs of val.json (with answers) or test.json (without), images under ``root/images``."""
+    root = Path(root)
+    return _read(root / annotations, root / images, need_answers=Path(annotations).stem != "test")
+
+
+def process_results(doc: dict, prediction: str) -> dict:
+    """VQA accuracy (EvalAI processor, leave-one-out over the ten answers), 0..1."""
+    from sc_eval.metrics.vqa import vqa_acc
+
+    return {"vqa_acc": vqa_acc(prediction, doc["answers"])}
+
+
+def load_for_scoring(annotations, questions=None) -> list[dict]:
+    """Docs to score an EvalAI results file ``[{"image", "answer"}]`` against ``val.json``."""
+    return _read(Path(annotations), None, need_answers=True)
+
+
+def write_submission(records: list[dict], docs: list[dict], out_path) -> Path:
+    """EvalAI file ``[{"image", "answer"}]`` in doc order, answers through the EvalAI processor.
+
+    LLaVA's converter normalises answers before upload; the server normalises again, so this
+    changes nothing but makes the file identical to the reference one.
+    """
+    from sc_eval.io import atomic_write_json
+    from sc_eval.metrics.vqa import normalize_evalai
+
+    by_id = {str(r["doc_id"]): r["prediction"] for r in records}
+    missing = [d["doc_id"] for d in docs if d["doc_id"] not in by_id]
+    if missing:
+        raise DataError(f"VizWiz submission: {len(missing)} test images have no prediction "
+                        f"(first {missing[0]!r}); rerun the task without --limit")
+    sub = [{"image": d["doc_id"], "answer": normalize_evalai(by_id[d["doc_id"]])} for d in docs]
+    atomic_write_json(out_path, sub, indent=None)
+    return Path(out_path)
