@@ -1,10 +1,161 @@
-"""`sc-eval probe`: not built yet (tracked in the project's issues: linear probe and k-shot)."""
-from sc_eval.errors import ScEvalError
+"""`sc-eval probe`: linear probe, logistic regression and k-shot on a frozen encoder.
+
+    sc-eval probe --encoder random:sc-vit-tiny                      # the embedded world
+    sc-eval probe --encoder RUN_DIR --data imagenet/ --tasks linear --epochs 90
+    sc-eval probe --encoder timm:vit_base_patch16_224 --data hf:cifar10/ --tasks fewshot --shots 10
+
+Tasks (results.json names): ``linear`` -> probe_linear (BatchNorm + Linear, the paper's Table
+1 recipe), ``logreg`` -> probe_logreg (L-BFGS logistic regression, weight decay chosen on a
+validation split), ``fewshot`` -> probe_<k>shot (mean and std over --seeds). Features are
+encoded once through the shared cache; every task fits on them.
+"""
+from __future__ import annotations
+
+import logging
+
+from sc_eval.errors import ConfigError, did_you_mean
+from sc_eval.probe.fewshot import DEFAULT_FEWSHOT_WD  # light: torch is imported inside its functions
+
+log = logging.getLogger(__name__)
+
+TASKS = ("linear", "logreg", "fewshot")
 
 
 def add_arguments(parser):
-    parser.add_argument("rest", nargs="*", help="(not built yet)")
+    parser.add_argument("--encoder", required=True, help="encoder spec (anything sc_eval.load_encoder accepts, "
+                        "e.g. a run directory or random:sc-vit-tiny)")
+    parser.add_argument("--encoder-config", default=None, help="model config for an official epoch_K.pt checkpoint")
+    parser.add_argument("--tasks", default="linear,logreg,fewshot", help="comma list of linear, logreg, fewshot")
+    parser.add_argument("--data", default=None, help="ImageFolder root (ROOT/<split>/<class>/img) or hf:DIR; "
+                        "None: the embedded world's classification set")
+    parser.add_argument("--shots", type=int, default=10, help="k for the k-shot task")
+    parser.add_argument("--seeds", type=int, default=3, help="k-shot seeds: --seed, --seed+1, ...")
+    parser.add_argument("--fewshot-wd", type=float, default=DEFAULT_FEWSHOT_WD,
+                        help="k-shot L2 strength on standardised features")
+    parser.add_argument("--epochs", type=int, default=90, help="linear probe epochs (MAE's recipe)")
+    parser.add_argument("--lr", type=float, default=None, help="linear probe peak lr; None: 0.1 for sgd, 1e-3 for adamw")
+    parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adamw"], help="linear probe optimizer")
+    parser.add_argument("--probe-wd", type=float, default=0.0, help="linear probe weight decay")
 
 
-def run(args):
-    raise ScEvalError("`sc-eval probe` is not built yet in this version (linear probe and k-shot)")
+def _parse_tasks(text: str) -> list[str]:
+    tasks = [t.strip() for t in str(text).split(",") if t.strip()]
+    for t in tasks:
+        if t not in TASKS:
+            raise ConfigError(f"--tasks: unknown probe task {t!r}{did_you_mean(t, TASKS)}; choose from {', '.join(TASKS)}")
+    if not tasks:
+        raise ConfigError(f"--tasks is empty; choose from {', '.join(TASKS)}")
+    return tasks
+
+
+def _probe_batch(n_train: int) -> int:
+    """256, or n/8 (at least 16) on small train sets: an epoch of one step would leave a
+    90-epoch probe with 90 updates, far from converged (measured on the embedded world)."""
+    return min(256, max(16, n_train // 8))
+
+
+def _val_split(data, seed: int):
+    """(fit indices, val indices) of train for the logreg sweep when no separate val split is
+    held out from the scored one: a seeded 80/20 split of train."""
+    import torch
+
+    n = len(data.split("train"))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    cut = max(1, int(round(0.8 * n)))
+    return order[:cut], order[cut:]
+
+
+def run(args) -> int:
+    import torch
+
+    from sc_eval import load_encoder
+    from sc_eval.probe import datasets as D
+    from sc_eval.probe.fewshot import run_fewshot
+    from sc_eval.probe.linear import ProbeConfig, fit_logreg, logreg_sweep, predict_scores, train_linear_probe
+    from sc_eval.probe.metrics import classification_metrics
+    from sc_eval.probe.results import ResultsFile, entry, fingerprint, write_predictions
+    from sc_eval.rundir import RunDir
+    from sc_eval.runtime import dist
+
+    tasks = _parse_tasks(args.tasks)
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1 (got {args.seeds})")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be at least 1 (got {args.limit})")
+    device = dist.resolve_device(args.device)
+    dist.init_distributed(device)
+    if not dist.is_main():  # small fits on frozen features: rank 0 does it all
+        return 0
+    dist.seed_everything(args.seed)
+    data = D.load_classification(args.data, seed=0)
+    D.check_classes(data)
+    if "fewshot" in tasks:  # fail before any encoding when a class is too small for --shots
+        from sc_eval.probe.fewshot import select_kshot
+
+        select_kshot(data.split(data.train_split()).labels, args.shots, args.seed, data.classes)
+    encoder = load_encoder(args.encoder, config=args.encoder_config, device=device)
+    rd = RunDir.create(args.output_dir, "probe", args)
+    results = ResultsFile(rd.path, {"encoder": encoder.describe(), "data": data.key, "classes": data.classes})
+    enc_bs = args.batch_size or 64
+    train_name, eval_name = data.train_split(), data.eval_split()
+    feats = {s: D.split_features(encoder, data, s, batch_size=enc_bs) for s in {train_name, eval_name}}
+    train_x, train_y = feats[train_name], torch.tensor(data.split(train_name).labels)
+    test_split = data.split(eval_name)
+    n_total = len(test_split)
+    n_eval = min(n_total, args.limit) if args.limit else n_total
+    test_x, test_y = feats[eval_name][:n_eval], torch.tensor(test_split.labels[:n_eval])
+    test_images = test_split.images[:n_eval] if test_split.images is not None else None
+    common = {"encoder": encoder.fingerprint, "data": data.key, "train": train_name, "eval": eval_name,
+              "n_eval": n_eval}
+    log.info("probe: %s, %d classes, %d train / %d %s images", data.key, len(data.classes), len(train_y),
+             n_eval, eval_name)
+
+    for task in tasks:
+        if task == "linear":
+            lr = args.lr if args.lr is not None else (0.1 if args.optimizer == "sgd" else 1e-3)
+            cfg = ProbeConfig(epochs=args.epochs, lr=lr, batch_size=args.batch_size or _probe_batch(len(train_y)),
+                              optimizer=args.optimizer, weight_decay=args.probe_wd, seed=args.seed)
+            name, fp = "probe_linear", fingerprint(task="linear", v=1, cfg=vars(cfg), **common)
+            if results.reusable(name, fp, args.overwrite):
+                log.info("%s: reusing the stored result (same fingerprint)", name)
+                continue
+            head = train_linear_probe(train_x, train_y, len(data.classes), cfg, device=device)
+            scores = predict_scores(head, test_x)
+            extra = {"settings": vars(cfg)}
+        elif task == "logreg":
+            val_name = next((s for s in ("val", "validation") if s in data.splits and s != eval_name), None)
+            name, fp = "probe_logreg", fingerprint(task="logreg", v=1, val=val_name, seed=args.seed, **common)
+            if results.reusable(name, fp, args.overwrite):
+                log.info("%s: reusing the stored result (same fingerprint)", name)
+                continue
+            if val_name is not None:
+                val_x = D.split_features(encoder, data, val_name, batch_size=enc_bs)
+                val_y = torch.tensor(data.split(val_name).labels)
+                wd, tried = logreg_sweep(train_x, train_y, val_x, val_y, len(data.classes))
+                fit_x, fit_y = torch.cat([train_x, val_x]), torch.cat([train_y, val_y])
+            else:
+                a, b = _val_split(data, args.seed)
+                wd, tried = logreg_sweep(train_x[a], train_y[a], train_x[b], train_y[b], len(data.classes))
+                fit_x, fit_y = train_x, train_y
+            scores = fit_logreg(fit_x, fit_y, len(data.classes), wd).scores(test_x)
+            extra = {"weight_decay": wd, "sweep": {f"{k:.3g}": 100.0 * v for k, v in sorted(tried.items())},
+                     "val_split": val_name or "20% of train"}
+        else:
+            k = args.shots
+            wd = args.fewshot_wd
+            seeds = [args.seed + i for i in range(args.seeds)]
+            name = f"probe_{k}shot"
+            fp = fingerprint(task="fewshot", v=1, k=k, seeds=seeds, wd=wd, **common)
+            if results.reusable(name, fp, args.overwrite):
+                log.info("%s: reusing the stored result (same fingerprint)", name)
+                continue
+            out = run_fewshot(train_x, train_y, test_x, test_y, data.classes, k, seeds, wd)
+            results.put(name, entry(out["metrics"], n_total, n_eval, fp, shots=k, seeds=seeds,
+                                    weight_decay=wd, per_seed=out["per_seed"]))
+            continue
+        metrics = classification_metrics(scores, test_y, len(data.classes))
+        extra["predictions"] = write_predictions(rd.path, name, test_images, test_y.tolist(), scores, data.classes)
+        results.put(name, entry(metrics, n_total, n_eval, fp, **extra))
+        log.info("%s: %s", name, ", ".join(f"{m} {v:.2f}" for m, v in metrics.items()))
+    print(results.markdown())
+    return 0

@@ -1,10 +1,120 @@
-"""`sc-eval zeroshot`: not built yet (tracked in the project's issues: LiT zero-shot)."""
-from sc_eval.errors import ScEvalError
+"""`sc-eval zeroshot`: LiT zero-shot classification of a frozen encoder (the paper's Table 3).
+
+    sc-eval zeroshot --encoder RUN_DIR                         # train LiT on the world's pairs
+    sc-eval zeroshot --encoder RUN_DIR --pairs shards/ --steps 2000 --data imagenet/
+    sc-eval zeroshot --encoder RUN_DIR --lit runs/zeroshot-1/lit --templates my_prompts.txt
+
+Without --lit, a projection and a text tower are trained from scratch with the CLIP loss on
+--pairs (saved under the run's lit/); with --lit, a saved one is loaded. Then every class name
+of --data is filled into the prompt templates (CLIP's 80 ImageNet prompts by default) and the
+eval split is classified by cosine similarity. Result: ``zeroshot_lit`` in results.json.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+from sc_eval.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser):
-    parser.add_argument("rest", nargs="*", help="(not built yet)")
+    parser.add_argument("--encoder", required=True, help="encoder spec (anything sc_eval.load_encoder accepts)")
+    parser.add_argument("--encoder-config", default=None, help="model config for an official epoch_K.pt checkpoint")
+    parser.add_argument("--data", default=None, help="ImageFolder root or hf:DIR to classify; "
+                        "None: the embedded world's classification set")
+    parser.add_argument("--pairs", default=None, help="image-text pairs for LiT: a .jsonl, a .tar shard or a "
+                        "directory of shards; None: the embedded world's pretrain/pairs.jsonl")
+    parser.add_argument("--templates", default=None, help="prompt templates file, one per line with {}; "
+                        "None: CLIP's 80 ImageNet templates")
+    parser.add_argument("--lit", default=None, help="a saved LiT directory (a previous run's lit/): skip training")
+    parser.add_argument("--steps", type=int, default=300, help="LiT training steps")
+    parser.add_argument("--lr", type=float, default=1e-3, help="LiT peak learning rate (AdamW, cosine)")
+    parser.add_argument("--embed-dim", type=int, default=128, help="joint embedding size")
+    parser.add_argument("--text-width", type=int, default=128, help="text transformer width")
+    parser.add_argument("--text-layers", type=int, default=3, help="text transformer depth")
+    parser.add_argument("--context-length", type=int, default=32, help="text tokens per caption (CLIP: 77)")
+    parser.add_argument("--max-pairs", type=int, default=None, help="use only the first N pairs")
 
 
-def run(args):
-    raise ScEvalError("`sc-eval zeroshot` is not built yet in this version (LiT zero-shot)")
+def _file_hash(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def run(args) -> int:
+    import torch
+
+    from sc_eval import load_encoder
+    from sc_eval.probe import datasets as D
+    from sc_eval.probe import lit as L
+    from sc_eval.probe.metrics import classification_metrics
+    from sc_eval.probe.pairs import pair_features
+    from sc_eval.probe.results import ResultsFile, entry, fingerprint, write_predictions
+    from sc_eval.probe.templates import load_templates
+    from sc_eval.rundir import RunDir
+    from sc_eval.runtime import dist
+
+    heads = max(1, args.text_width // 32)  # head width 32: 4 heads at the default width 128
+    if args.text_width < 1 or args.text_width % heads:
+        raise ConfigError(f"--text-width {args.text_width} must be divisible by its {heads} attention heads")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be at least 1 (got {args.limit})")
+    templates = load_templates(args.templates)
+    device = dist.resolve_device(args.device)
+    dist.init_distributed(device)
+    if not dist.is_main():  # small fits on frozen features: rank 0 does it all
+        return 0
+    dist.seed_everything(args.seed)
+    data = D.load_classification(args.data, seed=0)
+    D.check_classes(data)
+    encoder = load_encoder(args.encoder, config=args.encoder_config, device=device)
+    rd = RunDir.create(args.output_dir, "zeroshot", args)
+    results = ResultsFile(rd.path, {"encoder": encoder.describe(), "data": data.key, "classes": data.classes})
+
+    cfg = L.LitConfig(image_width=encoder.width, embed_dim=args.embed_dim,
+                      text=L.TextConfig(context_length=args.context_length, width=args.text_width,
+                                        layers=args.text_layers, heads=heads))
+    train_cfg = L.LitTrainConfig(steps=args.steps, batch_size=args.batch_size or 128, lr=args.lr, seed=args.seed)
+    if args.lit:
+        lit_dir = Path(args.lit)
+        lit_id = {"lit": _file_hash(lit_dir / "model.safetensors")} if (lit_dir / "model.safetensors").is_file() else {}
+    else:
+        lit_dir = rd.path / "lit"
+        lit_id = {"cfg": repr(cfg), "train": repr(train_cfg), "pairs": str(args.pairs), "max_pairs": args.max_pairs}
+    eval_name = data.eval_split()
+    split = data.split(eval_name)
+    n_total = len(split)
+    n_eval = min(n_total, args.limit) if args.limit else n_total
+    fp = fingerprint(task="zeroshot_lit", v=1, encoder=encoder.fingerprint, data=data.key, eval=eval_name,
+                     n_eval=n_eval, templates=templates, classes=data.class_names, **lit_id)
+    if results.reusable("zeroshot_lit", fp, args.overwrite) and (lit_dir / "model.safetensors").is_file():
+        log.info("zeroshot_lit: reusing the stored result (same fingerprint)")
+        print(results.markdown())
+        return 0
+
+    if args.lit:
+        model = L.load_lit(lit_dir, encoder=encoder, device=device)
+    else:
+        feats, captions = pair_features(encoder, args.pairs, seed=0, batch_size=64, limit=args.max_pairs)
+        log.info("LiT: training on %d pairs for %d steps", len(captions), train_cfg.steps)
+        model = L.train_lit(feats, captions, cfg, train_cfg, device=device)
+        L.save_lit(model, lit_dir, encoder.fingerprint, extra={"train": vars(train_cfg), "pairs": str(args.pairs)})
+    classifier = L.zeroshot_classifier(model, data.class_names, templates, device=device)
+    x = D.split_features(encoder, data, eval_name, batch_size=args.batch_size or 64)[:n_eval]
+    y = torch.tensor(split.labels[:n_eval])
+    scores = L.zeroshot_scores(model, x, classifier).cpu()
+    metrics = classification_metrics(scores, y, len(data.classes))
+    images = split.images[:n_eval] if split.images is not None else None
+    extra = {"predictions": write_predictions(rd.path, "zeroshot_lit", images, y.tolist(), scores, data.classes,
+                                              prompt=templates[0]),
+             "lit": str(lit_dir), "n_templates": len(templates)}
+    results.put("zeroshot_lit", entry(metrics, n_total, n_eval, fp, **extra))
+    log.info("zeroshot_lit: %s", ", ".join(f"{m} {v:.2f}" for m, v in metrics.items()))
+    print(results.markdown())
+    return 0

@@ -1,0 +1,197 @@
+"""Classification datasets for the probes, and their frozen-encoder features.
+
+Three sources, one shape (:class:`ClassificationData`):
+
+- an ImageFolder tree ``ROOT/<split>/<class>/<image>`` read by
+  ``sc_eval.data.formats.read_imagefolder`` (the embedded world's ``classification/`` is one);
+- ``hf:DIR``: a dataset saved with ``datasets.save_to_disk`` holding an image column and an
+  integer (ClassLabel) label column;
+- nothing: the embedded world (``sc_eval.world.ensure_world``), whose class is the dominant colour.
+
+Features of path-based splits come from the shared feature cache, so a second probe of the same
+encoder never re-encodes. HF datasets hold pixels, not paths, and are encoded in memory.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sc_eval.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+_IMAGE_COLUMNS = ("image", "img", "jpg", "png")
+_LABEL_COLUMNS = ("label", "labels", "fine_label", "cls")
+
+
+@dataclass
+class Split:
+    """One split: ``labels[i]`` is the class index of ``images[i]`` (a path) or ``hf[i]``."""
+
+    name: str
+    labels: list[int]
+    images: list[str] | None = None
+    hf: object = None
+    image_column: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass
+class ClassificationData:
+    key: str  # identifies the dataset in the feature cache and in result fingerprints
+    classes: list[str]
+    splits: dict[str, Split] = field(default_factory=dict)
+
+    def split(self, name: str) -> Split:
+        if name not in self.splits:
+            raise DataError(f"{self.key}: no {name!r} split (found: {', '.join(self.splits) or 'none'})")
+        return self.splits[name]
+
+    @property
+    def class_names(self) -> list[str]:
+        """Folder names as words for prompts: 'golden_retriever' -> 'golden retriever'."""
+        return [c.replace("_", " ") for c in self.classes]
+
+    def eval_split(self) -> str:
+        """The split that is scored: test when it exists, else val (ImageNet's convention)."""
+        for s in ("test", "val", "validation"):
+            if s in self.splits:
+                return s
+        raise DataError(f"{self.key}: no test or val split to evaluate on (found: {', '.join(self.splits)})")
+
+    def train_split(self) -> str:
+        if "train" not in self.splits:
+            raise DataError(f"{self.key}: no 'train' split to fit the probe on (found: {', '.join(self.splits)}); "
+                            "expected ROOT/train/<class>/<image> beside ROOT/test/... or ROOT/val/...")
+        return "train"
+
+
+def load_classification(spec: str | None = None, seed: int = 0) -> ClassificationData:
+    """Resolve ``--data``: None (the embedded world), ``hf:DIR`` or an ImageFolder root."""
+    if spec is None:
+        from sc_eval.world import ensure_world
+
+        root = Path(ensure_world(seed=seed)) / "classification"
+        return load_imagefolder(root)
+    if str(spec).startswith("hf:"):
+        return load_hf(str(spec)[3:])
+    return load_imagefolder(Path(spec))
+
+
+def load_imagefolder(root: Path) -> ClassificationData:
+    """Every split folder under ``root`` (train/val/test...); class indices shared across splits."""
+    from sc_eval.data.formats import read_imagefolder
+
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{root}: not a directory; --data expects an ImageFolder root "
+                        "ROOT/<split>/<class>/<image> or hf:DIR")
+    split_names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not split_names:
+        raise DataError(f"{root}: no split folders (expected ROOT/train/<class>/..., ROOT/test/<class>/...)")
+    raw = {s: _normalise(read_imagefolder(root, s), root / s) for s in split_names}
+    classes = sorted({c for paths, names in raw.values() for c in names})
+    index = {c: i for i, c in enumerate(classes)}
+    data = ClassificationData(key=f"imagefolder:{root.resolve()}", classes=classes)
+    for s, (paths, names) in raw.items():
+        if paths:
+            data.splits[s] = Split(s, [index[c] for c in names], images=paths)
+    return data
+
+
+def _normalise(out, where: Path) -> tuple[list[str], list[str]]:
+    """read_imagefolder's docs -> (image paths, class names), in its order."""
+    paths, names = [], []
+    for doc in out:
+        image = doc.get("image") if isinstance(doc, dict) else None
+        name = None
+        if isinstance(doc, dict):
+            name = doc.get("class_name", doc.get("class", doc.get("label_name")))
+            if name is None and isinstance(doc.get("label"), str):
+                name = doc["label"]
+        if image is None or name is None:
+            raise DataError(f"{where}: unexpected ImageFolder record {doc!r}")
+        paths.append(str(image))
+        names.append(str(name))
+    return paths, names
+
+
+def load_hf(path: str) -> ClassificationData:
+    try:
+        import datasets
+    except ImportError:  # pragma: no cover - a declared dependency
+        from sc_eval.errors import MissingDependencyError
+
+        raise MissingDependencyError("hf:DIR datasets need the `datasets` package: pip install datasets") from None
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise DataError(f"{root}: no such directory; hf:DIR expects a datasets.save_to_disk folder")
+    try:
+        ds = datasets.load_from_disk(str(root))
+    except (FileNotFoundError, ValueError) as e:
+        raise DataError(f"{root}: not a saved HF dataset ({e}); save one with Dataset.save_to_disk") from None
+    if isinstance(ds, datasets.Dataset):
+        ds = {"train": ds}
+    first = next(iter(ds.values()))
+    image_col = next((c for c in _IMAGE_COLUMNS if c in first.column_names), None)
+    label_col = next((c for c in _LABEL_COLUMNS if c in first.column_names), None)
+    if image_col is None or label_col is None:
+        raise DataError(f"{root}: needs an image column ({'/'.join(_IMAGE_COLUMNS)}) and a label column "
+                        f"({'/'.join(_LABEL_COLUMNS)}); found {first.column_names}")
+    feat = first.features[label_col]
+    if hasattr(feat, "names"):
+        classes = list(feat.names)
+    else:
+        classes = [str(v) for v in sorted({int(v) for d in ds.values() for v in d[label_col]})]
+    data = ClassificationData(key=f"hf:{root.resolve()}:{getattr(first, '_fingerprint', '')}", classes=classes)
+    for name, d in ds.items():
+        data.splits[name] = Split(name, [int(v) for v in d[label_col]], hf=d, image_column=image_col)
+    return data
+
+
+def split_features(encoder, data: ClassificationData, split: str, batch_size: int = 64):
+    """[N, D] float32 pooled features of one split (shared cache for path-based splits)."""
+    import torch
+
+    s = data.split(split)
+    if s.images is not None:
+        from sc_eval.cache import encode_images
+
+        feats = encode_images(encoder, s.images, data.key, split, kind="pooled", batch_size=batch_size)
+    else:
+        feats = encode_pil(encoder, (s.hf[i][s.image_column] for i in range(len(s))), batch_size)
+    feats = torch.as_tensor(feats).float().cpu().clone()  # a plain tensor even if made in inference mode
+    if feats.shape[0] != len(s):
+        raise DataError(f"{data.key} {split}: got {feats.shape[0]} features for {len(s)} images")
+    return feats
+
+
+def encode_pil(encoder, images, batch_size: int = 64):
+    """Pooled features of in-memory PIL images (HF datasets, webdataset shards): no cache."""
+    import torch
+
+    out, batch = [], []
+
+    def flush():
+        x = torch.stack([encoder.transform(im) for im in batch])
+        with torch.no_grad():
+            out.append(encoder.forward_pooled(x).float().cpu())
+        batch.clear()
+
+    for im in images:
+        batch.append(im)
+        if len(batch) == batch_size:
+            flush()
+    if batch:
+        flush()
+    if not out:
+        return torch.zeros(0, encoder.width)
+    return torch.cat(out)
+
+
+def check_classes(data: ClassificationData, min_classes: int = 2) -> None:
+    if len(data.classes) < min_classes:
+        raise ConfigError(f"{data.key}: {len(data.classes)} class(es) found; a classifier needs at least {min_classes}")

@@ -1,0 +1,87 @@
+"""results.json / results.md / predictions for `sc-eval probe` and `sc-eval zeroshot`.
+
+Same schema as the evaluation runner (``schema_version`` 1, one entry per task with
+``metrics``, ``n_docs``, ``limited``, ``fingerprint``), rewritten atomically after each task so
+a crash loses nothing finished. An entry whose fingerprint (encoder, data, settings) matches is
+reused on a rerun; a different one is refused unless ``--overwrite``, as the runner does.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+from pathlib import Path
+
+from sc_eval.errors import ConfigError
+from sc_eval.io import atomic_write_json, atomic_write_text, read_json
+
+SCHEMA_VERSION = 1
+
+
+def fingerprint(**parts) -> str:
+    """sha256 (16 hex) of the JSON of everything a result depends on."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class ResultsFile:
+    def __init__(self, run_dir: Path, info: dict | None = None):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / "results.json"
+        data = read_json(self.path) if self.path.exists() else None
+        if not data or data.get("schema_version") != SCHEMA_VERSION:
+            data = {"schema_version": SCHEMA_VERSION, "results": {}}
+        self.data = data
+        self.info = info or {}
+
+    def reusable(self, task: str, fp: str, overwrite: bool) -> dict | None:
+        """The stored entry when it was made with the same fingerprint; refuse a different one."""
+        old = self.data["results"].get(task)
+        if old is None:
+            return None
+        if old.get("fingerprint") == fp:
+            return old
+        if not overwrite:
+            raise ConfigError(f"{self.path}: {task} was computed with a different setup (fingerprint "
+                              f"{old.get('fingerprint')} != {fp}); use --overwrite to replace it or another --output-dir")
+        return None
+
+    def put(self, task: str, entry: dict) -> None:
+        from sc_eval.rundir import package_versions
+        from sc_eval.runner import results_markdown
+
+        self.data["results"][task] = entry
+        self.data.update({"updated": _dt.datetime.now().isoformat(timespec="seconds"),
+                          "versions": package_versions(), **self.info})
+        atomic_write_json(self.path, self.data)
+        atomic_write_text(self.run_dir / "results.md", results_markdown(self.data))
+
+    def markdown(self) -> str:
+        from sc_eval.runner import results_markdown
+
+        return results_markdown(self.data)
+
+
+def entry(metrics: dict, total: int, evaluated: int, fp: str, **extra) -> dict:
+    return {"metrics": {k: float(v) for k, v in metrics.items()},
+            "n_docs": {"total": int(total), "evaluated": int(evaluated)},
+            "limited": evaluated < total, "fingerprint": fp, **extra}
+
+
+def write_predictions(run_dir: Path, task: str, images, labels, scores, classes: list[str],
+                      prompt: str = "") -> str:
+    """predictions/<task>.jsonl in the runner's record layout: one line per scored image."""
+    import torch
+
+    scores = torch.as_tensor(scores)
+    pred = scores.argmax(1).tolist()
+    lines = []
+    for i, (label, p) in enumerate(zip(labels, pred)):
+        image = str(images[i]) if images is not None else None
+        lines.append(json.dumps({
+            "doc_id": image if image is not None else str(i),
+            "task": task, "prompt": prompt, "image": image, "prediction": classes[p],
+            "targets": [classes[int(label)]], "scores": {"correct": float(p == int(label))},
+        }, ensure_ascii=False) + "\n")
+    out = Path(run_dir) / "predictions" / f"{task}.jsonl"
+    atomic_write_text(out, "".join(lines))
+    return str(out.relative_to(run_dir))
