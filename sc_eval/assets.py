@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from sc_eval.errors import ConfigError, DataError, MissingDependencyError
+from sc_eval.io import atomic_directory
 
 
 def package_file(package: str, relative: str, install: str) -> Path:
@@ -101,18 +101,6 @@ def save_tokenizer(tok, out_dir) -> Path:
         raise ConfigError(f"{type(tok).__name__} cannot be saved with save_pretrained; "
                           "the CLIP tokenizer ships inside open_clip and needs no copy")
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         tok.save_pretrained(str(tmp))
-        if out.exists():
-            old = out.with_name(f".{out.name}.old.{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

@@ -1,6 +1,7 @@
 """Atomic and append-only file helpers: nothing already written is ever left half-written."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -124,3 +125,29 @@ class AppendLog:
 
     def __exit__(self, *exc):
         self.close()
+
+
+@contextlib.contextmanager
+def atomic_directory(out) -> Iterator[Path]:
+    """Build a directory in a temp folder beside `out`; on success it replaces `out` whole.
+
+    A reader never sees a half-written directory: either the old one or the new one. os.replace
+    cannot swap a non-empty directory, so an existing `out` is moved aside first, then deleted.
+    """
+    import shutil
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            old = out.with_name(f".{out.name}.old.{os.getpid()}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

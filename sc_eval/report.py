@@ -66,13 +66,13 @@ def headline(task: str, metrics: dict) -> str | None:
     return next(iter(metrics), None)
 
 
-def collect(runs: list[Path]) -> tuple[list[str], list[str], dict]:
+def collect(runs: list[Path], labels: dict | None = None) -> tuple[list[str], list[str], dict]:
     """rows (labels), columns ("task metric"), cells {(row, col): (value, limited)}."""
     rows, cols, cells = [], [], {}
     for run in runs:
         with open(run / "results.json", encoding="utf-8") as f:
             res = json.load(f)
-        label = run_label(run, res)
+        label = (labels or {}).get(str(run)) or run_label(run, res)
         if label not in rows:
             rows.append(label)
         for task, entry in res.get("results", {}).items():
@@ -161,10 +161,14 @@ def plot(rows, cols, cells, runs, out: Path) -> list[Path]:
     return written
 
 
-def build_report(paths, out: Path, plots: bool = True, extra_runs=()) -> str:
-    """Write report.md, report.csv (and plots/) under `out`; return the Markdown table."""
+def build_report(paths, out: Path, plots: bool = True, extra_runs=(), labels: dict | None = None) -> str:
+    """Write report.md, report.csv (and plots/) under `out`; return the Markdown table.
+
+    labels maps a run directory (as given) to its row name; extra_runs adds training runs whose
+    metrics.jsonl loss curves are plotted.
+    """
     runs = find_runs(paths)
-    rows, cols, cells = collect(runs)
+    rows, cols, cells = collect(runs, labels)
     table = markdown(rows, cols, cells)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "report.md", table)

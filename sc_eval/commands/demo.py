@@ -1,10 +1,26 @@
-"""`sc-eval demo`: not built yet (tracked in the project's issues: demo and report)."""
-from sc_eval.errors import ScEvalError
+"""`sc-eval demo`: the paper's comparison in miniature, on the embedded world, on a CPU.
+
+Stages, each an ordinary sc-eval run directory under --output-dir (default runs/demo):
+  pretrain-superclass, pretrain-clip   tiny ViTs on the same data and budget
+  <stage>-<encoder>                    caption (CIDEr), llava (VQA tasks, POPE), probe
+  report/                              the comparison table and plots
+A stage that finished is reused on the next run (its `.done` marker); a killed stage resumes.
+"""
+from __future__ import annotations
+
+ENCODERS = ("superclass", "clip", "random")
 
 
-def add_arguments(parser):
-    parser.add_argument("rest", nargs="*", help="(not built yet)")
+def add_arguments(parser) -> None:
+    parser.add_argument("--stages", default="pretrain,caption,llava,probe,report",
+                        help="comma list of stages to run (pretrain, caption, llava, probe, report)")
+    parser.add_argument("--encoders", default=",".join(ENCODERS),
+                        help="encoders to compare: superclass, clip (both pretrained here) and random (the floor)")
+    parser.add_argument("--pretrain-steps", type=int, default=300, help="optimizer steps per pretraining run")
+    parser.add_argument("--quick", action="store_true", help="a much smaller budget (smoke test; numbers are noise)")
 
 
-def run(args):
-    raise ScEvalError("`sc-eval demo` is not built yet in this version (demo and report)")
+def run(args) -> int:
+    from sc_eval.demo import run_demo
+
+    return run_demo(args)

@@ -18,10 +18,7 @@ Three on-disk forms hold the same tower and all load into the timm model of
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 from sc_eval.errors import CheckpointError, ConfigError, DataError
@@ -309,7 +306,7 @@ def save_encoder_dir(tower, cfg, out_dir, head=None, extra: dict | None = None) 
     sibling temp dir and renamed into place, so a reader never sees half of it.
     """
     from sc_eval.encoders.base import Encoder
-    from sc_eval.io import atomic_save_safetensors, atomic_write_json
+    from sc_eval.io import atomic_directory, atomic_save_safetensors, atomic_write_json
     from sc_eval.models import TIMM_ARCHITECTURE, resolve_config, timm_model_args, timm_pretrained_cfg
 
     cfg = resolve_config(cfg)
@@ -335,23 +332,11 @@ def save_encoder_dir(tower, cfg, out_dir, head=None, extra: dict | None = None) 
             **{k: v for k, v in (extra or {}).items() if k != "source"},
         },
     }
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         atomic_save_safetensors(tmp / "model.safetensors", state, metadata={"format": "pt"})
         if head_state:
             atomic_save_safetensors(tmp / HEAD_FILE, head_state, metadata={"format": "pt"})
         atomic_write_json(tmp / "config.json", config)
-        if out.exists():
-            # os.replace cannot swap a non-empty directory: move the old one aside first.
-            old = out.with_name(f".{out.name}.old.{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

@@ -1,0 +1,102 @@
+"""The demo pipeline behind `sc-eval demo` (see sc_eval/commands/demo.py).
+
+Every stage is a normal sc-eval command run in-process with its own --output-dir, so what the
+demo does is exactly what a user would type; `DEMO_STAGES` lists those command lines.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from sc_eval.errors import ConfigError, ScEvalError
+from sc_eval.io import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+# Budgets sized for 2 CPU cores (about 10 minutes in all); --quick shrinks them for smoke tests.
+FULL = {
+    "pretrain": ["--batch-size", "64"],
+    "caption": ["--steps", "600", "--limit", "100", "--beam", "3"],
+    "llava": ["--stage1-steps", "150", "--stage2-steps", "150", "--lora-r", "16", "--lora-alpha", "32",
+              "--tasks", "vqav2_val,textvqa_val_ocr,gqa_testdev_balanced,pope", "--limit", "150"],
+    "probe": ["--tasks", "linear,fewshot", "--epochs", "30"],
+}
+QUICK = {
+    "pretrain": ["--batch-size", "16"],
+    "caption": ["--steps", "20", "--limit", "8", "--greedy"],
+    "llava": ["--stage1-steps", "4", "--stage2-steps", "4", "--lora-r", "4", "--lora-alpha", "8",
+              "--tasks", "vqav2_val,pope", "--limit", "8"],
+    "probe": ["--tasks", "fewshot", "--shots", "2", "--seeds", "1"],
+}
+
+
+def _stage(name: str, out: Path, argv: list[str]) -> Path:
+    """Run one sc-eval command into out/name unless it already finished."""
+    from sc_eval.cli import main
+
+    run_dir = out / name
+    done = run_dir / ".done"
+    if done.exists():
+        log.info("demo: %s already finished, reusing %s", name, run_dir)
+        return run_dir
+    full = [*argv, "--output-dir", str(run_dir)]
+    log.info("demo: %s: sc-eval %s", name, " ".join(full))
+    t0 = time.time()
+    rc = main(full)
+    if rc != 0:
+        raise ScEvalError(f"demo stage {name} failed (exit {rc}); see {run_dir / 'log.txt'}; "
+                          "rerun `sc-eval demo` to resume from there")
+    atomic_write_text(done, f"{time.time() - t0:.1f} s\n")
+    return run_dir
+
+
+def run_demo(args) -> int:
+    from sc_eval.report import build_report
+    from sc_eval.world import ensure_world
+
+    out = Path(args.output_dir or "runs/demo")
+    out.mkdir(parents=True, exist_ok=True)
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    encoders = [e.strip() for e in args.encoders.split(",") if e.strip()]
+    unknown = [e for e in encoders if e not in ("superclass", "clip", "random")]
+    if unknown:
+        raise ConfigError(f"--encoders: unknown {unknown}; choose from superclass, clip, random")
+    budget = QUICK if args.quick else FULL
+    common = ["--seed", str(args.seed), "--device", args.device, "--precision", args.precision]
+    t_start = time.time()
+    world = ensure_world(seed=args.seed)
+    log.info("demo: embedded world at %s", world)
+
+    specs, pretrain_dirs = {}, []
+    for enc in encoders:
+        if enc == "random":
+            specs[enc] = "random:sc-vit-tiny"
+            continue
+        name = f"pretrain-{enc}"
+        run_dir = out / name
+        if "pretrain" in stages or (run_dir / ".done").exists():
+            _stage(name, out, ["pretrain", "--objective", enc, "--steps", str(args.pretrain_steps),
+                               *budget["pretrain"], *common])
+        elif not (run_dir / "encoder").exists():
+            raise ConfigError(f"encoder {enc} needs the pretrain stage first ({run_dir} is missing)")
+        specs[enc] = str(run_dir / "encoder")
+        pretrain_dirs.append(run_dir)
+
+    eval_dirs, labels = [], {}
+    for stage, command in (("caption", "caption"), ("llava", "llava"), ("probe", "probe")):
+        if stage not in stages:
+            continue
+        for enc, spec in specs.items():
+            argv = [command, "--encoder", spec, *budget[stage], *common]
+            if command in ("caption", "llava"):
+                argv += ["--data-root", str(world)]
+            run_dir = _stage(f"{stage}-{enc}", out, argv)
+            eval_dirs.append(run_dir)
+            labels[str(run_dir)] = enc
+
+    if "report" in stages and eval_dirs:
+        table = build_report(eval_dirs, out / "report", labels=labels, extra_runs=pretrain_dirs)
+        print(table)
+        log.info("demo: report in %s (%.0f s in all)", out / "report", time.time() - t_start)
+    return 0
