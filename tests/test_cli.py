@@ -54,11 +54,11 @@ def test_config_file_sets_defaults_and_rejects_unknown_keys(tmp_path, capsys):
 
     cfg = tmp_path / "c.yaml"
     cfg.write_text("seed: 7\nbatch-size: 3\n")
-    argv = ["probe", "--config", str(cfg), "--seed", "9"]
+    argv = ["probe", "--encoder", "random:sc-vit-micro", "--config", str(cfg), "--seed", "9"]
     parser = build_parser("probe")
     _apply_config_defaults(parser, argv)
     args = parser.parse_args(argv)
     assert (args.seed, args.batch_size) == (9, 3)  # the flag wins, the file fills the rest
     cfg.write_text("sede: 7\n")
-    assert main(["probe", "--config", str(cfg)]) == 2
+    assert main(["probe", "--encoder", "random:sc-vit-micro", "--config", str(cfg)]) == 2
     assert "unknown key 'sede'" in capsys.readouterr().err

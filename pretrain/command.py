@@ -1,0 +1,64 @@
+"""`sc-eval pretrain`: train a SuperClass ViT (or the CLIP baseline) and export its encoder.
+
+With no arguments it trains the tiny ViT (sc-vit-tiny) on the embedded world for a couple of
+minutes on a CPU and writes ``<run>/encoder/``. The official recipe at scale:
+
+    torchrun --nproc_per_node 8 -m sc_eval pretrain --config pretrain/configs/superclass-b16.yaml \\
+        --data '/data/datacomp/{00000..13999}.tar' --output-dir runs/sc-b16
+
+Only argparse happens here; the trainer (torch, timm, open_clip) is imported by ``run``.
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("pretraining")
+    g.add_argument("--model", default="sc-vit-tiny",
+                   help="vision tower config name (sc-vit-micro, sc-vit-tiny, vit-s-16, vit-b-16, vit-l-16, vit-l-14) or a .json")
+    g.add_argument("--data", default=None,
+                   help="webdataset shards ('dir/{00000..00099}.tar', a folder of .tar), a .jsonl of {image, caption}, "
+                        "or a datasets.save_to_disk folder (default: the embedded world)")
+    g.add_argument("--objective", default="superclass", choices=["superclass", "clip"],
+                   help="SuperClass subword classification, or the CLIP contrastive baseline on the same tower")
+    g.add_argument("--steps", type=int, default=400, help="optimizer steps")
+    g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (official recipe: 5e-4 at batch 16k)")
+    g.add_argument("--warmup", type=int, default=None, help="warm-up steps (None: min(500, steps // 10))")
+    g.add_argument("--wd", type=float, default=0.2, help="AdamW weight decay (not on norms, biases, 1-D params)")
+    g.add_argument("--beta2", type=float, default=0.98, help="AdamW beta2 (0.95 for the large-batch recipe)")
+    g.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
+    g.add_argument("--grad-checkpointing", action="store_true", help="recompute activations in backward")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--workers", type=int, default=1, help="DataLoader worker processes per rank")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (None: torch's choice)")
+    g.add_argument("--tokenizer", default="clip", help="'clip' (the CLIP BPE, 49,408 ids) or a local HF tokenizer folder")
+    g.add_argument("--save-every", type=int, default=100, help="checkpoint (and export the encoder) every N steps")
+    g.add_argument("--log-every", type=int, default=20, help="log loss and images/s every N steps")
+    g.add_argument("--resume", nargs="?", const="latest", default=None,
+                   help="'latest' (the run's last checkpoint; starts fresh if none) or a checkpoints/step_N folder")
+    g.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    a = parser.add_argument_group("SuperClass loss (ablations)")
+    a.add_argument("--idf", default="online", choices=["online", "paper", "none"],
+                   help="online cumulative IDF (official code), the paper's static |D| formula, or none")
+    a.add_argument("--dataset-size", type=int, default=None, help="|D| for --idf paper")
+    a.add_argument("--loss", default="softmax", choices=["softmax", "bce", "softmargin", "asl", "twoway"],
+                   help="classification loss (paper Table 6); softmax is the official one")
+    a.add_argument("--mask-special", action="store_true", help="leave SOT/EOT/pad out of the targets")
+
+
+def run(args) -> int:
+    from sc_eval.pretrain.trainer import train
+
+    if args.batch_size is None:
+        args.batch_size = 64
+    result = train(args)
+    from sc_eval.runtime.dist import is_main
+
+    if is_main():
+        if result.get("already_done"):
+            print(f"pretrain: {result['run_dir']} already has {result['steps']} steps; raise --steps to train on")
+        else:
+            print(f"pretrain: {result['steps']} steps, final loss {result['loss']:.4f}; "
+                  f"encoder exported to {result['run_dir']}/encoder")
+    return 0

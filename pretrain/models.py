@@ -1,0 +1,185 @@
+"""Trainable models: the SuperClass ViT (tower + classification head) and the CLIP baseline.
+
+Both share the vision tower (``sc_eval.models.create_vit``: a timm ViT built like open_clip's,
+SDPA attention, mean over patch tokens after the final norm) so SuperClass-vs-CLIP runs differ
+only in the objective. State-dict names follow the checkpoint contract: the tower under
+``visual.``, the SuperClass head (or CLIP's image projection) under ``head.``, CLIP's text tower
+and projection under ``text.``, and ``logit_scale``.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+# Text towers for the CLIP baseline, keyed by the vision width (open_clip's pairings for
+# S/B/L; the tiny ones mirror the vision tower so a laptop run stays balanced).
+TEXT_DEFAULTS = {32: (32, 2, 2), 128: (128, 4, 4), 384: (384, 12, 6), 768: (512, 12, 8), 1024: (768, 12, 12)}
+EMBED_DEFAULTS = {32: 32, 128: 128, 384: 384, 768: 512, 1024: 768}
+
+
+class SuperClassHead(nn.Module):
+    """LayerNorm(width) -> Linear(width, V); weight ~ N(0, width^-0.5), bias 0 (the official init)."""
+
+    def __init__(self, width: int, vocab_size: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.fc = nn.Linear(width, vocab_size)
+        nn.init.normal_(self.fc.weight, std=width ** -0.5)
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(self, x):
+        return self.fc(self.norm(x))
+
+
+class SuperClassModel(nn.Module):
+    """images [B, 3, H, W] -> subword logits [B, V]."""
+
+    objective = "superclass"
+
+    def __init__(self, vit_cfg, vocab_size: int = 49408):
+        super().__init__()
+        from sc_eval.models import create_vit
+
+        self.visual = create_vit(vit_cfg)
+        self.vit_cfg = self.visual.sc_config
+        width = self.vit_cfg["width"]
+        self.head = SuperClassHead(width, vocab_size)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.visual.set_grad_checkpointing(enable)
+
+    def forward(self, images, token_ids=None):
+        return self.head(self.visual(images))
+
+
+class _TextBlock(nn.Module):
+    """Pre-LN causal transformer block using F.scaled_dot_product_attention."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.ln_1 = nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.out = nn.Linear(width, width)
+        self.ln_2 = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+
+    def forward(self, x):
+        b, n, c = x.shape
+        q, k, v = self.qkv(self.ln_1(x)).view(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.out(a.transpose(1, 2).reshape(b, n, c))
+        return x + self.mlp(self.ln_2(x))
+
+
+class TextTower(nn.Module):
+    """CLIP-style causal text transformer; the feature is the EOT position's output."""
+
+    def __init__(self, vocab_size: int, width: int, layers: int, heads: int, embed_dim: int,
+                 context_length: int = 77, eot_id: int | None = 49407):
+        super().__init__()
+        self.eot_id = eot_id
+        self.grad_checkpointing = False
+        self.token_embedding = nn.Embedding(vocab_size, width)
+        self.positional_embedding = nn.Parameter(torch.empty(context_length, width))
+        self.blocks = nn.ModuleList(_TextBlock(width, heads) for _ in range(layers))
+        self.ln_final = nn.LayerNorm(width)
+        self.proj = nn.Linear(width, embed_dim, bias=False)
+        nn.init.normal_(self.token_embedding.weight, std=0.02)
+        nn.init.normal_(self.positional_embedding, std=0.01)
+        for blk in self.blocks:  # open_clip's scaled init
+            nn.init.normal_(blk.qkv.weight, std=width ** -0.5)
+            nn.init.normal_(blk.out.weight, std=(width ** -0.5) * (2 * layers) ** -0.5)
+            nn.init.normal_(blk.mlp[0].weight, std=(2 * width) ** -0.5)
+            nn.init.normal_(blk.mlp[2].weight, std=(width ** -0.5) * (2 * layers) ** -0.5)
+        nn.init.normal_(self.proj.weight, std=width ** -0.5)
+
+    def forward(self, ids):
+        x = self.token_embedding(ids) + self.positional_embedding[: ids.shape[1]]
+        for blk in self.blocks:
+            x = checkpoint(blk, x, use_reentrant=False) if self.grad_checkpointing and self.training else blk(x)
+        x = self.ln_final(x)
+        if self.eot_id is not None:
+            is_eot = ids == self.eot_id
+            pos = torch.where(is_eot.any(1), is_eot.int().argmax(1), torch.full_like(ids[:, 0], ids.shape[1] - 1))
+        else:
+            pos = torch.full_like(ids[:, 0], ids.shape[1] - 1)
+        return self.proj(x[torch.arange(ids.shape[0], device=ids.device), pos])
+
+
+class ClipModel(nn.Module):
+    """The CLIP baseline on the same tower: returns (image_features, text_features, scale)."""
+
+    objective = "clip"
+
+    def __init__(self, vit_cfg, vocab_size: int = 49408, eot_id: int | None = 49407, text_cfg=None):
+        super().__init__()
+        from sc_eval.models import create_vit
+
+        self.visual = create_vit(vit_cfg)
+        self.vit_cfg = self.visual.sc_config
+        width = self.vit_cfg["width"]
+        tw, tl, th = TEXT_DEFAULTS.get(width, (max(64, min(width, 512)), 4, max(1, min(width, 512) // 64)))
+        embed = EMBED_DEFAULTS.get(width, min(width, 512))
+        cfg = {"width": tw, "layers": tl, "heads": th, "embed_dim": embed, **(text_cfg or {})}
+        self.text_cfg = cfg
+        self.head = nn.Module()
+        self.head.proj = nn.Linear(width, cfg["embed_dim"], bias=False)
+        nn.init.normal_(self.head.proj.weight, std=width ** -0.5)
+        self.text = TextTower(vocab_size, cfg["width"], cfg["layers"], cfg["heads"], cfg["embed_dim"], eot_id=eot_id)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.visual.set_grad_checkpointing(enable)
+        self.text.grad_checkpointing = enable
+
+    def forward(self, images, token_ids):
+        img = F.normalize(self.head.proj(self.visual(images)), dim=-1)
+        txt = F.normalize(self.text(token_ids), dim=-1)
+        return img, txt, self.logit_scale.clamp(max=math.log(100)).exp()
+
+
+class ClipLoss(nn.Module):
+    """Symmetric InfoNCE. Under a process group, features are gathered from every rank WITH
+    gradients and each rank scores its own rows against all columns (open_clip's
+    ``local_loss + gather_with_grad``): DDP's gradient averaging then equals the full-batch loss.
+    """
+
+    def forward(self, img, txt, scale):
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            from torch.distributed.nn.functional import all_gather
+
+            all_img = torch.cat(all_gather(img), 0)
+            all_txt = torch.cat(all_gather(txt), 0)
+            offset = dist.get_rank() * img.shape[0]
+        else:
+            all_img, all_txt, offset = img, txt, 0
+        labels = torch.arange(img.shape[0], device=img.device) + offset
+        up = lambda x: x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # noqa: E731
+        logits_i = scale * up(img) @ up(all_txt).t()
+        logits_t = scale * up(txt) @ up(all_img).t()
+        return (F.cross_entropy(logits_i, labels) + F.cross_entropy(logits_t, labels)) / 2
+
+
+def build_model(objective: str, vit_cfg, tokenizer):
+    if objective == "clip":
+        return ClipModel(vit_cfg, tokenizer.vocab_size, eot_id=tokenizer.eot_id)
+    return SuperClassModel(vit_cfg, tokenizer.vocab_size)
+
+
+def param_groups(model: nn.Module, weight_decay: float):
+    """AdamW groups as the official recipe: no decay on 1-D params (norms, biases, class token, scale)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        # timm stores the class token as [1, 1, D]; open_clip's is 1-D and so never decayed.
+        skip = p.ndim < 2 or name.endswith((".bias", "cls_token")) or "norm" in name or name == "logit_scale"
+        (no_decay if skip else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
