@@ -11,10 +11,8 @@ replaced: a kill at any moment leaves the previous checkpoint intact and named b
 """
 from __future__ import annotations
 
-import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 
 from sc_eval.errors import CheckpointError
@@ -41,26 +39,15 @@ def set_rng_state(state: dict) -> None:
 
 def save_checkpoint(ckpt_root: Path, step: int, model_state: dict, train_state: dict, config: dict) -> Path:
     """Write ``step_<step>`` atomically and point ``latest`` at it. Rank 0 only."""
-    from sc_eval.io import atomic_save_safetensors, atomic_torch_save, atomic_write_json, atomic_write_text
+    from sc_eval.io import (atomic_directory, atomic_save_safetensors, atomic_torch_save, atomic_write_json,
+                            atomic_write_text)
 
     ckpt_root = Path(ckpt_root)
-    ckpt_root.mkdir(parents=True, exist_ok=True)
     final = ckpt_root / f"step_{step}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".step_{step}.", suffix=".tmp", dir=ckpt_root))
-    try:
+    with atomic_directory(final) as tmp:  # a resumed run may re-save a step: replaced whole
         atomic_save_safetensors(tmp / "model.safetensors", model_state, metadata={"format": "pt", "step": str(step)})
         atomic_torch_save(tmp / "state.pt", train_state)
         atomic_write_json(tmp / "config.json", config)
-        if final.exists():  # re-saving a step (a resumed run): move the old copy aside first
-            old = ckpt_root / f".step_{step}.old.{os.getpid()}"
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     atomic_write_text(ckpt_root / "latest", f"step_{step}\n")
     return final
 
