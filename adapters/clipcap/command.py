@@ -1,0 +1,221 @@
+"""`sc-eval caption`: train a ClipCap mapper on a frozen encoder, caption the test split, score it.
+
+    sc-eval caption --encoder SPEC [--lm DIR] [--mapper transformer|mlp] [--task coco_caption]
+
+Steps (each resumable: rerun the same command after a kill):
+1. encode the training images through the feature cache (never twice for the same encoder);
+2. train the mapper (checkpoints/last.pt every --save-every steps), save ``<run>/adapter/``;
+3. caption each task's docs through the runner (predictions/<task>.jsonl, append-only);
+4. score (BLEU, METEOR, ROUGE-L, CIDEr-D) into results.json / results.md.
+
+``--adapter DIR`` skips 1-2 and evaluates a saved adapter. Defaults come from a recipe:
+``reference`` is the ClipCap/SuperClass setting for real COCO (lr 2e-5, 5,000 warm-up steps,
+batch 40, 10 epochs, K = C = 40); ``world`` is sized for the embedded world on a CPU (a few
+minutes). ``auto`` picks ``world`` when the data root is an embedded world. Any flag given
+explicitly wins over the recipe.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+RECIPES = {
+    "reference": dict(prefix_length=40, clip_length=40, mapper_layers=8, epochs=10.0, lr=2e-5,
+                      warmup=5000, batch_size=40, save_every=1000),
+    "world": dict(prefix_length=10, clip_length=10, mapper_layers=4, epochs=2.0, lr=1e-3,
+                  warmup=50, batch_size=40, save_every=100),
+}
+MLP_PREFIX_LENGTH = 10  # the reference's prefix length for the MLP mapper
+
+
+def add_arguments(p) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--encoder", required=True, help="encoder spec: anything `sc_eval.load_encoder` accepts "
+                   "(encoder dir, pretrain run, timm:NAME, open_clip:NAME, hf:DIR, random:NAME)")
+    g.add_argument("--encoder-config", default=None, help="model config for official .pt checkpoints")
+    g.add_argument("--lm", default=None, help="GPT-2 directory (save_pretrained layout); default on the "
+                   "embedded world: a tiny GPT-2 trained on the world's text (cached)")
+    g.add_argument("--mapper", choices=["transformer", "mlp"], default="transformer",
+                   help="transformer: GPT-2 frozen (the SuperClass setting); mlp: GPT-2 fine-tuned")
+    g.add_argument("--prefix-length", type=int, default=None, help="K prefix tokens (recipe default)")
+    g.add_argument("--clip-length", type=int, default=None, help="C tokens made from the feature "
+                   "(transformer mapper)")
+    g.add_argument("--mapper-layers", type=int, default=None, help="transformer mapper depth")
+    g.add_argument("--adapter", default=None, help="evaluate this saved adapter directory (no training)")
+    t = p.add_argument_group("training")
+    t.add_argument("--recipe", choices=["auto", "reference", "world"], default="auto",
+                   help="default hyper-parameters (see the command's description)")
+    t.add_argument("--train-data", default=None, help="Karpathy dataset_coco.json (train + restval) or a "
+                   "COCO captions_*.json; default: <data-root>/coco/dataset_coco.json")
+    t.add_argument("--train-images", default=None, help="image folder for --train-data (default: "
+                   "<data-root>/coco/images for Karpathy, <data-root>/coco/images/train2014 for captions json)")
+    t.add_argument("--epochs", type=float, default=None)
+    t.add_argument("--steps", type=int, default=None, help="train this many steps (overrides --epochs)")
+    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--warmup", type=int, default=None, help="warm-up steps (capped at 10%% of the run)")
+    t.add_argument("--save-every", type=int, default=None, help="steps between checkpoints")
+    d = p.add_argument_group("evaluation")
+    d.add_argument("--task", default="coco_caption", help="task name(s), comma separated")
+    d.add_argument("--include-tasks", action="append", default=[], metavar="DIR",
+                   help="extra task folders (same layout as tasks/)")
+    d.add_argument("--data-root", default=None, help="dataset root (default: the embedded world)")
+    b = d.add_mutually_exclusive_group()
+    b.add_argument("--beam", type=int, default=None, help="beam size (default: the task's, 5)")
+    b.add_argument("--greedy", action="store_true", help="greedy decoding (beam 1)")
+    d.add_argument("--max-new-tokens", type=int, default=None, help="default: the task's (67)")
+    d.add_argument("--decode-batch-size", type=int, default=32, help="images decoded together")
+
+
+def _recipe(args, data_root: Path) -> dict:
+    name = args.recipe
+    if name == "auto":
+        name = "world" if (data_root / "world.json").exists() else "reference"
+    r = dict(RECIPES[name], name=name)
+    if args.mapper == "mlp":
+        r["prefix_length"] = MLP_PREFIX_LENGTH if name == "reference" else r["prefix_length"]
+    for key in ("prefix_length", "clip_length", "mapper_layers", "epochs", "lr", "warmup", "save_every"):
+        if getattr(args, key) is not None:
+            r[key] = getattr(args, key)
+    if args.batch_size is not None:
+        r["batch_size"] = args.batch_size
+    return r
+
+
+def _lm_dir(args, data_root: Path) -> Path:
+    if args.lm:
+        return Path(args.lm)
+    from sc_eval.errors import ConfigError
+
+    if not (data_root / "world.json").exists():
+        raise ConfigError(f"--data-root {data_root} is not an embedded world: pass --lm DIR, a GPT-2 "
+                          "directory written by save_pretrained (config.json + weights + tokenizer)")
+    from sc_eval.tinylm import ensure_tiny_lm
+
+    return ensure_tiny_lm("gpt2", world_root=data_root, seed=0)
+
+
+def _train_docs(args, data_root: Path) -> tuple[list[dict], str]:
+    from sc_eval.data.formats import read_coco_captions, read_karpathy
+    from sc_eval.errors import DataError
+    from sc_eval.io import read_json
+
+    path = Path(args.train_data) if args.train_data else data_root / "coco" / "dataset_coco.json"
+    data = read_json(path)
+    if isinstance(data, dict) and isinstance(data.get("annotations"), list):
+        images = Path(args.train_images) if args.train_images else data_root / "coco" / "images" / "train2014"
+        docs = read_coco_captions(path, images)
+    elif isinstance(data, dict) and isinstance(data.get("images"), list):
+        images = Path(args.train_images) if args.train_images else data_root / "coco" / "images"
+        docs = read_karpathy(path, images, "train", include_restval=True)
+    else:
+        raise DataError(f"{path}: --train-data must be a Karpathy dataset_coco.json or a COCO captions file")
+    docs = [d for d in docs if d["captions"]]
+    if not docs:
+        raise DataError(f"{path}: no training images with captions")
+    return docs, str(path.resolve())
+
+
+def _train(args, rd, data_root, encoder, device, recipe):
+    """Train (or resume) the mapper and save the adapter directory; returns (model, tok, cfg)."""
+    from sc_eval.cache import encode_images
+
+    from .mapper import MapperConfig
+    from .model import build_model, load_adapter, load_lm, save_adapter
+    from .train import TrainConfig, fit, tokenize_captions
+
+    lm_dir = _lm_dir(args, data_root)
+    lm, tok = load_lm(lm_dir, device)
+    docs, key = _train_docs(args, data_root)
+    log.info("training on %d images (%s)", len(docs), key)
+    feats = encode_images(encoder, [d["image"] for d in docs], dataset_key=key, split="train+restval",
+                          kind="pooled", batch_size=64)
+    mcfg = MapperConfig(kind=args.mapper, input_width=int(encoder.width),
+                        lm_width=int(lm.get_input_embeddings().embedding_dim),
+                        prefix_length=recipe["prefix_length"], clip_length=recipe["clip_length"],
+                        num_layers=recipe["mapper_layers"])
+    model = build_model(mcfg, lm, lm_frozen=(args.mapper == "transformer"))
+    tcfg = TrainConfig(epochs=recipe["epochs"], steps=args.steps, batch_size=recipe["batch_size"],
+                       lr=recipe["lr"], warmup=recipe["warmup"], save_every=recipe["save_every"])
+    examples = tokenize_captions(tok, [d["captions"] for d in docs], tcfg.max_caption_tokens)
+    out = fit(model, feats, examples, tcfg, ckpt_dir=rd.checkpoints, seed=args.seed, device=device,
+              on_log=lambda s, n, v: log.info("caption step %d/%d loss %.4f", s, n, v))
+    losses = [v for _, v in out["losses"]]
+    summary = {"recipe": recipe["name"], "steps": out["steps"], "warmup": out["warmup"],
+               "resumed_from": out["resumed_from"], "train_images": len(docs), "train_captions": len(examples),
+               "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
+               "lr": tcfg.lr, "batch_size": tcfg.batch_size}
+    save_adapter(model, rd.path / "adapter", lm_dir=lm_dir, tokenizer=tok,
+                 encoder_fingerprint=encoder.fingerprint,
+                 extra={"encoder": args.encoder, "train_data": key, "train": summary})
+    log.info("adapter saved to %s (loss %s -> %s)", rd.path / "adapter", summary["first_loss"],
+             summary["final_loss"])
+    return load_adapter(rd.path / "adapter", device)
+
+
+def run(args) -> int:
+    from sc_eval import load_encoder, tasks_api
+    from sc_eval.errors import ConfigError
+    from sc_eval.rundir import RunDir
+    from sc_eval.runner import evaluate
+    from sc_eval.runtime import dist
+
+    from .adapter import ClipCapAdapter
+    from .model import load_adapter
+
+    device = dist.resolve_device(args.device)
+    dist.init_distributed(device)
+    dist.seed_everything(args.seed)
+    if args.beam is not None and args.beam < 1:
+        raise ConfigError(f"--beam {args.beam}: must be >= 1")
+    rd = RunDir.create(args.output_dir, "caption", args, main_process=dist.is_main())
+    if args.data_root:
+        data_root = Path(args.data_root)
+        if not data_root.is_dir():
+            raise ConfigError(f"--data-root {data_root}: no such directory")
+    else:
+        from sc_eval.world import ensure_world
+
+        data_root = Path(ensure_world())
+    tasks = tasks_api.resolve(args.task, args.include_tasks)
+    encoder = load_encoder(args.encoder, config=args.encoder_config, device=device)
+
+    if args.adapter:
+        model, tok, acfg = load_adapter(args.adapter, device, lm_dir=args.lm)
+    elif dist.is_main():
+        model, tok, acfg = _train(args, rd, data_root, encoder, device, _recipe(args, data_root))
+        dist.barrier()
+    else:  # other ranks wait for rank 0's adapter (training is not sharded)
+        dist.barrier()
+        model, tok, acfg = load_adapter(rd.path / "adapter", device)
+    if acfg.get("encoder_fingerprint") != encoder.fingerprint:
+        raise ConfigError(f"adapter {args.adapter or rd.path / 'adapter'} was trained on another encoder "
+                          f"({acfg.get('encoder', '?')}, fingerprint {acfg.get('encoder_fingerprint')}); "
+                          f"--encoder {args.encoder} has fingerprint {encoder.fingerprint}")
+
+    beam = 1 if args.greedy else args.beam
+    adapter = ClipCapAdapter(model, tok, encoder, adapter_config=acfg, beam=beam,
+                             max_new_tokens=args.max_new_tokens, decode_batch_size=args.decode_batch_size,
+                             features=_eval_features(tasks, encoder, data_root, args.limit))
+    info = {"command": "caption", "encoder": args.encoder, "encoder_fingerprint": encoder.fingerprint,
+            "adapter_dir": str(Path(args.adapter) if args.adapter else rd.path / "adapter"),
+            "train": acfg.get("train")}
+    evaluate(tasks, adapter, rd.path, data_root, limit=args.limit, batch_size=args.decode_batch_size,
+             overwrite=args.overwrite, info=info)
+    return 0
+
+
+def _eval_features(tasks, encoder, data_root: Path, limit):
+    """Features of every image the tasks will caption, from the feature cache (keyed by task)."""
+    from sc_eval.cache import encode_images
+
+    out = {}
+    for task in tasks:
+        docs = task.load_docs(data_root)[:limit] if limit else task.load_docs(data_root)
+        paths = [str(d["image"]) for d in docs]
+        if paths:
+            feats = encode_images(encoder, paths, dataset_key=f"{data_root.resolve()}:{task.name}",
+                                  split=str(limit or "all"), kind="pooled", batch_size=64)
+            out.update(zip(paths, feats))
+    return out

@@ -1,0 +1,159 @@
+"""Training the ClipCap mapper on frozen image features: AdamW, linear warm-up, linear decay.
+
+One example is one (image, caption) pair: an image with five captions appears five times per
+epoch, as in the reference. Each batch is padded to its longest caption; the padding is masked
+by the attention mask and excluded from the loss (model.py).
+
+Resume: ``<run>/checkpoints/last.pt`` (atomic) holds the mapper (and the LM when it is trained),
+optimizer, scheduler, step and RNG state. The data order of every epoch is a pure function of
+(seed, epoch), so a run killed at step N and rerun continues with exactly the batches it would
+have seen. Mapper snapshots ``step_<N>.safetensors`` are kept every ``save_every`` steps.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sc_eval.errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = 10           # reference: 10
+    steps: int | None = None     # overrides epochs when given
+    batch_size: int = 40         # reference: 40
+    lr: float = 2e-5             # reference: 2e-5
+    warmup: int = 5000           # reference: 5000 steps (capped at 10% of the run for short runs)
+    weight_decay: float = 0.0    # reference: none
+    max_caption_tokens: int = 40  # EOS included; longer captions are truncated
+    save_every: int = 500        # steps between checkpoints
+    grad_clip: float = 1.0
+
+
+def tokenize_captions(tokenizer, captions_per_image, max_tokens: int):
+    """[(image index, token ids with EOS)] for every caption of every image."""
+    from .model import caption_token_ids
+
+    eos = int(tokenizer.eos_token_id)
+    out = []
+    for i, caps in enumerate(captions_per_image):
+        for c in caps:
+            if c and c.strip():
+                out.append((i, caption_token_ids(tokenizer, c, eos, max_tokens)))
+    return out
+
+
+def collate(examples, pad_id: int):
+    """(image indices [B], input_ids [B, T], attention_mask [B, T]) padded on the right."""
+    import torch
+
+    t = max(len(ids) for _, ids in examples)
+    ids = torch.full((len(examples), t), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(examples), t), dtype=torch.long)
+    for r, (_, toks) in enumerate(examples):
+        ids[r, : len(toks)] = torch.tensor(toks, dtype=torch.long)
+        mask[r, : len(toks)] = 1
+    idx = torch.tensor([i for i, _ in examples], dtype=torch.long)
+    return idx, ids, mask
+
+
+def total_steps(cfg: TrainConfig, n_examples: int) -> tuple[int, int]:
+    """(steps per epoch, total steps)."""
+    per_epoch = max(1, math.ceil(n_examples / cfg.batch_size))
+    total = cfg.steps if cfg.steps is not None else max(1, math.ceil(cfg.epochs * per_epoch))
+    return per_epoch, total
+
+
+def _epoch_order(n: int, seed: int, epoch: int):
+    import torch
+
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch))
+
+
+def _schedule(warmup: int, total: int):
+    def f(step):  # linear warm-up, then linear decay to 0 at the last step
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+    return f
+
+
+def fit(model, feats, examples, cfg: TrainConfig, ckpt_dir=None, seed: int = 0, device="cpu",
+        on_log=None) -> dict:
+    """Train ``model`` (a ClipCapModel) on ``feats`` [N, D] and ``examples``; resumes from
+    ``ckpt_dir/last.pt`` when present. Returns {"steps", "losses": [(step, loss)], "resumed_from"}."""
+    import torch
+
+    from sc_eval.io import atomic_save_safetensors, atomic_torch_save
+
+    if not examples:
+        raise ValueError("no training captions")
+    n = len(examples)
+    per_epoch, total = total_steps(cfg, n)
+    warmup = min(cfg.warmup, max(1, total // 10))
+    params = model.trainable_parameters()
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(warmup, total))
+    pad_id = int(getattr(model.lm.config, "eos_token_id", 0) or 0)
+
+    step, resumed = 0, None
+    last = Path(ckpt_dir) / "last.pt" if ckpt_dir else None
+    if last is not None and last.exists():
+        try:
+            state = torch.load(last, map_location="cpu", weights_only=True)
+            model.mapper.load_state_dict(state["mapper"])
+            if "lm" in state:
+                model.lm.load_state_dict(state["lm"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["rng"])
+        except (RuntimeError, KeyError, EOFError) as e:
+            raise CheckpointError(f"{last}: cannot resume from it ({e}); delete it to start over") from None
+        if state.get("total") != total:
+            raise CheckpointError(f"{last}: was made for a {state.get('total')}-step run, this one has "
+                                  f"{total} steps; use the same settings or another --output-dir")
+        step = resumed = int(state["step"])
+        log.info("resuming ClipCap training at step %d/%d", step, total)
+
+    def save(step_now):
+        if last is None:
+            return
+        state = {"mapper": model.mapper.state_dict(), "optimizer": opt.state_dict(),
+                 "scheduler": sched.state_dict(), "rng": torch.get_rng_state(), "step": step_now,
+                 "total": total, "config": asdict(cfg)}
+        if not model.lm_frozen:
+            state["lm"] = model.lm.state_dict()
+        atomic_torch_save(last, state)
+        atomic_save_safetensors(Path(ckpt_dir) / f"step_{step_now}.safetensors", model.mapper.state_dict())
+
+    feats = feats.to(device)
+    model.to(device).train()
+    losses = []
+    order, order_epoch = None, -1
+    while step < total:
+        epoch, pos = divmod(step, per_epoch)
+        if epoch != order_epoch:
+            order, order_epoch = _epoch_order(n, seed, epoch), epoch
+        batch = [examples[j] for j in order[pos * cfg.batch_size: (pos + 1) * cfg.batch_size].tolist()]
+        idx, ids, mask = collate(batch, pad_id)
+        loss = model(feats[idx.to(device)], ids.to(device), mask.to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        sched.step()
+        step += 1
+        lv = float(loss.detach())
+        losses.append((step, lv))
+        if on_log and (step % 50 == 0 or step == total or step == 1):
+            on_log(step, total, lv)
+        if cfg.save_every and (step % cfg.save_every == 0) and step < total:
+            save(step)
+    save(step)
+    model.eval()
+    return {"steps": total, "losses": losses, "resumed_from": resumed, "warmup": warmup}

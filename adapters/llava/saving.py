@@ -1,0 +1,112 @@
+"""The adapter directory: what `--adapter DIR` reloads and what gets exported.
+
+    adapter/
+      config.json               LlavaConfig (encoder spec + fingerprint, select layer, template,
+                                projector spec, LLM path, LoRA settings)
+      projector.safetensors     the projector (sc-eval's own key names)
+      mm_projector.bin          the same weights under LLaVA's keys, torch.save of a tensor dict
+      lora/                     PEFT adapter (adapter_config.json + adapter_model.safetensors)
+      llm/                      full fine-tuning only: the whole LLM + tokenizer
+      merged_llm/               --merge-lora only: LoRA merged into the LLM, + tokenizer
+
+Written into a temporary sibling directory and renamed into place, so a crash never leaves a
+half-written adapter behind.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from sc_eval.errors import CheckpointError, ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def _is_peft(llm) -> bool:
+    return hasattr(llm, "peft_config")
+
+
+def save_adapter(model, out_dir, merge_lora: bool = False) -> Path:
+    """Write ``model``'s trained parts to ``out_dir`` (replacing it atomically)."""
+    from sc_eval.adapters.llava.projector import llava_state_dict
+    from sc_eval.io import atomic_save_safetensors, atomic_torch_save, atomic_write_json
+
+    out = Path(out_dir)
+    tmp = out.parent / f".{out.name}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    cfg = model.config
+    atomic_write_json(tmp / "config.json", dataclasses.asdict(cfg))
+    atomic_save_safetensors(tmp / "projector.safetensors", model.projector.state_dict())
+    atomic_torch_save(tmp / "mm_projector.bin", llava_state_dict(model.projector))
+    if _is_peft(model.llm):
+        model.llm.save_pretrained(tmp / "lora")
+    elif cfg.full_finetune:
+        model.llm.save_pretrained(tmp / "llm")
+        model.tokenizer.save_pretrained(tmp / "llm")
+    if merge_lora:
+        if not _is_peft(model.llm):
+            raise ConfigError("--merge-lora: this model has no LoRA weights to merge")
+        # merge_and_unload folds the LoRA deltas into the base weights in place; the model
+        # keeps producing the same outputs, it just has no separate adapter afterwards.
+        merged = model.llm.merge_and_unload()
+        merged.save_pretrained(tmp / "merged_llm")
+        model.tokenizer.save_pretrained(tmp / "merged_llm")
+        model.llm = merged
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    log.info("adapter written to %s", out)
+    return out
+
+
+def read_config(adapter_dir):
+    from sc_eval.adapters.llava.model import LlavaConfig
+    from sc_eval.io import read_json
+
+    path = Path(adapter_dir) / "config.json"
+    if not path.exists():
+        raise CheckpointError(f"--adapter {adapter_dir}: no config.json; give a directory written by "
+                              "`sc-eval llava` (<run>/adapter)")
+    raw = read_json(path)
+    known = {f.name for f in dataclasses.fields(LlavaConfig)}
+    return LlavaConfig(**{k: v for k, v in raw.items() if k in known})
+
+
+def load_adapter(adapter_dir, encoder, device: str = "cpu", precision: str = "fp32", llm_path=None):
+    """Rebuild the trained composition from an adapter directory and a loaded encoder."""
+    from safetensors.torch import load_file
+
+    from sc_eval.adapters.llava.model import build, load_llm
+
+    adapter_dir = Path(adapter_dir)
+    cfg = read_config(adapter_dir)
+    fp = getattr(encoder, "fingerprint", "")
+    if cfg.encoder_fingerprint and fp and fp != cfg.encoder_fingerprint:
+        raise CheckpointError(f"--adapter {adapter_dir} was trained on encoder {cfg.encoder} "
+                              f"(fingerprint {cfg.encoder_fingerprint[:12]}), not on the one given "
+                              f"(fingerprint {fp[:12]}); pass the same --encoder")
+    if (adapter_dir / "llm").is_dir():
+        llm_dir = adapter_dir / "llm"
+    else:
+        llm_dir = Path(llm_path or cfg.llm)
+    llm, tok = load_llm(llm_dir, device=device, precision=precision)
+    if (adapter_dir / "lora").is_dir():
+        from peft import PeftModel
+
+        llm = PeftModel.from_pretrained(llm, adapter_dir / "lora", is_trainable=False)
+    cfg.llm = str(llm_dir)
+    model = build(encoder, llm, tok, cfg, device=device)
+    state = load_file(str(adapter_dir / "projector.safetensors"))
+    try:
+        model.projector.load_state_dict(state)
+    except RuntimeError as e:
+        raise CheckpointError(f"{adapter_dir / 'projector.safetensors'}: does not fit projector "
+                              f"{cfg.projector} ({e})") from None
+    model.to(device)
+    model.eval()
+    return model

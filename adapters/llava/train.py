@@ -1,0 +1,231 @@
+"""One training stage (projector-only stage 1, LoRA/full stage 2): the fit loop with resume.
+
+A stage lives in ``<checkpoints>/<stage>/``: ``step_N/`` directories (trainable weights as
+safetensors + optimizer/scheduler/RNG state loadable with ``weights_only=True``), a ``latest``
+pointer replaced atomically, ``metrics.jsonl`` (append-only loss log) and ``done.json`` once the
+stage has finished. Rerunning the same command resumes from ``latest`` (the data order is a pure
+function of seed and step) or, for a finished stage, just reloads its weights.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageConfig:
+    name: str                      # "stage1" | "stage2" (the checkpoint sub-folder)
+    steps: int
+    batch_size: int = 8            # global batch (LLaVA: 256 stage 1, 128 stage 2)
+    grad_accum: int = 1            # micro-batches per step: batch_size / grad_accum per forward
+    lr: float = 1e-3               # stage 1: 1e-3 (LLaVA); stage 2 LoRA: 2e-4, full: 2e-5
+    projector_lr: float | None = None  # stage 2 LoRA: 2e-5 (LLaVA's mm_projector_lr)
+    warmup_ratio: float = 0.03     # LLaVA: 3% linear warm-up then cosine to 0
+    weight_decay: float = 0.0
+    grad_checkpointing: bool = False
+    save_every: int = 0            # steps between checkpoints (0: only at the end)
+    log_every: int = 10
+    seed: int = 0
+    precision: str = "fp32"
+
+
+def lr_lambda(step: int, total: int, warmup_ratio: float) -> float:
+    """Multiplier of the base lr: linear warm-up over ceil(ratio*total) steps, then cosine to 0."""
+    warm = math.ceil(warmup_ratio * total)
+    if step < warm:
+        return (step + 1) / warm
+    progress = (step - warm) / max(1, total - warm)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _batch_indices(n: int, batch_size: int, step: int, seed: int) -> list[int]:
+    """Indices of batch ``step``: epoch-wise permutations seeded by (seed, epoch); resumable."""
+    import torch
+
+    out = []
+    pos = step * batch_size
+    while len(out) < batch_size:
+        epoch, off = divmod(pos, n)
+        g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        perm = torch.randperm(n, generator=g).tolist()
+        take = perm[off:off + batch_size - len(out)]
+        out += take
+        pos += len(take)
+    return out
+
+
+def _n_predicted(labels: list[int]) -> int:
+    """Label tokens that the loss sees (the first position is never predicted)."""
+    from sc_eval.adapters.llava.templates import IGNORE_INDEX
+
+    return sum(1 for x in labels[1:] if x != IGNORE_INDEX)
+
+
+def trainable_state(model) -> dict:
+    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable(model, path) -> None:
+    from safetensors.torch import load_file
+
+    from sc_eval.errors import CheckpointError
+
+    state = load_file(str(path))
+    params = dict(model.named_parameters())
+    missing = [n for n, p in params.items() if p.requires_grad and n not in state]
+    if missing:
+        raise CheckpointError(f"{path}: lacks {len(missing)} trainable tensors (first {missing[0]}); "
+                              "it was written by a different setup: use a fresh --output-dir")
+    import torch
+
+    with torch.no_grad():
+        for n, t in state.items():
+            if n in params:
+                params[n].copy_(t)
+
+
+def _save(stage_dir: Path, step: int, model, opt, sched) -> None:
+    import torch
+
+    from sc_eval.io import atomic_save_safetensors, atomic_torch_save, atomic_write_text
+
+    final = stage_dir / f"step_{step}"
+    tmp = stage_dir / f".step_{step}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    atomic_save_safetensors(tmp / "trainable.safetensors", trainable_state(model))
+    atomic_torch_save(tmp / "state.pt", {"step": step, "optimizer": opt.state_dict(),
+                                         "scheduler": sched.state_dict(), "rng": torch.get_rng_state()})
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    atomic_write_text(stage_dir / "latest", f"step_{step}\n")
+
+
+def _save_main(stage_dir: Path, step: int, model, opt, sched) -> None:
+    """Rank 0 writes (all ranks hold the same weights); the others wait for it."""
+    from sc_eval.runtime import dist
+
+    if dist.is_main():
+        _save(stage_dir, step, model, opt, sched)
+    dist.barrier()
+
+
+def _latest(stage_dir: Path) -> Path | None:
+    p = stage_dir / "latest"
+    if not p.exists():
+        return None
+    d = stage_dir / p.read_text().strip()
+    return d if d.is_dir() else None
+
+
+def train_stage(model, data, cfg: StageConfig, ckpt_root, device: str = "cpu", progress: bool = True) -> dict:
+    """Train the parameters of ``model`` that require grad for ``cfg.steps`` steps; resumable."""
+    import torch
+
+    from sc_eval.adapters.llava.data import collate
+    from sc_eval.io import AppendLog, atomic_write_json, read_json
+
+    stage_dir = Path(ckpt_root) / cfg.name
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    done = stage_dir / "done.json"
+    last = _latest(stage_dir)
+    if done.exists() and last is not None:
+        load_trainable(model, last / "trainable.safetensors")
+        log.info("%s already finished (%s); weights reloaded", cfg.name, last.name)
+        return read_json(done)
+
+    proj = [p for p in model.projector.parameters() if p.requires_grad]
+    proj_ids = {id(p) for p in proj}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in proj_ids]
+    groups = [{"params": g, "lr": lr} for g, lr in
+              ((proj, cfg.projector_lr or cfg.lr), (rest, cfg.lr)) if g]
+    if not groups:
+        raise RuntimeError(f"{cfg.name}: nothing to train (no parameter requires grad)")
+    opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, cfg.steps, cfg.warmup_ratio))
+    start = 0
+    if last is not None:
+        load_trainable(model, last / "trainable.safetensors")
+        st = torch.load(last / "state.pt", map_location="cpu", weights_only=True)
+        opt.load_state_dict(st["optimizer"])
+        sched.load_state_dict(st["scheduler"])
+        torch.set_rng_state(st["rng"])
+        start = int(st["step"])
+        log.info("%s: resuming from %s", cfg.name, last.name)
+    if cfg.grad_checkpointing and hasattr(model.llm, "gradient_checkpointing_enable"):
+        model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+    from sc_eval.runtime import dist
+
+    rank, world = dist.rank(), dist.world_size()
+    step_fn = model
+    if world > 1:  # torchrun: each rank takes a slice of the global batch, DDP averages gradients
+        from torch.nn.parallel import DistributedDataParallel
+
+        dev_ids = [torch.device(device).index or 0] if str(device).startswith("cuda") else None
+        step_fn = DistributedDataParallel(model, device_ids=dev_ids)
+    model.train()
+    model.encoder.eval()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+    dev_type = "cuda" if str(device).startswith("cuda") else "cpu"
+    bar = None
+    if progress and rank == 0 and start < cfg.steps:
+        from tqdm import tqdm
+
+        bar = tqdm(total=cfg.steps, initial=start, desc=cfg.name, unit="step")
+    t0, window, losses = time.time(), [], []
+    with AppendLog(stage_dir / (f"metrics.rank{rank}.jsonl" if rank else "metrics.jsonl")) as mlog:
+        for step in range(start, cfg.steps):
+            idx = _batch_indices(len(data), cfg.batch_size, step, cfg.seed)[rank::world]
+            micro = max(1, math.ceil(len(idx) / cfg.grad_accum))
+            # Token-weighted mean over the whole batch, however it is split into micro-batches.
+            n_tok = sum(_n_predicted(data[i][1]) for i in idx)
+            opt.zero_grad(set_to_none=True)
+            loss_sum = 0.0
+            for j in range(0, len(idx), micro):
+                part = idx[j:j + micro]
+                ids, labels, pixels = collate([data[i] for i in part], model.encoder, device)
+                with torch.autocast(dev_type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                    loss = step_fn(ids, pixels, labels, reduction="sum") / n_tok
+                if not torch.isfinite(loss):
+                    raise RuntimeError(f"{cfg.name}: loss is {loss.item()} at step {step}; lower the learning rate")
+                loss.backward()
+                loss_sum += loss.item()
+            loss = torch.tensor(loss_sum)
+            opt.step()
+            sched.step()
+            window.append(loss.item())
+            losses.append(loss.item())
+            n = step + 1
+            if n % cfg.log_every == 0 or n == cfg.steps:
+                rec = {"stage": cfg.name, "step": n, "loss": sum(window) / len(window),
+                       "lr": sched.get_last_lr()[-1], "steps_per_s": len(window) / max(1e-9, time.time() - t0)}
+                mlog.write_many([rec])
+                log.info("%s step %d/%d loss %.4f lr %.2e", cfg.name, n, cfg.steps, rec["loss"], rec["lr"])
+                t0, window = time.time(), []
+            if cfg.save_every and n % cfg.save_every == 0 and n < cfg.steps:
+                _save_main(stage_dir, n, model, opt, sched)
+            if bar:
+                bar.update(1)
+    if bar:
+        bar.close()
+    if cfg.grad_checkpointing and hasattr(model.llm, "gradient_checkpointing_disable"):
+        model.llm.gradient_checkpointing_disable()
+    _save_main(stage_dir, cfg.steps, model, opt, sched)
+    summary = {"stage": cfg.name, "steps": cfg.steps, "config": asdict(cfg),
+               "first_loss": losses[0] if losses else None,
+               "final_loss": sum(losses[-10:]) / len(losses[-10:]) if losses else None}
+    if rank == 0:
+        atomic_write_json(done, summary)
+    dist.barrier()
+    model.eval()
+    return summary

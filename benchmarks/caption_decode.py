@@ -1,0 +1,99 @@
+"""Batched versus one-image-at-a-time ClipCap beam search, in one run, on the same model.
+
+A GPT-2-small-sized language model (12 layers, 768 wide, 50,257 ids; random weights: none can be
+downloaded) with the reference transformer mapper (K = C = 40) captions the same image features
+twice: ``--batch`` images per beam search, then one image per search. Both use the same code path
+(sc_eval.adapters.clipcap.decode.beam_search). Prints one JSON object: images/s of each, their
+ratio, and whether every caption is identical (it must be: batching must not change a caption).
+
+The features are random vectors of the encoder width: the encoder is not part of what is timed.
+A random LM rarely emits "." or EOS, so most captions run to --max-new-tokens, the worst case.
+
+    python benchmarks/caption_decode.py [--images 64] [--batch 32] [--max-new-tokens 67] [--device cpu]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+
+def build(args, torch):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from sc_eval.adapters.clipcap.mapper import MapperConfig
+    from sc_eval.adapters.clipcap.model import build_model
+
+    torch.manual_seed(args.seed)
+    lm = GPT2LMHeadModel(GPT2Config(vocab_size=50257, n_layer=args.layers, n_embd=args.width,
+                                    n_head=args.width // 64, n_positions=1024))
+    cfg = MapperConfig(kind="transformer", input_width=args.feature_width, lm_width=args.width,
+                       prefix_length=40, clip_length=40, num_layers=8, num_heads=8)
+    return build_model(cfg, lm, lm_frozen=True).to(args.device).eval()
+
+
+def timed(fn, sync):
+    sync()
+    t = time.perf_counter()
+    out = fn()
+    sync()
+    return out, time.perf_counter() - t
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--images", type=int, default=64)
+    p.add_argument("--batch", type=int, default=32, help="images per batched beam search")
+    p.add_argument("--beam", type=int, default=5)
+    p.add_argument("--max-new-tokens", type=int, default=67)
+    p.add_argument("--layers", type=int, default=12)
+    p.add_argument("--width", type=int, default=768)
+    p.add_argument("--feature-width", type=int, default=768, help="the encoder's pooled width")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+
+    import torch
+
+    from sc_eval.adapters.clipcap.decode import beam_search
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = build(args, torch)
+    feats = torch.randn(args.images, args.feature_width, generator=torch.Generator().manual_seed(1))
+    feats = feats.to(args.device)
+    eos, dot = 50256, 13
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+
+    def search(x):
+        return beam_search(model, x, beam=args.beam, max_new_tokens=args.max_new_tokens,
+                           stop_ids=[dot, eos], eos_id=eos)
+
+    search(feats[:2])  # warm-up (allocator, kernels)
+    batched, t_batched = timed(lambda: [c for i in range(0, args.images, args.batch)
+                                        for c in search(feats[i:i + args.batch])], sync)
+    single, t_single = timed(lambda: [search(feats[i:i + 1])[0] for i in range(args.images)], sync)
+    same = [a == b for a, b in zip(batched, single)]
+    result = {
+        "benchmark": "clipcap beam search, batched vs one image at a time",
+        "model": f"GPT-2 {args.layers}x{args.width} (random), transformer mapper K=C=40",
+        "device": args.device if not args.device.startswith("cuda") else torch.cuda.get_device_name(),
+        "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+        "images": args.images, "batch": args.batch, "beam": args.beam,
+        "max_new_tokens": args.max_new_tokens,
+        "mean_caption_tokens": sum(len(c) for c in batched) / max(1, len(batched)),
+        "batched_images_per_s": args.images / t_batched,
+        "single_images_per_s": args.images / t_single,
+        "speedup": t_single / t_batched,
+        "identical_captions": all(same),
+        "n_identical": sum(same),
+        "torch": torch.__version__,
+    }
+    print(json.dumps(result))
+    return 0 if all(same) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""COCO captioning tasks (Karpathy test split; COCO val2014 captions files)."""

@@ -1,0 +1,1 @@
+"""GQA testdev-balanced, LLaVA's exact-match accuracy."""
