@@ -168,8 +168,12 @@ def discover(include: list | tuple = ()) -> dict[str, Task]:
     return tasks
 
 
-def resolve(spec: str, include: list | tuple = ()) -> list[Task]:
-    """'textvqa,gqa' -> tasks, resolving aliases, groups and 'all'; order kept, duplicates once."""
+def resolve(spec: str, include: list | tuple = (), adapter_kind: str | None = None) -> list[Task]:
+    """'textvqa,gqa' -> tasks, resolving aliases, groups and 'all'; order kept, duplicates once.
+
+    With adapter_kind, `all` and groups keep only the tasks that kind of adapter can run, and a
+    task of another kind named outright is an error.
+    """
     tasks = discover(include)
     aliases = {a: t.name for t in tasks.values() for a in t.aliases}
     groups: dict[str, list[str]] = {}
@@ -179,21 +183,33 @@ def resolve(spec: str, include: list | tuple = ()) -> list[Task]:
     out: list[str] = []
     for item in [s.strip() for s in spec.split(",") if s.strip()]:
         if item == "all":
-            names = list(tasks)
+            names = [n for n, t in tasks.items() if adapter_kind in (None, t.adapter_kind)]
         elif item in tasks:
             names = [item]
         elif item in aliases:
             names = [aliases[item]]
         elif item in groups:
-            names = groups[item]
+            names = [n for n in groups[item] if adapter_kind in (None, tasks[n].adapter_kind)]
         else:
             known = [*tasks, *aliases, *groups]
             raise ConfigError(f"unknown task {item!r}{did_you_mean(item, known)}; "
                               "`sc-eval ls tasks` lists names, aliases and groups")
+        wrong = [n for n in names if adapter_kind not in (None, tasks[n].adapter_kind)]
+        if wrong:
+            raise ConfigError(f"task {wrong[0]} is a {tasks[wrong[0]].adapter_kind} task; "
+                              f"this command runs {adapter_kind} tasks")
         out += [n for n in names if n not in out]
     if not out:
         raise ConfigError("no task given (--tasks a,b)")
     return [tasks[n] for n in out]
+
+
+def names_a_group(spec: str, include: list | tuple = ()) -> bool:
+    """True when `spec` asks for `all` or a group: its tasks whose data is absent may be skipped."""
+    tasks = discover(include)
+    groups = {g for t in tasks.values() for g in t.groups}
+    items = {s.strip() for s in spec.split(",") if s.strip()}
+    return "all" in items or bool(items & (groups - set(tasks)))
 
 
 def fingerprint(adapter_fingerprint: str, task: Task) -> str:

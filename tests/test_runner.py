@@ -224,3 +224,18 @@ def test_group_run_skips_tasks_whose_data_is_missing(tmp_path, data_root):
     assert set(res["results"]) == {"toy_len", "toy_upper"}
     assert all("toy.jsonl" in e["skipped"] for e in res["results"].values())
     assert "skipped:" in (tmp_path / "run" / "results.md").read_text()
+
+
+def test_a_group_is_told_apart_from_named_tasks():
+    assert tasks_api.names_a_group("toys", [FIXTURES])
+    assert tasks_api.names_a_group("toy_len,all", [FIXTURES])
+    assert not tasks_api.names_a_group("toy_len,toy", [FIXTURES])
+
+
+def test_all_keeps_only_the_tasks_an_adapter_can_run():
+    names = [t.name for t in tasks_api.resolve("all", adapter_kind="caption")]
+    assert "coco_caption" in names and "vqav2_val" not in names
+    generate = [t.name for t in tasks_api.resolve("all", adapter_kind="generate")]
+    assert "vqav2_val" in generate and "coco_caption" not in generate
+    with pytest.raises(ConfigError, match="coco_caption is a caption task"):
+        tasks_api.resolve("vqav2,coco_caption", adapter_kind="generate")

@@ -51,9 +51,9 @@ def add_arguments(p) -> None:
                    "COCO captions_*.json; default: <data-root>/coco/dataset_coco.json")
     t.add_argument("--train-images", default=None, help="image folder for --train-data (default: "
                    "<data-root>/coco/images for Karpathy, <data-root>/coco/images/train2014 for captions json)")
-    t.add_argument("--epochs", type=float, default=None)
+    t.add_argument("--epochs", type=float, default=None, help="training epochs over the caption pairs (recipe default)")
     t.add_argument("--steps", type=int, default=None, help="train this many steps (overrides --epochs)")
-    t.add_argument("--lr", type=float, default=None)
+    t.add_argument("--lr", type=float, default=None, help="peak AdamW learning rate (recipe default: 2e-5 reference, 1e-3 world)")
     t.add_argument("--warmup", type=int, default=None, help="warm-up steps (capped at 10%% of the run)")
     t.add_argument("--save-every", type=int, default=None, help="steps between checkpoints")
     d = p.add_argument_group("evaluation")
@@ -178,7 +178,7 @@ def run(args) -> int:
         from sc_eval.world import ensure_world
 
         data_root = Path(ensure_world())
-    tasks = tasks_api.resolve(args.task, args.include_tasks)
+    tasks = tasks_api.resolve(args.task, args.include_tasks, adapter_kind="caption")
     encoder = load_encoder(args.encoder, config=args.encoder_config, device=device)
 
     if args.adapter:

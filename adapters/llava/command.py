@@ -25,8 +25,8 @@ def add_arguments(p) -> None:
     g.add_argument("--projector", default="mlp2x_gelu", help="linear | mlp{N}x_gelu | identity")
     g.add_argument("--select-layer", type=int, default=-2, help="encoder block whose patch tokens feed the LLM")
     g.add_argument("--lora-r", type=int, default=128, help="LoRA rank (0: full fine-tuning of the LLM)")
-    g.add_argument("--lora-alpha", type=int, default=256)
-    g.add_argument("--lora-dropout", type=float, default=0.05)
+    g.add_argument("--lora-alpha", type=int, default=256, help="LoRA alpha (LLaVA-1.5: 256)")
+    g.add_argument("--lora-dropout", type=float, default=0.05, help="LoRA dropout (LLaVA-1.5: 0.05)")
     g.add_argument("--4bit", dest="four_bit", action="store_true",
                    help="QLoRA: load the LLM in 4-bit nf4 (needs bitsandbytes and a CUDA GPU)")
     g.add_argument("--merge-lora", action="store_true", help="also export the LLM with LoRA merged in")
@@ -36,18 +36,19 @@ def add_arguments(p) -> None:
     t.add_argument("--image-folder", default=None, help="root of the images named in the json (default: data root)")
     t.add_argument("--stage1-steps", type=int, default=None, help="default: one epoch")
     t.add_argument("--stage2-steps", type=int, default=None, help="default: one epoch")
-    t.add_argument("--stage1-lr", type=float, default=1e-3)
+    t.add_argument("--stage1-lr", type=float, default=1e-3, help="stage-1 projector learning rate (LLaVA-1.5: 1e-3)")
     t.add_argument("--stage2-lr", type=float, default=None, help="default 2e-4 with LoRA, 2e-5 full")
     t.add_argument("--projector-lr", type=float, default=2e-5, help="stage-2 projector lr (LoRA)")
     t.add_argument("--max-length", type=int, default=2048, help="tokens per example (image counts as one)")
     t.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
-    t.add_argument("--grad-checkpointing", action="store_true")
+    t.add_argument("--grad-checkpointing", action="store_true", help="recompute LLM activations in backward (saves memory)")
     t.add_argument("--save-every", type=int, default=0, help="checkpoint every N steps (0: end of stage)")
     e = p.add_argument_group("evaluation")
     e.add_argument("--tasks", default="llava", help="comma list of tasks, aliases or groups")
     e.add_argument("--data-root", default=None, help="benchmark data root (default: the embedded world)")
     e.add_argument("--eval-batch-size", type=int, default=16, help="questions per generation batch")
-    e.add_argument("--include-tasks", action="append", default=[], metavar="DIR")
+    e.add_argument("--include-tasks", action="append", default=[], metavar="DIR",
+                   help="extra task folders (same layout as tasks/)")
 
 
 def _steps(given, n: int, batch: int) -> int:
@@ -122,7 +123,7 @@ def run(args) -> int:
     device = resolve_device(args.device)
     init_distributed(device)
     seed_everything(args.seed)
-    tasks = tasks_api.resolve(args.tasks, args.include_tasks)  # fail on a bad name before any work
+    tasks = tasks_api.resolve(args.tasks, args.include_tasks, adapter_kind="generate")  # fail on a bad name before any work
     run_dir = RunDir.create(args.output_dir, "llava", args, main_process=is_main())
     if args.data_root:
         root = Path(args.data_root)
@@ -145,6 +146,8 @@ def run(args) -> int:
     if torch.cuda.is_available() and device.startswith("cuda"):
         torch.cuda.empty_cache()
     adapter = LlavaAdapter(model, device=device, precision=args.precision)
+    # A group (`all`, `llava`) skips benchmarks whose files are absent; a task named outright must exist.
     evaluate(tasks, adapter, run_dir.path, root, limit=args.limit, batch_size=args.eval_batch_size,
-             overwrite=args.overwrite, info=info)
+             overwrite=args.overwrite, info=info,
+             skip_missing_data=tasks_api.names_a_group(args.tasks, args.include_tasks))
     return 0
