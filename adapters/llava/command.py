@@ -34,6 +34,10 @@ def add_arguments(p) -> None:
     t.add_argument("--stage1-data", default=None, help="LLaVA json for stage 1 (default: world llava/pretrain.json)")
     t.add_argument("--stage2-data", default=None, help="LLaVA json for stage 2 (default: world llava/finetune.json)")
     t.add_argument("--image-folder", default=None, help="root of the images named in the json (default: data root)")
+    t.add_argument("--stage1-image-folder", default=None,
+                   help="image root for --stage1-data only (LCS-558K: LLaVA-Pretrain/images); default --image-folder")
+    t.add_argument("--stage2-image-folder", default=None,
+                   help="image root for --stage2-data only (mix665k: the folder holding coco/, gqa/, ...)")
     t.add_argument("--stage1-steps", type=int, default=None, help="default: one epoch")
     t.add_argument("--stage2-steps", type=int, default=None, help="default: one epoch")
     t.add_argument("--stage1-lr", type=float, default=1e-3, help="stage-1 projector learning rate (LLaVA-1.5: 1e-3)")
@@ -80,7 +84,7 @@ def train(args, encoder, root: Path, run, device: str):
     model.llm.requires_grad_(False)
     model.projector.requires_grad_(True)
     s1 = Path(args.stage1_data) if args.stage1_data else root / "llava" / "pretrain.json"
-    d1 = ConversationData(read_conversations(s1, images), tok, "plain", args.max_length, source=str(s1))
+    d1 = ConversationData(read_conversations(s1, Path(args.stage1_image_folder or images)), tok, "plain", args.max_length, source=str(s1))
     sum1 = train_stage(model, d1, StageConfig("stage1", _steps(args.stage1_steps, len(d1), bs), bs, lr=args.stage1_lr,
                                               grad_accum=args.grad_accum, grad_checkpointing=args.grad_checkpointing,
                                               save_every=args.save_every, seed=args.seed, precision=args.precision), run.checkpoints, device)
@@ -95,7 +99,7 @@ def train(args, encoder, root: Path, run, device: str):
         plr = None
     model.projector.requires_grad_(True)
     s2 = Path(args.stage2_data) if args.stage2_data else root / "llava" / "finetune.json"
-    d2 = ConversationData(read_conversations(s2, images), tok, "vicuna_v1", args.max_length, source=str(s2))
+    d2 = ConversationData(read_conversations(s2, Path(args.stage2_image_folder or images)), tok, "vicuna_v1", args.max_length, source=str(s2))
     sum2 = train_stage(model, d2, StageConfig("stage2", _steps(args.stage2_steps, len(d2), bs), bs, lr=lr,
                                               projector_lr=plr, grad_accum=args.grad_accum,
                                               grad_checkpointing=args.grad_checkpointing,
