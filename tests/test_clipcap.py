@@ -2,8 +2,6 @@
 resume continues exactly, and the COCO caption task scores the published oracle."""
 import json
 import shutil
-import zipfile
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -200,22 +198,14 @@ def test_training_resumes_after_a_kill_exactly(tok, tmp_path):
         assert torch.allclose(v, resumed.mapper.state_dict()[k], atol=1e-6), k
 
 
-def _val2014_annotations(out_dir: Path) -> Path:
-    spec = importlib.util.find_spec("pycocoevalcap")
-    jar = Path(list(spec.submodule_search_locations)[0]) / "spice" / "spice-1.0.jar"
-    with zipfile.ZipFile(jar) as z:
-        z.extract("coco/annotations/captions_val2014.json", out_dir)
-    return out_dir / "coco" / "annotations" / "captions_val2014.json"
-
-
 @pytest.mark.skipif(shutil.which("java") is None, reason="caption metrics need java")
-def test_score_command_reproduces_the_coco_fake_caption_oracle(tmp_path, capsys):
+def test_score_command_reproduces_the_coco_fake_caption_oracle(tmp_path, capsys, coco_val2014_annotations):
     """`sc-eval score coco_caption` goes through the task's score_loader and aggregate."""
     from sc_eval.cli import main
 
     results = REPO / "tests" / "data" / "coco-fakecap" / "captions_val2014_fakecap_results.json"
     assert results.is_file(), f"missing test data {results}"
-    ann = _val2014_annotations(tmp_path)
+    ann = coco_val2014_annotations
     out = tmp_path / "scores.json"
     assert main(["score", "coco_caption", "--predictions", str(results), "--annotations", str(ann),
                  "--output", str(out)]) == 0

@@ -5,11 +5,9 @@ published values (and COCOEvalCap's own, recomputed with pycocoevalcap 1.2 and O
 come out to floating-point precision. The val2014 references ship inside pycocoevalcap's SPICE
 jar, so nothing is downloaded.
 """
-import importlib.util
 import json
 import os
 import shutil
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -34,21 +32,13 @@ def _fakecap_file():
     return path
 
 
-def _val2014_annotations(out_dir: Path) -> Path:
-    spec = importlib.util.find_spec("pycocoevalcap")
-    jar = Path(list(spec.submodule_search_locations)[0]) / "spice" / "spice-1.0.jar"
-    with zipfile.ZipFile(jar) as z:
-        z.extract("coco/annotations/captions_val2014.json", out_dir)
-    return out_dir / "coco" / "annotations" / "captions_val2014.json"
-
-
 @pytest.fixture(scope="module")
-def oracle(tmp_path_factory):
+def oracle(coco_val2014_annotations):
     # Scored once per module: METEOR's JVM start-up alone takes ~10 s.
     if shutil.which("java") is None:
         pytest.skip("caption metrics need java")
     results = _fakecap_file()
-    annotations = _val2014_annotations(tmp_path_factory.mktemp("coco"))
+    annotations = coco_val2014_annotations
     out = score_coco_results(results, annotations)
     out["java_children_after"] = _java_children() if Path("/proc").is_dir() else []
     return out

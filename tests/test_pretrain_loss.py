@@ -5,10 +5,7 @@ The captions are the real COCO val2014 annotations that ship inside pycocoevalca
 multi-hot over all 77 ids (duplicates once), cumulative DF/N updated before weighting,
 w = ln((N+1)/(DF+1)), L1-normalised targets, softmax cross-entropy averaged over the batch.
 """
-import importlib.util
 import json
-import os
-import zipfile
 
 import numpy as np
 import pytest
@@ -21,11 +18,8 @@ V = 49408
 
 
 @pytest.fixture(scope="module")
-def coco_token_ids():
-    spec = importlib.util.find_spec("pycocoevalcap")
-    jar = os.path.join(list(spec.submodule_search_locations)[0], "spice", "spice-1.0.jar")
-    with zipfile.ZipFile(jar) as z:
-        anns = json.loads(z.read("coco/annotations/captions_val2014.json"))["annotations"]
+def coco_token_ids(coco_val2014_annotations):
+    anns = json.loads(coco_val2014_annotations.read_text())["annotations"]
     captions = [a["caption"] for a in anns[:320]]
     from open_clip.tokenizer import SimpleTokenizer
 
