@@ -11,16 +11,7 @@ from sc_eval.errors import ConfigError
 from sc_eval.probe import lit as L
 from sc_eval.probe.templates import OPENAI_IMAGENET_TEMPLATES, load_templates
 
-from test_probe import COLOURS, write_imagefolder
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest, and leaves the other core to the rest."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from test_probe import COLOURS, _one_thread, write_imagefolder  # noqa: F401 (autouse fixture)
 
 
 def test_clip_loss_by_hand():

@@ -75,20 +75,16 @@ def run(args) -> int:
     from sc_eval.probe.metrics import classification_metrics
     from sc_eval.probe.results import ResultsFile, entry, fingerprint, write_predictions
     from sc_eval.rundir import RunDir
-    from sc_eval.runtime import dist
 
     tasks = _parse_tasks(args.tasks)
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1 (got {args.seeds})")
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be at least 1 (got {args.limit})")
-    device = dist.resolve_device(args.device)
-    dist.init_distributed(device)
-    if not dist.is_main():  # small fits on frozen features: rank 0 does it all
+    started = D.setup_rank0(args)
+    if started is None:
         return 0
-    dist.seed_everything(args.seed)
-    data = D.load_classification(args.data, seed=0)
-    D.check_classes(data)
+    device, data = started
     if "fewshot" in tasks:  # fail before any encoding when a class is too small for --shots
         from sc_eval.probe.fewshot import select_kshot
 

@@ -58,7 +58,6 @@ def run(args) -> int:
     from sc_eval.probe.results import ResultsFile, entry, fingerprint, write_predictions
     from sc_eval.probe.templates import load_templates
     from sc_eval.rundir import RunDir
-    from sc_eval.runtime import dist
 
     heads = max(1, args.text_width // 32)  # head width 32: 4 heads at the default width 128
     if args.text_width < 1 or args.text_width % heads:
@@ -66,13 +65,10 @@ def run(args) -> int:
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be at least 1 (got {args.limit})")
     templates = load_templates(args.templates)
-    device = dist.resolve_device(args.device)
-    dist.init_distributed(device)
-    if not dist.is_main():  # small fits on frozen features: rank 0 does it all
+    started = D.setup_rank0(args)
+    if started is None:
         return 0
-    dist.seed_everything(args.seed)
-    data = D.load_classification(args.data, seed=0)
-    D.check_classes(data)
+    device, data = started
     encoder = load_encoder(args.encoder, config=args.encoder_config, device=device)
     rd = RunDir.create(args.output_dir, "zeroshot", args)
     results = ResultsFile(rd.path, {"encoder": encoder.describe(), "data": data.key, "classes": data.classes})

@@ -197,6 +197,14 @@ class Encoder(nn.Module):
     def _pooled(self, x):  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _check_layer(self, layer: int, what: str) -> None:
+        """Tokens come from forward_intermediates; `layer` must index an existing block."""
+        if not hasattr(self.model, "forward_intermediates"):
+            raise ConfigError(f"{self.spec}: this {what} has no forward_intermediates; tokens are unavailable")
+        depth = _num_blocks(self.model)
+        if depth is not None and not -depth <= layer < depth:
+            raise ConfigError(f"{self.spec}: layer {layer} out of range for {depth} blocks")
+
     def _tokens(self, x, layer):  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -208,11 +216,7 @@ class TimmEncoder(Encoder):
         return self.model(x)
 
     def _tokens(self, x, layer):
-        if not hasattr(self.model, "forward_intermediates"):
-            raise ConfigError(f"{self.spec}: this timm model has no forward_intermediates; tokens are unavailable")
-        depth = _num_blocks(self.model)
-        if depth is not None and not -depth <= layer < depth:
-            raise ConfigError(f"{self.spec}: layer {layer} out of range for {depth} blocks")
+        self._check_layer(layer, "timm model")
         try:
             out = self.model.forward_intermediates(x, indices=[layer], intermediates_only=True, output_fmt="NLC")
         except TypeError:  # CNN-style models only speak NCHW
@@ -230,11 +234,7 @@ class OpenClipEncoder(Encoder):
         return self.model(x)
 
     def _tokens(self, x, layer):
-        if not hasattr(self.model, "forward_intermediates"):
-            raise ConfigError(f"{self.spec}: this open_clip tower has no forward_intermediates; tokens are unavailable")
-        depth = _num_blocks(self.model)
-        if depth is not None and not -depth <= layer < depth:
-            raise ConfigError(f"{self.spec}: layer {layer} out of range for {depth} blocks")
+        self._check_layer(layer, "open_clip tower")
         out = self.model.forward_intermediates(x, indices=[layer], intermediates_only=True, output_fmt="NLC")
         return out["image_intermediates"][0]
 

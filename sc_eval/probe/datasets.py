@@ -195,3 +195,19 @@ def encode_pil(encoder, images, batch_size: int = 64):
 def check_classes(data: ClassificationData, min_classes: int = 2) -> None:
     if len(data.classes) < min_classes:
         raise ConfigError(f"{data.key}: {len(data.classes)} class(es) found; a classifier needs at least {min_classes}")
+
+
+def setup_rank0(args):
+    """The start shared by `sc-eval probe` and `sc-eval zeroshot`: join torchrun if launched by it,
+    then on rank 0 seed and load the classification data. Returns (device, data), or None on
+    other ranks (fits on frozen features are small: rank 0 does all the work)."""
+    from sc_eval.runtime import dist
+
+    device = dist.resolve_device(args.device)
+    dist.init_distributed(device)
+    if not dist.is_main():
+        return None
+    dist.seed_everything(args.seed)
+    data = load_classification(args.data, seed=0)
+    check_classes(data)
+    return device, data
