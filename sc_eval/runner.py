@@ -208,6 +208,10 @@ def results_markdown(results: dict) -> str:
         metrics = e.get("metrics") or {"(none)": None}
         for m, v in metrics.items():
             lines.append(f"| {name} | {m} | {_fmt(v)} | {n.get('evaluated')}/{n.get('total')} | {note} |")
+    from sc_eval.table11 import battery_tasks_in, table11_markdown
+
+    if len(battery_tasks_in(results)) >= 2:  # the LLaVA battery: also as the paper lays it out
+        lines += ["", "## LLaVA battery (SuperClass paper, Table 11 columns)", "", table11_markdown(results).rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 

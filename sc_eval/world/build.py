@@ -32,6 +32,7 @@ def write_world(out, seed: int = 0, **sizes) -> Path:
 
     Keyword sizes are the fields of WorldSizes (e.g. pretrain=200, coco_train=50).
     """
+    from sc_eval.world import battery as bt
     from sc_eval.world import benchmarks as bm
     from sc_eval.world import writers as wr
     from sc_eval.world.context import Context
@@ -51,7 +52,12 @@ def write_world(out, seed: int = 0, **sizes) -> Path:
     bm.write_scienceqa(ctx)
     classes = wr.write_classification(ctx)
     convs = bm.finetune_conversations(ctx, coco["train2014"], vqa_turns, text_turns, gqa_turns)
-    wr.write_llava(ctx, pairs, convs)
+    # The rest of the LLaVA battery draws from its own random streams, after every other part,
+    # so adding it changed no byte of them; its training turns go after theirs in finetune.json
+    # and its text after theirs in the corpus.
+    battery = bt.write_battery(ctx)
+    wr.write_llava(ctx, pairs, convs + battery.conversations)
+    ctx.add_text(*battery.texts)
     wr.write_corpus(ctx)
     manifest = {
         "name": "sc-shapes",

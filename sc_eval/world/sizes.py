@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from sc_eval.errors import ConfigError
 
 # Bump whenever the bytes a seed produces change: cached worlds are keyed by it.
-VERSION = 1
+VERSION = 2
 
 
 def _size(default: int, help: str):
@@ -29,7 +29,7 @@ class WorldSizes:
     coco_val: int = _size(600, "COCO val2014 images: Karpathy val/test/restval, VQAv2 val, POPE")
     coco_test: int = _size(200, "COCO test2015 images (VQAv2 test2015 and test-dev2015)")
     vqa_questions: int = _size(3, "VQAv2 questions per image")
-    textvqa_train: int = _size(600, "TextVQA train images (one rendered word each)")
+    textvqa_train: int = _size(1000, "TextVQA train images (one rendered word each)")
     textvqa_val: int = _size(200, "TextVQA val images")
     gqa_train: int = _size(600, "GQA train images (2-3 questions each)")
     gqa_testdev: int = _size(200, "GQA testdev images")
@@ -38,6 +38,14 @@ class WorldSizes:
     class_train: int = _size(40, "classification train images per colour class")
     class_val: int = _size(10, "classification val images per colour class")
     class_test: int = _size(20, "classification test images per colour class")
+    vizwiz_val: int = _size(100, "VizWiz val questions (one per image; a quarter unanswerable)")
+    vizwiz_test: int = _size(50, "VizWiz test questions (no answers)")
+    mme_images: int = _size(10, "MME images per category (two yes/no questions each)")
+    mmbench_dev: int = _size(80, "MMBench dev questions (base64 images, 2-4 options)")
+    mmbench_test: int = _size(40, "MMBench test questions (no answers: submission file only)")
+    seedbench: int = _size(80, "SEED-Bench image questions (four options)")
+    mmmu_val: int = _size(30, "MMMU validation questions (a fifth open, a fifth two images)")
+    battery_train: int = _size(300, "training images for multiple-choice and yes/no LLaVA conversations")
 
     def __post_init__(self):
         for f in fields(self):
