@@ -3,6 +3,17 @@
 Caption metrics are corpus-level (CIDEr-D's document frequencies, BLEU's brevity penalty), so
 there is no per-doc score: ``aggregate`` scores all records at once with the official scorers
 (sc_eval.metrics.caption), on the references carried in each record's ``targets``.
+
+lmms-lab layouts (``data/{val,test}-*.parquet``, columns question_id = the COCO file name, image,
+question, answer = the image's captions, id = the COCO image id, license, file_name, coco_url,
+height, width, date_captured):
+  * lmms-lab/COCO-Caption is COCO 2014: ``val`` = all 40,504 val2014 images, i.e.
+    ``coco_caption_val2014``; ``test`` = test2014 (no captions).
+  * lmms-lab/COCO-Caption2017 ``val`` is COCO 2017 val (5,000 images): NOT the Karpathy test split
+    (also 5,000 val2014 images, but other ones), so no lmms-lab split is the Karpathy test set.
+    ``coco_caption`` therefore keeps Karpathy's dataset_coco.json for the split and its captions,
+    and takes the images from an lmms-lab COCO-Caption ``val`` download when the COCO image folder
+    is absent (Karpathy's val and test images are all val2014 images).
 """
 from __future__ import annotations
 
@@ -10,21 +21,87 @@ from pathlib import Path
 
 from sc_eval.errors import DataError
 
+LMMS_COLUMNS = ("id", "image", "answer")
+
 
 def load_karpathy(root: Path, annotations: str, images: str, split: str = "test",
-                  include_restval: bool = False) -> list[dict]:
-    """Docs of one Karpathy split: doc_id = str(COCO image id), image path, captions."""
+                  include_restval: bool = False, lmms_dir=None, lmms_split: str = "val") -> list[dict]:
+    """Docs of one Karpathy split: doc_id = str(COCO image id), image path, captions. Images come
+    from ``root/images``, or from an lmms-lab COCO-Caption download when that folder is absent."""
     from sc_eval.data.formats import read_karpathy
 
-    return read_karpathy(Path(root) / annotations, Path(root) / images, split,
-                         include_restval=include_restval)
+    root = Path(root)
+    docs = read_karpathy(root / annotations, root / images, split, include_restval=include_restval)
+    if not (root / images).is_dir() and _find(root, images, lmms_dir, lmms_split) is not None:
+        paths = _lmms_images(root, images, lmms_dir, lmms_split, {d["image_id"] for d in docs})
+        missing = [d["doc_id"] for d in docs if d["image_id"] not in paths]
+        if missing:
+            raise DataError(f"{root / images}: not found, and the lmms-lab COCO-Caption {lmms_split} split "
+                            f"lacks {len(missing)} images of Karpathy {split} (first {missing[0]}); "
+                            "Karpathy train images are train2014: use the COCO image folders")
+        for d in docs:
+            d["image"] = paths[d["image_id"]]
+    return docs
 
 
-def load_coco(root: Path, annotations: str, images: str) -> list[dict]:
-    """Docs of a COCO captions_*.json: every image with its captions."""
+def load_coco(root: Path, annotations: str, images: str, lmms_dir=None, lmms_split: str = "val") -> list[dict]:
+    """Docs of a COCO captions_*.json: every image with its captions; or of an lmms-lab
+    COCO-Caption download when the JSON is absent."""
     from sc_eval.data.formats import read_coco_captions
 
-    return [d for d in read_coco_captions(Path(root) / annotations, Path(root) / images) if d["captions"]]
+    root = Path(root)
+    if not (root / annotations).exists():
+        return [d for d in _lmms_docs(root, annotations, lmms_dir, lmms_split) if d["captions"]]
+    return [d for d in read_coco_captions(root / annotations, root / images) if d["captions"]]
+
+
+def _find(root: Path, official: str, dirs, split: str):
+    from sc_eval.data import lmms
+
+    return lmms.locate(root, lmms.candidate_dirs(official, dirs or ["COCO-Caption"]), split, None, LMMS_COLUMNS)
+
+
+def _source(root: Path, official: str, dirs, split: str):
+    from sc_eval.data import lmms
+
+    return lmms.require(root, lmms.candidate_dirs(official, dirs or ["COCO-Caption"]), split, None,
+                        LMMS_COLUMNS, str(root / official))
+
+
+def _lmms_docs(root: Path, official: str, dirs, split: str, wanted: set | None = None) -> list[dict]:
+    """read_coco_captions' docs from lmms-lab rows (all images, or the ids in `wanted`)."""
+    from sc_eval.data import lmms
+
+    src = _source(root, official, dirs, split)
+
+    def build(store, folder):
+        docs = []
+        for i, row in enumerate(lmms.iter_rows(src)):
+            where = f"{src.describe()} row {i}"
+            lmms.need(row, LMMS_COLUMNS, where)
+            image_id = int(row["id"])
+            if wanted is not None and image_id not in wanted:
+                continue
+            name = Path(str(row.get("file_name") or row.get("question_id") or image_id)).stem
+            docs.append({"doc_id": str(image_id),
+                         "image": store.save(name, lmms.image_bytes(row["image"], where)),
+                         "image_id": image_id, "captions": [str(c) for c in (row["answer"] or [])],
+                         "width": row.get("width"), "height": row.get("height")})
+        return docs
+
+    key = f"coco-{split}" + ("" if wanted is None else "-" + _ids_key(wanted))
+    return lmms.cached_docs([src], key, build)
+
+
+def _ids_key(ids) -> str:
+    import hashlib
+
+    return hashlib.sha256(",".join(map(str, sorted(ids))).encode()).hexdigest()[:12]
+
+
+def _lmms_images(root: Path, images: str, dirs, split: str, wanted: set) -> dict:
+    """{image id: image path} for the wanted ids, from an lmms-lab COCO-Caption split."""
+    return {d["image_id"]: d["image"] for d in _lmms_docs(root, images, dirs, split, wanted)}
 
 
 def load_for_scoring(annotations, questions=None) -> list[dict]:
@@ -34,6 +111,8 @@ def load_for_scoring(annotations, questions=None) -> list[dict]:
     A Karpathy ``dataset_coco.json`` is accepted too (all its images, every split)."""
     from sc_eval.io import read_json
 
+    if Path(annotations).is_dir():  # an lmms-lab COCO-Caption download: its val split
+        return [{**d, "image": None} for d in _lmms_docs(Path(annotations), "coco/val.json", None, "val")]
     data = read_json(annotations)
     if isinstance(data, dict) and isinstance(data.get("annotations"), list):
         refs: dict = {}

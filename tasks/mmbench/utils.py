@@ -11,6 +11,10 @@ original's plus k * 1,000,000; ``mmbench_en_dev`` reports ``circular_accuracy`` 
 when they are present. ``mmbench_en_dev_circular`` instead builds the rotations itself from the
 original rows (LLaVA's ``--all-rounds``: options shifted left, letters fixed), doc_id
 "<index>/<rotation>", for TSVs without copies.
+
+lmms-lab/MMBench, config ``en``: ``en/{dev,test}-*.parquet`` with the TSV's columns (index,
+question, hint, answer, A..D, category, image as an image, source, L2-category, comment, split);
+lmms-lab/MMBench_EN has the same in ``data/``. Read when the TSV is absent; docs are the same.
 """
 from __future__ import annotations
 
@@ -46,15 +50,7 @@ def _read_tsv(tsv: Path, decode_images: bool = True) -> list[dict]:
             raise DataError(f"{tsv}: header lacks {sorted(need - set(reader.fieldnames or []))}; "
                             "not an MMBench TSV")
         for line, row in enumerate(reader, start=2):
-            options = []
-            for letter in LETTERS:
-                if _missing(row.get(letter)):
-                    break
-                options.append(row[letter])
-            try:
-                index = int(float(row["index"]))
-            except ValueError:
-                raise DataError(f"{tsv}:{line}: index {row['index']!r} is not a number") from None
+            index = _index(row, f"{tsv}:{line}")
             image = None
             if folder is not None and not _missing(row.get("image")):
                 try:
@@ -62,26 +58,79 @@ def _read_tsv(tsv: Path, decode_images: bool = True) -> list[dict]:
                 except (binascii.Error, ValueError):
                     raise DataError(f"{tsv}:{line}: index {index}: image is not valid base64") from None
                 image = materialize(folder, str(index), data)
-            answer = None if _missing(row.get("answer")) else row["answer"].strip()
-            docs.append({
-                "doc_id": str(index), "index": index, "question": row["question"],
-                "hint": "" if _missing(row.get("hint")) else row["hint"],
-                "options": options, "answer": answer,
-                "category": row.get("category"), "l2_category": row.get("l2-category"),
-                "split": row.get("split"), "image": image,
-            })
+            docs.append(_row_doc(row, index, image))
     if not docs:
         raise DataError(f"{tsv}: no rows")
     return docs
 
 
-def load_docs(root: Path, tsv: str) -> list[dict]:
-    return _read_tsv(Path(root) / tsv)
+def _index(row: dict, where: str) -> int:
+    try:
+        return int(float(row["index"]))
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: index {row['index']!r} is not a number") from None
 
 
-def load_circular_docs(root: Path, tsv: str) -> list[dict]:
+def _row_doc(row: dict, index: int, image) -> dict:
+    """A doc from one MMBench row (TSV or parquet): options end at the first empty letter."""
+    options = []
+    for letter in LETTERS:
+        if _missing(row.get(letter)):
+            break
+        options.append(row[letter])
+    answer = None if _missing(row.get("answer")) else str(row["answer"]).strip()
+    return {
+        "doc_id": str(index), "index": index, "question": row["question"],
+        "hint": "" if _missing(row.get("hint")) else row["hint"],
+        "options": options, "answer": answer,
+        "category": row.get("category"), "l2_category": row.get("l2-category", row.get("L2-category")),
+        "split": row.get("split"), "image": image,
+    }
+
+
+LMMS_COLUMNS = ("index", "question", "A", "B", "image")
+
+
+def _read_lmms(root: Path, tsv: str, dirs, config: str, split: str, decode_images: bool = True) -> list[dict]:
+    """The docs `_read_tsv` gives, from an lmms-lab MMBench download (`config`/`split`)."""
+    from sc_eval.data import lmms
+
+    names = dirs or ["MMBench", "MMBench_EN"]
+    where_dirs = lmms.candidate_dirs(tsv, names)
+    src = lmms.locate(root, where_dirs, split, config, LMMS_COLUMNS) or \
+        lmms.require(root, where_dirs, split, None, LMMS_COLUMNS, str(root / tsv))
+
+    def build(store, folder):
+        docs = []
+        cols = None if decode_images else [c for c in lmms.parquet_columns(src.files[0]) if c != "image"]
+        for i, row in enumerate(lmms.iter_rows(src, cols)):
+            where = f"{src.describe()} row {i}"
+            index = _index(row, where)
+            image = store.save(str(index), lmms.image_bytes(row.get("image"), where)) if decode_images else None
+            docs.append(_row_doc(row, index, image))
+        if not docs:
+            raise DataError(f"{src.describe()}: no rows")
+        return docs
+
+    return lmms.cached_docs([src], f"mmbench-{config}-{split}" + ("" if decode_images else "-noimg"), build)
+
+
+def _read(root: Path, tsv: str, lmms_dir=None, lmms_config: str = "en", lmms_split: str = "dev") -> list[dict]:
+    root = Path(root)
+    if (root / tsv).exists():
+        return _read_tsv(root / tsv)
+    return _read_lmms(root, tsv, lmms_dir, lmms_config, lmms_split)
+
+
+def load_docs(root: Path, tsv: str, lmms_dir=None, lmms_config: str = "en", lmms_split: str = "dev") -> list[dict]:
+    """Docs of the official TSV, or of an lmms-lab MMBench download when the TSV is absent."""
+    return _read(root, tsv, lmms_dir, lmms_config, lmms_split)
+
+
+def load_circular_docs(root: Path, tsv: str, lmms_dir=None, lmms_config: str = "en",
+                       lmms_split: str = "dev") -> list[dict]:
     """One doc per rotation of each original question (rows with index < 1e6)."""
-    return _rotate(_read_tsv(Path(root) / tsv))
+    return _rotate(_read(root, tsv, lmms_dir, lmms_config, lmms_split))
 
 
 def _rotate(rows: list[dict]) -> list[dict]:
@@ -153,12 +202,19 @@ def aggregate_circular(records: list[dict]) -> dict:
 # ---- scoring files and the server submission ---------------------------------------------------
 
 def load_for_scoring(annotations, questions=None) -> list[dict]:
-    """``--annotations``: the MMBench TSV (images are not decoded for scoring)."""
-    return _read_tsv(Path(annotations), decode_images=False)
+    """``--annotations``: the MMBench TSV, or an lmms-lab MMBench download (en, dev); images are
+    not decoded for scoring."""
+    return _scoring_rows(Path(annotations))
 
 
 def load_circular_for_scoring(annotations, questions=None) -> list[dict]:
-    return _rotate(_read_tsv(Path(annotations), decode_images=False))
+    return _rotate(_scoring_rows(Path(annotations)))
+
+
+def _scoring_rows(path: Path) -> list[dict]:
+    if path.is_dir():
+        return _read_lmms(path, "mmbench/dev.tsv", None, "en", "dev", decode_images=False)
+    return _read_tsv(path, decode_images=False)
 
 
 def read_circular_predictions(path, docs: list[dict]) -> dict[str, str]:

@@ -7,6 +7,10 @@ Layouts read (per category folder ``<root>/<category>/``, categories as MME name
     images in ``<root>/<category>/`` (or its ``images/``).
 A question file holds the image's two lines "question<TAB>answer" (Yes/No). No official question
 id exists, so doc_id = "<category>/<image>/<k>", k the line (0 or 1) of the pair.
+
+lmms-lab/MME: ``data/test-*.parquet`` (2,374 rows), columns question_id ("<category>/<image
+file>", shared by the two questions of an image), image, question, answer, category. Read when the
+official folder is absent; docs are ordered as the official reader orders them.
 """
 from __future__ import annotations
 
@@ -91,6 +95,11 @@ def _read(root: Path) -> list[dict]:
     if not docs:
         raise DataError(f"{root}: no MME category folder or <category>.txt found; expected e.g. "
                         "existence/ or artwork/questions_answers_YN/")
+    _check_pairs(docs, root)
+    return docs
+
+
+def _check_pairs(docs: list[dict], root) -> None:
     counts: dict[tuple, int] = {}
     for d in docs:
         key = (d["category"], d["image_name"])
@@ -100,16 +109,56 @@ def _read(root: Path) -> list[dict]:
         (cat, image), n = odd[0]
         raise DataError(f"{root}: MME pairs two questions per image, but {cat}/{image} has {n} "
                         f"({len(odd)} such images); check its question file")
-    return docs
 
 
-def load_docs(root: Path, folder: str) -> list[dict]:
-    """Every category present under ``data_root/folder``, in MME's category order."""
-    return _read(Path(root) / folder)
+LMMS_COLUMNS = ("question_id", "image", "question", "answer", "category")
+
+
+def load_docs(root: Path, folder: str, lmms_dir=None, lmms_split: str = "test") -> list[dict]:
+    """Every category present under ``data_root/folder``, in MME's category order; or the lmms-lab
+    MME download when that folder is absent."""
+    root = Path(root)
+    if not (root / folder).is_dir():
+        return _lmms_docs(root, folder, lmms_dir, lmms_split)
+    return _read(root / folder)
+
+
+def _lmms_docs(root: Path, folder: str, dirs, split: str) -> list[dict]:
+    from sc_eval.data import lmms
+
+    src = lmms.require(root, lmms.candidate_dirs(folder, dirs or ["MME"]), split, None, LMMS_COLUMNS,
+                       str(root / folder))
+
+    def build(store, cache):
+        docs, seen = [], {}
+        for i, row in enumerate(lmms.iter_rows(src)):
+            where = f"{src.describe()} row {i}"
+            lmms.need(row, LMMS_COLUMNS, where)
+            category = str(row["category"])
+            name = Path(str(row["question_id"])).name
+            k = seen.get((category, name), 0)
+            seen[(category, name)] = k + 1
+            if str(row["answer"]).strip().lower() not in ("yes", "no"):
+                raise DataError(f"{where}: answer {row['answer']!r} is not Yes/No")
+            image = store.save(f"{category}__{Path(name).stem}", lmms.image_bytes(row["image"], where))
+            docs.append({"doc_id": f"{category}/{name}/{k}", "category": category, "image": image,
+                         "image_name": name, "question": str(row["question"]).strip(),
+                         "answer": str(row["answer"]).strip()})
+        order = {c: n for n, c in enumerate(_category_names())}
+        docs.sort(key=lambda d: (order.get(d["category"], len(order)), Path(d["image_name"]).stem))
+        _check_pairs(docs, src.folder)
+        return docs
+
+    return lmms.cached_docs([src], "mme", build)
 
 
 def load_for_scoring(annotations, questions=None) -> list[dict]:
-    """``--annotations``: the MME folder (per-category folders or <category>.txt files)."""
+    """``--annotations``: the MME folder (per-category folders or <category>.txt files), or an
+    lmms-lab MME download."""
+    from sc_eval.data import lmms
+
+    if lmms.locate(annotations, [], "test", None, LMMS_COLUMNS) is not None:
+        return _lmms_docs(Path(annotations), "mme", None, "test")
     return _read(Path(annotations))
 
 

@@ -3,8 +3,10 @@
 Official layout (the Hugging Face dataset ``MMMU/MMMU`` as downloaded): one folder per subject,
 ``<Subject>/validation-00000-of-00001.parquet`` (also dev/test), columns id, question, options
 (a Python-literal list in a string), answer, question_type ("multiple-choice" | "open"),
-image_1..image_7 ({"bytes", "path"} or null), subfield, ... Parquet is read with pyarrow (the
-engine `datasets` itself uses) so that loading writes no Hugging Face cache.
+image_1..image_7 ({"bytes", "path"} or null), subfield, ... lmms-lab/MMMU is the same table with
+every subject merged into ``data/validation-*.parquet`` (dev, test too); the subject is then read
+from the id ("validation_Art_Theory_12"). Rows are streamed through `datasets`
+(sc_eval.data.lmms), which writes no Hugging Face cache.
 
 Questions may show several images, referred to in the text as "<image k>": a doc lists them in
 the order they are first referred to (question, then options) as ``images``, and ``image`` is
@@ -60,28 +62,52 @@ def _gold(answer):
     return text
 
 
-def _parquet_files(folder: Path, split: str) -> list[Path]:
-    files = sorted(folder.glob(f"*/{split}-*.parquet")) + sorted(folder.glob(f"{split}-*.parquet"))
-    if not files:
+def _sources(folder: Path, split: str) -> list:
+    """One source per folder of ``<split>-*.parquet`` files: subject folders (MMMU/MMMU), the
+    merged ``data/`` folder (lmms-lab/MMMU), or the folder itself."""
+    from sc_eval.data.lmms import Source, split_files
+
+    folder = Path(folder)
+    subdirs = sorted({f.parent for f in folder.glob(f"*/{split}-*.parquet")})
+    out = [Source(d, split, None, split_files(d, split, ".")) for d in subdirs]
+    if split_files(folder, split, "."):
+        out.append(Source(folder, split, None, split_files(folder, split, ".")))
+    if not out:
         raise DataError(f"{folder}: no {split}-*.parquet files (expected <Subject>/{split}-00000-of-00001.parquet "
-                        "as in the MMMU/MMMU dataset download)")
-    return files
+                        "as in the MMMU/MMMU dataset download, or data/ of lmms-lab/MMMU)")
+    return out
+
+
+def _subject(folder: Path, top: Path, qid: str) -> str:
+    """The subject folder's name (MMMU/MMMU), else the id's middle part (merged tables)."""
+    if folder != top and folder.name != "data":
+        return folder.name
+    return str(qid).split("_", 1)[-1].rsplit("_", 1)[0]  # "validation_Art_Theory_12" -> "Art_Theory"
+
+
+def _find(root: Path, folder: str, split: str, lmms_dir=None) -> Path:
+    """``root/folder`` when it holds the split, else an lmms-lab MMMU download under root."""
+    from sc_eval.data import lmms
+
+    if (Path(root) / folder).is_dir():
+        return Path(root) / folder
+    src = lmms.locate(root, lmms.candidate_dirs(folder, lmms_dir or ["MMMU"]), split, None,
+                      ("id", "question", "answer", "question_type"))
+    return src.folder if src is not None else Path(root) / folder
 
 
 def _read(folder: Path, split: str, decode_images: bool = True) -> list[dict]:
-    import pyarrow.parquet as pq
-
+    from sc_eval.data import lmms
     from sc_eval.tasks.mmbench.images import cache_dir_for, materialize
 
     docs = []
-    for f in _parquet_files(Path(folder), split):
-        try:
-            rows = pq.read_table(f).to_pylist()
-        except Exception as e:  # pyarrow raises several types for a damaged file
-            raise DataError(f"{f}: unreadable parquet ({e}); re-download it") from None
-        cache = cache_dir_for(f, "mmmu") if decode_images else None
-        for row in rows:
-            where = f"{f} id {row.get('id')!r}"
+    for src in _sources(Path(folder), split):
+        cols = None
+        if not decode_images:
+            cols = [c for c in lmms.parquet_columns(src.files[0]) if not c.startswith("image_")]
+        cache = cache_dir_for(src.files[0], "mmmu") if decode_images else None
+        for row in lmms.iter_rows(src, cols):
+            where = f"{src.folder} id {row.get('id')!r}"
             for k in ("id", "question", "answer", "question_type"):
                 if k not in row:
                     raise DataError(f"{where}: lacks column {k!r}; not the MMMU layout")
@@ -92,22 +118,22 @@ def _read(folder: Path, split: str, decode_images: bool = True) -> list[dict]:
             order = [k for k in refs if k in present] or present
             images = []
             for k in order:
-                img = row[f"image_{k}"]
-                data = img.get("bytes") if isinstance(img, dict) else img
+                data = lmms.image_bytes(row[f"image_{k}"], where)
                 if cache is not None and data:
                     images.append(materialize(cache, f"{row['id']}_image_{k}", data))
-            subject = f.parent.name if f.parent != Path(folder) else str(row["id"]).split("_", 1)[-1].rsplit("_", 1)[0]
             docs.append({
                 "doc_id": str(row["id"]), "question": row["question"], "options": options,
                 "answer": _gold(row["answer"]), "question_type": row["question_type"],
-                "subject": subject, "subfield": row.get("subfield"),
+                "subject": _subject(src.folder, Path(folder), row["id"]), "subfield": row.get("subfield"),
                 "images": images, "image": images[0] if images else None,
             })
     return docs
 
 
-def load_docs(root: Path, folder: str, split: str = "validation") -> list[dict]:
-    return _read(Path(root) / folder, split)
+def load_docs(root: Path, folder: str, split: str = "validation", lmms_dir=None) -> list[dict]:
+    """Docs of the MMMU/MMMU subject folders under ``root/folder``, or of an lmms-lab MMMU
+    download (merged ``data/<split>-*.parquet``) found under root."""
+    return _read(_find(Path(root), folder, split, lmms_dir), split)
 
 
 def load_for_scoring(annotations, questions=None) -> list[dict]:

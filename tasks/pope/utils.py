@@ -9,6 +9,10 @@ question a unique id plus a ``category`` (the split), and its ``eval_pope.py`` r
 splits by that category, then pairs them with the annotation lines in order. ``read_predictions``
 accepts exactly that, and answers without a category when their ids are unique across the
 files given.
+
+lmms-lab/POPE: one table ``data/test-*.parquet`` (9,000 rows) with columns id, question_id,
+question, answer, image_source, image, category (random / popular / adversarial); its ``Full``
+config has the same columns with one split per category (``Full/<category>-*.parquet``).
 """
 from __future__ import annotations
 
@@ -36,14 +40,57 @@ def _docs(annotations, image_root) -> list[dict]:
     return docs
 
 
-def load_docs(root: Path, annotations: str, images: str) -> list[dict]:
-    """All splits found under ``root/annotations`` (random, popular, adversarial first)."""
+LMMS_COLUMNS = ("question_id", "question", "answer", "image", "category")
+
+
+def _has_official(path: Path) -> bool:
+    return path.is_file() or (path.is_dir() and any(path.glob("coco_pope_*.json")))
+
+
+def load_docs(root: Path, annotations: str, images: str, lmms_dir=None, lmms_split: str = "test") -> list[dict]:
+    """All splits found under ``root/annotations`` (random, popular, adversarial first), or, when
+    there are no coco_pope_*.json files, an lmms-lab POPE download (its ``category`` column)."""
     root = Path(root)
+    if "," not in str(annotations) and not _has_official(root / annotations):
+        return _lmms_docs(root, annotations, lmms_dir, lmms_split)
     return _docs(root / annotations, root / images)
 
 
+def _lmms_docs(root: Path, annotations: str, dirs, split: str) -> list[dict]:
+    from sc_eval.data import lmms
+
+    dirs = lmms.candidate_dirs(annotations, dirs or ["POPE"])
+    sources = [lmms.locate(root, dirs, split, None, LMMS_COLUMNS)]
+    if sources[0] is None:  # the Full config: one split per category
+        sources = [lmms.locate(root, dirs, cat, "Full", LMMS_COLUMNS) for cat in SPLITS]
+        sources = [s for s in sources if s is not None]
+    if not sources:
+        lmms.require(root, dirs, split, None, LMMS_COLUMNS, str(root / annotations))
+
+    def build(store, folder):
+        docs = []
+        for src in sources:
+            for i, row in enumerate(lmms.iter_rows(src)):
+                where = f"{src.describe()} row {i}"
+                lmms.need(row, LMMS_COLUMNS, where)
+                qid = lmms.as_int(row["question_id"])
+                name = str(row.get("image_source") or f"{row['category']}_{qid}")
+                docs.append({"doc_id": f"{row['category']}/{qid}", "question_id": qid,
+                             "category": row["category"], "question": row["question"],
+                             "label": row["answer"], "answers": [row["answer"]],
+                             "image": store.save(name, lmms.image_bytes(row["image"], where))})
+        order = {c: k for k, c in enumerate(SPLITS)}
+        docs.sort(key=lambda d: order.get(d["category"], len(SPLITS)))  # stable: rows keep their order
+        return docs
+
+    return lmms.cached_docs(sources, "pope", build)
+
+
 def load_for_scoring(annotations, questions=None) -> list[dict]:
-    """``--annotations``: a directory of coco_pope_*.json, one such file, or files joined by ','."""
+    """``--annotations``: a directory of coco_pope_*.json, one such file, files joined by ',', or
+    an lmms-lab POPE download."""
+    if "," not in str(annotations) and Path(annotations).is_dir() and not _has_official(Path(annotations)):
+        return _lmms_docs(Path(annotations), "pope", None, "test")
     return _docs(annotations, ".")
 
 

@@ -3,6 +3,13 @@
 Official layout: ``problems.json`` (pid -> question, choices, answer index, hint, image, ...),
 ``pid_splits.json`` (split -> pids) and images at ``images/<split>/<pid>/image.png``. Only
 problems with an image are docs (the "-IMG" subset the paper reports).
+
+lmms-lab/ScienceQA, config ScienceQA-IMG: ``ScienceQA-IMG/{train,validation,test}-*.parquet``
+(test: 2,017 rows), columns image, question, choices, answer (index), hint, task, grade, subject,
+topic, category, skill, lecture, solution. It carries no problem id: when the official
+problems.json and pid_splits.json (small, no images) are under the data root, each row is given
+its pid by matching its content with that split's image problems; otherwise doc_id is
+"<split>-<row number>".
 """
 from __future__ import annotations
 
@@ -11,13 +18,74 @@ from pathlib import Path
 from sc_eval.errors import DataError
 
 MC_SUFFIX = "\nAnswer with the option's letter from the given choices directly."
+LMMS_COLUMNS = ("image", "question", "choices", "answer", "hint")
+LMMS_SPLITS = {"val": "validation"}  # pid_splits.json names -> lmms-lab split names
 
 
-def load_docs(root: Path, problems: str, pid_splits: str, images: str, split: str = "test") -> list[dict]:
+def load_docs(root: Path, problems: str, pid_splits: str, images: str, split: str = "test",
+              lmms_dir=None, lmms_config: str = "ScienceQA-IMG") -> list[dict]:
+    """Docs of the official layout; or, when its images folder is absent, of an lmms-lab ScienceQA
+    download (config `lmms_config`, the same split)."""
+    from sc_eval.data import lmms
     from sc_eval.data.formats import read_scienceqa
 
     root = Path(root)
+    official = (root / problems).is_file() and (root / images).is_dir()
+    if not official and ((not (root / problems).is_file()) or lmms.locate(
+            root, lmms.candidate_dirs(problems, lmms_dir or ["ScienceQA"]), LMMS_SPLITS.get(split, split),
+            lmms_config, LMMS_COLUMNS)):
+        return _lmms_docs(root, problems, pid_splits, lmms_dir, lmms_config, split)
     return read_scienceqa(root / problems, root / pid_splits, root / images, split, with_image_only=True)
+
+
+def _key(question, choices, hint, answer) -> tuple:
+    return (str(question), tuple(str(c) for c in choices), str(hint or ""), int(answer))
+
+
+def _pids_by_content(root: Path, problems: str, pid_splits: str, split: str) -> dict | None:
+    """{content key: [pids]} of the split's image problems, when the official JSONs are present."""
+    from sc_eval.data.formats import read_scienceqa
+
+    if not ((root / problems).is_file() and (root / pid_splits).is_file()):
+        return None
+    out: dict = {}
+    for d in read_scienceqa(root / problems, root / pid_splits, root, split, with_image_only=True):
+        out.setdefault(_key(d["question"], d["choices"], d["hint"], d["answer"]), []).append(d["doc_id"])
+    return out
+
+
+def _lmms_docs(root: Path, problems: str, pid_splits: str, dirs, config: str, split: str) -> list[dict]:
+    from sc_eval.data import lmms
+
+    src = lmms.require(root, lmms.candidate_dirs(problems, dirs or ["ScienceQA"]), LMMS_SPLITS.get(split, split),
+                       config, LMMS_COLUMNS, str(root / problems))
+    pids = _pids_by_content(root, problems, pid_splits, split)
+    key = "scienceqa-" + config + ("-pids" if pids is not None else "")
+
+    def build(store, folder):
+        docs = []
+        for i, row in enumerate(lmms.iter_rows(src)):
+            where = f"{src.describe()} row {i}"
+            lmms.need(row, LMMS_COLUMNS, where)
+            doc_id = f"{split}-{i:05d}"
+            if pids is not None:
+                found = pids.get(_key(row["question"], row["choices"], row["hint"], row["answer"]))
+                if not found:
+                    raise DataError(f"{where}: no {split} problem of {root / problems} has this question "
+                                    f"({str(row['question'])[:60]!r}); are the parquet and the JSON the same release?")
+                doc_id = found.pop(0)
+            choices = [str(c) for c in row["choices"]]
+            image = store.save(doc_id, lmms.image_bytes(row["image"], where))
+            docs.append({"doc_id": doc_id, "question": row["question"], "choices": choices,
+                         "answer": int(row["answer"]), "answer_letter": chr(ord("A") + int(row["answer"])),
+                         "hint": row["hint"] or "", "subject": row.get("subject"),
+                         "category": row.get("category"), "grade": row.get("grade"), "image": image})
+        return docs
+
+    sources = [src]
+    if pids is not None:  # the pid mapping depends on the JSONs too: a changed file, a new cache
+        sources.append(lmms.Source(root, split, None, [root / problems, root / pid_splits]))
+    return lmms.cached_docs(sources, key, build)
 
 
 def doc_to_text(doc: dict) -> str:
@@ -42,7 +110,11 @@ def process_results(doc: dict, prediction: str) -> dict:
 def load_for_scoring(annotations, questions=None) -> list[dict]:
     """``--annotations``: the folder holding problems.json + pid_splits.json, or problems.json
     itself (pid_splits.json beside it). The test split's image questions are scored."""
+    from sc_eval.data import lmms
+
     p = Path(annotations)
+    if p.is_dir() and lmms.locate(p, ["ScienceQA"], "test", "ScienceQA-IMG", LMMS_COLUMNS) is not None:
+        return _lmms_docs(p, "scienceqa/problems.json", "scienceqa/pid_splits.json", None, "ScienceQA-IMG", "test")
     folder = p if p.is_dir() else p.parent
     problems = p if p.is_file() else folder / "problems.json"
     splits = folder / "pid_splits.json"

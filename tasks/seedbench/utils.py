@@ -4,6 +4,11 @@ Official layout: ``SEED-Bench.json`` = ``{"question_type": {name: id}, "question
 "question_id", "question", "choice_a".."choice_d", "answer", "data_type", "question_type_id",
 "data_id"}]}``; image questions have ``data_type == "image"`` and their file is
 ``SEED-Bench-image/<data_id>``.
+
+lmms-lab/SEED-Bench: ``data/test-*.parquet`` with the JSON's fields as columns (answer,
+choice_a..choice_d, data_id, data_type, question, question_id, question_type_id, segment) and
+``image``, a list of images (one for image questions, frames for video ones). Read when
+SEED-Bench.json is absent; the type names come from the official mapping.
 """
 from __future__ import annotations
 
@@ -55,13 +60,57 @@ def _read(annotations: Path, image_root: Path | None) -> list[dict]:
     return docs
 
 
-def load_docs(root: Path, annotations: str, images: str) -> list[dict]:
+LMMS_COLUMNS = ("question_id", "question", "choice_a", "choice_b", "choice_c", "choice_d", "answer",
+                "data_type", "image")
+
+
+def load_docs(root: Path, annotations: str, images: str, lmms_dir=None, lmms_split: str = "test") -> list[dict]:
+    """Docs of SEED-Bench.json, or of an lmms-lab SEED-Bench download when it is absent."""
     root = Path(root)
+    if not (root / annotations).exists():
+        return _lmms_docs(root, annotations, lmms_dir, lmms_split)
     return _read(root / annotations, root / images)
 
 
+def _lmms_docs(root: Path, annotations: str, dirs, split: str) -> list[dict]:
+    from sc_eval.data import lmms
+
+    src = lmms.require(root, lmms.candidate_dirs(annotations, dirs or ["SEED-Bench"]), split, None,
+                       LMMS_COLUMNS, str(root / annotations))
+
+    def build(store, folder):
+        docs = []
+        for i, q in enumerate(lmms.iter_rows(src)):
+            where = f"{src.describe()} row {i}"
+            lmms.need(q, LMMS_COLUMNS, where)
+            if q.get("data_type", "image") != "image":
+                continue
+            frames = q["image"] if isinstance(q["image"], list) else [q["image"]]
+            if not frames:
+                raise DataError(f"{where}: image question {q['question_id']} has no image")
+            name = str(q.get("data_id") or q["question_id"])
+            type_id = int(q.get("question_type_id") or 0)
+            docs.append({
+                "doc_id": str(q["question_id"]),
+                "image": store.save(Path(name).stem, lmms.image_bytes(frames[0], where)),
+                "question": q["question"],
+                "choices": [q["choice_a"], q["choice_b"], q["choice_c"], q["choice_d"]],
+                "answer": str(q["answer"]).strip(),
+                "question_type_id": type_id,
+                "question_type": QUESTION_TYPES.get(type_id, f"type {type_id}"),
+            })
+        if not docs:
+            raise DataError(f"{src.describe()}: no image questions (data_type 'image')")
+        return docs
+
+    return lmms.cached_docs([src], "seedbench", build)
+
+
 def load_for_scoring(annotations, questions=None) -> list[dict]:
-    """``--annotations``: SEED-Bench.json; predictions as LLaVA answer jsonl or sc-eval jsonl."""
+    """``--annotations``: SEED-Bench.json (or an lmms-lab SEED-Bench download); predictions as
+    LLaVA answer jsonl or sc-eval jsonl."""
+    if Path(annotations).is_dir():
+        return _lmms_docs(Path(annotations), "seedbench/SEED-Bench.json", None, "test")
     return _read(Path(annotations), None)
 
 

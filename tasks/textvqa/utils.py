@@ -1,9 +1,17 @@
-"""TextVQA docs from the official JSON (OCR tokens carried per doc), VQA accuracy per question."""
+"""TextVQA docs from the official JSON or the lmms-lab parquet download (OCR tokens carried per
+doc), VQA accuracy per question.
+
+lmms-lab/textvqa: ``data/{train,validation,test}-*.parquet``, columns image_id, question_id,
+question, question_tokens, image, image_width, image_height, flickr_original_url, flickr_300k_url,
+answers (10 strings), image_classes, set_name, ocr_tokens. The official JSON's fields, so the docs
+are the same; lmms-eval capitalises the question in its prompt, LLaVA and sc-eval do not.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
 OCR_PREFIX = "\nReference OCR token: "
+LMMS_COLUMNS = ("question_id", "image_id", "question", "image")
 
 
 def ocr_line(tokens) -> str:
@@ -12,14 +20,41 @@ def ocr_line(tokens) -> str:
     return OCR_PREFIX + ", ".join(tokens) if tokens else ""
 
 
-def load_docs(root: Path, annotations: str, images: str = "textvqa/train_images") -> list[dict]:
+def load_docs(root: Path, annotations: str, images: str = "textvqa/train_images",
+              lmms_dir=None, lmms_split: str = "validation") -> list[dict]:
+    """Docs of the official JSON, or of an lmms-lab textvqa download when the JSON is absent."""
     from sc_eval.data.formats import read_textvqa
 
     root = Path(root)
-    docs = read_textvqa(root / annotations, root / images)
+    if (root / annotations).exists():
+        docs = read_textvqa(root / annotations, root / images)
+    else:
+        docs = _lmms_docs(root, annotations, lmms_dir, lmms_split)
     for d in docs:
         d["ocr_line"] = ocr_line(d.get("ocr_tokens"))
     return docs
+
+
+def _lmms_docs(root: Path, annotations: str, dirs, split: str) -> list[dict]:
+    from sc_eval.data import lmms
+
+    src = lmms.require(root, lmms.candidate_dirs(annotations, dirs or ["textvqa"]), split, None,
+                       LMMS_COLUMNS, str(root / annotations))
+
+    def build(store, folder):
+        docs = []
+        for i, row in enumerate(lmms.iter_rows(src)):
+            where = f"{src.describe()} row {i}"
+            lmms.need(row, LMMS_COLUMNS, where)
+            docs.append({"doc_id": str(row["question_id"]), "question_id": row["question_id"],
+                         "image_id": row["image_id"], "question": row["question"],
+                         "image": store.save(str(row["image_id"]), lmms.image_bytes(row["image"], where)),
+                         "answers": list(row.get("answers") or []),
+                         "ocr_tokens": list(row.get("ocr_tokens") or []),
+                         "set_name": row.get("set_name")})
+        return docs
+
+    return lmms.cached_docs([src], f"textvqa-{split}", build)
 
 
 def process_results(doc: dict, prediction: str) -> dict:
@@ -34,4 +69,6 @@ def load_for_scoring(annotations, questions=None) -> list[dict]:
     from sc_eval.data.formats import read_textvqa
 
     annotations = Path(annotations)
+    if annotations.is_dir():  # an lmms-lab textvqa download: its validation split
+        return _lmms_docs(annotations, "textvqa/val.json", None, "validation")
     return read_textvqa(annotations, annotations.parent)

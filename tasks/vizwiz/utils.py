@@ -4,6 +4,9 @@ Official layout: ``val.json`` / ``test.json`` are JSON lists of
 ``{"image", "question", "answers": [{"answer", "answer_confidence"}], "answerable", "answer_type"}``
 (test has no answers), images under ``val/`` and ``test/``. VizWiz has no question ids: the
 image file name is the id, in the annotations and in the EvalAI results ``[{"image", "answer"}]``.
+
+lmms-lab/VizWiz-VQA: ``data/{val,test}-*.parquet``, columns question_id (the image file name
+without ``.jpg``), image, question, answers (the ten answer strings), category.
 """
 from __future__ import annotations
 
@@ -42,10 +45,43 @@ def _read(annotations: Path, image_root: Path | None, need_answers: bool) -> lis
     return docs
 
 
-def load_docs(root: Path, annotations: str, images: str) -> list[dict]:
-    """Docs of val.json (with answers) or test.json (without), images under ``root/images``."""
+def load_docs(root: Path, annotations: str, images: str, lmms_dir=None, lmms_split: str | None = None) -> list[dict]:
+    """Docs of val.json (with answers) or test.json (without), images under ``root/images``; or of
+    an lmms-lab VizWiz-VQA download (split `lmms_split`, default the file's stem) when absent."""
     root = Path(root)
-    return _read(root / annotations, root / images, need_answers=Path(annotations).stem != "test")
+    need_answers = Path(annotations).stem != "test"
+    if not (root / annotations).exists():
+        return _lmms_docs(root, annotations, lmms_dir, lmms_split or Path(annotations).stem, need_answers)
+    return _read(root / annotations, root / images, need_answers=need_answers)
+
+
+def _lmms_docs(root: Path, annotations: str, dirs, split: str, need_answers: bool) -> list[dict]:
+    from sc_eval.data import lmms
+
+    cols = ("question_id", "image", "question")
+    src = lmms.require(root, lmms.candidate_dirs(annotations, dirs or ["VizWiz-VQA"]), split, None, cols,
+                       str(root / annotations))
+
+    def build(store, folder):
+        docs = []
+        for i, row in enumerate(lmms.iter_rows(src)):
+            where = f"{src.describe()} row {i}"
+            lmms.need(row, cols, where)
+            name = str(row["question_id"])
+            name = name if name.lower().endswith(".jpg") else name + ".jpg"
+            answers = [str(a) for a in (row.get("answers") or []) if a is not None]
+            if not need_answers:
+                answers = [a for a in answers if a.strip()]  # test: placeholders, not answers
+            if need_answers and not answers:
+                raise DataError(f"{where}: {name} has no answers; is this the test split? "
+                                "(use vizwiz_vqa_test for test)")
+            docs.append({"doc_id": name,
+                         "image": store.save(Path(name).stem, lmms.image_bytes(row["image"], where)),
+                         "question": row["question"], "answers": answers,
+                         "answerable": None, "answer_type": None})
+        return docs
+
+    return lmms.cached_docs([src], f"vizwiz-{split}", build)
 
 
 def process_results(doc: dict, prediction: str) -> dict:
@@ -56,7 +92,10 @@ def process_results(doc: dict, prediction: str) -> dict:
 
 
 def load_for_scoring(annotations, questions=None) -> list[dict]:
-    """Docs to score an EvalAI results file ``[{"image", "answer"}]`` against ``val.json``."""
+    """Docs to score an EvalAI results file ``[{"image", "answer"}]`` against ``val.json`` (or an
+    lmms-lab VizWiz-VQA download: its val split)."""
+    if Path(annotations).is_dir():
+        return _lmms_docs(Path(annotations), "vizwiz/val.json", None, "val", True)
     return _read(Path(annotations), None, need_answers=True)
 
 

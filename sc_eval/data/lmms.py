@@ -1,0 +1,259 @@
+"""The lmms-lab Hugging Face layout: benchmark parquet files read offline through `datasets`.
+
+lmms-eval publishes every benchmark as a dataset repository of parquet files
+(``huggingface-cli download lmms-lab/<name> --repo-type dataset --local-dir DIR``):
+``data/<split>-00000-of-0000N.parquet`` for the default config, ``<config>/<split>-*.parquet``
+for named configs (GQA, ScienceQA, MMBench), with images embedded as bytes. Tasks accept such a
+directory wherever they accept the official layout, so this module only finds the files, streams
+their rows and turns embedded images into files.
+
+Why these choices:
+  * Rows are read with ``datasets.load_dataset("parquet", data_files=..., streaming=True)``: local
+    files only (never the hub), and streaming writes no Arrow copy into the Hugging Face cache, which
+    would double the disk use of a 34 GB VQAv2 download.
+  * Docs name images by path (adapters and the predictions log never carry pixels), so embedded
+    images are written once into a cache folder keyed by the parquet files' paths, sizes and mtimes;
+    the doc list itself is cached there too, so a second load (the runner loads docs more than
+    once) reads one JSON file instead of gigabytes of parquet.
+  * A directory is taken as a task's data only when its parquet schema has the columns that task
+    needs: pointing a POPE task at a VQAv2 download is an error that says so, never wrong docs.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+from sc_eval.errors import DataError
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1  # bump when the docs a reader builds change shape
+
+
+@dataclass
+class Source:
+    """One config/split of an lmms-lab download: its folder and its parquet files, in order."""
+
+    folder: Path
+    split: str
+    config: str | None
+    files: list[Path] = field(default_factory=list)
+
+    def describe(self) -> str:
+        where = f"{self.config}/" if self.config else ""
+        return f"{self.folder} ({where}{self.split}, {len(self.files)} parquet file(s))"
+
+
+def split_files(folder, split: str, config: str | None = None) -> list[Path]:
+    """Parquet files of one split: ``<config>/<split>-*.parquet`` for a named config, else
+    ``data/<split>-*.parquet`` (the default config) or ``<split>-*.parquet`` in the folder itself.
+    Sorted by name, which is the shard order ``datasets`` uses."""
+    folder = Path(folder)
+    subdirs = [config] if config else ["data", "."]
+    for sub in subdirs:
+        base = folder / sub
+        if base.is_dir():
+            files = sorted(p for p in base.glob(f"{split}-*.parquet") if p.is_file())
+            if files:
+                return files
+    return []
+
+
+def parquet_columns(path) -> list[str]:
+    """Column names from a parquet footer (no row is read)."""
+    import pyarrow.parquet as pq
+
+    try:
+        return list(pq.read_schema(path).names)
+    except Exception as e:  # pyarrow raises several types for a damaged file
+        raise DataError(f"{path}: unreadable parquet ({e}); re-download it") from None
+
+
+def locate(root, dirs: Iterable[str] = (), split: str = "test", config: str | None = None,
+           columns: Iterable[str] = ()) -> Source | None:
+    """The first of ``root/<dir>`` (each of `dirs`, then `root` itself) holding the split's parquet
+    files with every one of `columns`; None when there is none."""
+    root = Path(root)
+    columns = list(columns)
+    seen = set()
+    for d in [*dirs, "."]:
+        folder = (root / d).resolve()
+        if folder in seen or not folder.is_dir():
+            continue
+        seen.add(folder)
+        files = split_files(folder, split, config)
+        if not files:
+            continue
+        have = set(parquet_columns(files[0]))
+        missing = [c for c in columns if c not in have]
+        if missing:
+            log.debug("%s: parquet lacks %s; not this task's lmms-lab data", folder, missing)
+            continue
+        return Source(folder=folder, split=split, config=config, files=files)
+    return None
+
+
+def require(root, dirs: Iterable[str], split: str, config: str | None, columns: Iterable[str],
+            official: str) -> Source:
+    """`locate`, or a DataError naming both layouts the task would have accepted."""
+    src = locate(root, dirs, split, config, columns)
+    if src is None:
+        places = ", ".join(str(Path(root) / d) for d in [*dirs, "."])
+        where = f"{config}/{split}-*.parquet" if config else f"data/{split}-*.parquet"
+        raise DataError(f"{official}: not found, and no lmms-lab parquet download ({where} with "
+                        f"columns {', '.join(columns)}) in {places}; download the official files "
+                        "or the lmms-lab dataset into one of those folders")
+    return src
+
+
+def iter_rows(src: Source, columns: Iterable[str] | None = None) -> Iterator[dict]:
+    """Rows of the split as plain dicts, images left undecoded ({"bytes", "path"})."""
+    from datasets import load_dataset
+
+    kw = {"columns": list(columns)} if columns else {}
+    try:
+        ds = load_dataset("parquet", data_files={src.split: [str(f) for f in src.files]},
+                          split=src.split, streaming=True, **kw)
+        yield from ds.decode(False)
+    except (OSError, ValueError) as e:  # pyarrow's errors for a damaged or truncated file
+        raise DataError(f"{src.describe()}: cannot read the parquet files ({e}); re-download them") from None
+
+
+def image_bytes(value, where: str) -> bytes | None:
+    """Encoded image bytes from what an ``Image`` feature holds: {"bytes", "path"}, raw bytes, a
+    PIL image (written as PNG), or None."""
+    if value is None:
+        return None
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if isinstance(value, dict):
+        if value.get("bytes"):
+            return bytes(value["bytes"])
+        if value.get("path") and os.path.isfile(value["path"]):
+            return Path(value["path"]).read_bytes()
+        return None
+    if hasattr(value, "save"):  # a decoded PIL image
+        import io
+
+        buf = io.BytesIO()
+        value.save(buf, format="PNG")
+        return buf.getvalue()
+    raise DataError(f"{where}: image cell of type {type(value).__name__} is not an image")
+
+
+def cache_root() -> Path:
+    """``$SC_EVAL_HOME/lmms`` (default ``~/.cache/sc-eval/lmms``), beside the world cache."""
+    home = os.environ.get("SC_EVAL_HOME") or Path.home() / ".cache" / "sc-eval"
+    return Path(home) / "lmms"
+
+
+def cache_dir(sources: Iterable[Source], reader: str) -> Path:
+    """A folder for one reader over these files; any change to a file gives a new folder."""
+    parts = [reader, str(CACHE_VERSION)]
+    for src in sources:
+        for f in src.files:
+            st = f.stat()
+            parts.append(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}")
+    key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    return cache_root() / reader / key
+
+
+class ImageStore:
+    """Writes embedded images as ``<folder>/<name><ext>`` once; returns absolute paths."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder) / "images"
+
+    def save(self, name: str, data: bytes | None) -> str | None:
+        from sc_eval.io import atomic_write_bytes
+
+        if not data:
+            return None
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))
+        path = self.folder / (safe + _ext(data))
+        if not path.exists():
+            atomic_write_bytes(path, data)
+        return os.path.abspath(path)
+
+
+def _ext(data: bytes) -> str:
+    """File extension from the magic bytes (PIL opens by content; the name is for people)."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return ".png"
+    if data[:3] == b"\xff\xd8\xff":
+        return ".jpg"
+    if data[:4] == b"GIF8":
+        return ".gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return ".webp"
+    if data[:2] == b"BM":
+        return ".bmp"
+    return ".img"
+
+
+def cached_docs(sources: list[Source], reader: str,
+                build: Callable[[ImageStore, Path], list[dict]]) -> list[dict]:
+    """Docs built once by ``build(images, folder)`` and kept as JSON beside their images.
+
+    The JSON is written last and atomically, so an interrupted build is simply redone. Under
+    torchrun, rank 0 builds while the other ranks wait, then they read its files.
+    """
+    import sys
+
+    from sc_eval.runtime import dist
+
+    many = "torch" in sys.modules and dist.world_size() > 1  # no torch imported: no process group
+    if many and not dist.is_main():
+        dist.barrier()
+    docs = _load_or_build(sources, reader, build)
+    if many and dist.is_main():
+        dist.barrier()
+    return docs
+
+
+def _load_or_build(sources: list[Source], reader: str, build) -> list[dict]:
+    from sc_eval.io import atomic_write_text
+
+    folder = cache_dir(sources, reader)
+    manifest = folder / "docs.json"
+    if manifest.exists():
+        try:
+            docs = json.loads(manifest.read_text(encoding="utf-8"))
+            if all(d.get("image") is None or os.path.exists(d["image"]) for d in docs[:1]):
+                return docs
+        except (OSError, ValueError):
+            pass  # unreadable cache: rebuild it
+    log.info("reading lmms-lab parquet: %s", "; ".join(s.describe() for s in sources))
+    text = json.dumps(build(ImageStore(folder), folder), ensure_ascii=False)
+    atomic_write_text(manifest, text)
+    return json.loads(text)  # the same values a cached load returns (JSON types)
+
+
+def need(row: dict, fields: Iterable[str], where: str) -> None:
+    missing = [f for f in fields if f not in row]
+    if missing:
+        raise DataError(f"{where}: lacks column(s) {', '.join(missing)}; not the lmms-lab layout")
+
+
+def as_int(value):
+    """Ids that the official files store as numbers and a parquet as strings ("12" -> 12)."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return value
+
+
+def candidate_dirs(official: str, names: Iterable[str] | str | None) -> list[str]:
+    """Where a task looks for an lmms-lab download under the data root: the official file's top
+    folder (``vqav2`` for ``vqav2/v2_...json``), then each repository name as given in the task
+    (``VQAv2``) and under ``lmms-lab/`` (the path ``--local-dir lmms-lab/VQAv2`` makes)."""
+    if isinstance(names, str):
+        names = [names]
+    names = list(names or [])
+    top = Path(official).parts[0] if Path(official).parts else "."
+    out = [top, *names, *(f"lmms-lab/{n}" for n in names)]
+    return list(dict.fromkeys(out))
