@@ -6,6 +6,9 @@ minutes on a CPU and writes ``<run>/encoder/``. The official recipe at scale:
     torchrun --nproc_per_node 8 -m sc_eval pretrain --config pretrain/configs/superclass-b16.yaml \\
         --data '/data/datacomp/{00000..13999}.tar' --output-dir runs/sc-b16
 
+For L towers add ``--fsdp`` (``--strategy fsdp``): weights, gradients and AdamW moments are
+sharded per transformer block instead of replicated (the L/16 config sets it).
+
 Only argparse happens here; the trainer (torch, timm, open_clip) is imported by ``run``.
 """
 from __future__ import annotations
@@ -30,6 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
     g.add_argument("--grad-checkpointing", action="store_true", help="recompute activations in backward")
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--lean-blocks", action=argparse.BooleanOptionalAction, default=True,
+                   help="memory-lean transformer blocks: identical gradients, ~1/3 less activation memory "
+                        "for ~3%% more compute (recomputed LayerNorm/GELU); --no-lean-blocks for timm's own")
+    g.add_argument("--strategy", default="ddp", choices=["ddp", "fsdp"],
+                   help="under torchrun: DDP (full copy per process) or FSDP (weights, gradients and AdamW "
+                        "states sharded per transformer block: for L towers); checkpoints are the same either way")
+    g.add_argument("--fsdp", dest="strategy", action="store_const", const="fsdp", help="same as --strategy fsdp")
     g.add_argument("--workers", type=int, default=1, help="DataLoader worker processes per rank")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (None: torch's choice)")
     g.add_argument("--tokenizer", default="clip", help="'clip' (the CLIP BPE, 49,408 ids) or a local HF tokenizer folder")

@@ -40,11 +40,15 @@ class SuperClassModel(nn.Module):
 
     objective = "superclass"
 
-    def __init__(self, vit_cfg, vocab_size: int = 49408):
+    def __init__(self, vit_cfg, vocab_size: int = 49408, lean: bool = True):
         super().__init__()
         from sc_eval.models import create_vit
 
         self.visual = create_vit(vit_cfg)
+        if lean:  # same maths and gradients, ~40% fewer saved activations (see lean.py)
+            from sc_eval.pretrain.lean import lean_blocks
+
+            lean_blocks(self.visual)
         self.vit_cfg = self.visual.sc_config
         width = self.vit_cfg["width"]
         self.head = SuperClassHead(width, vocab_size)
@@ -69,11 +73,14 @@ class _TextBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
 
     def forward(self, x):
-        b, n, c = x.shape
-        q, k, v = self.qkv(self.ln_1(x)).view(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        # The memory-lean Functions of lean.py: the same maths as ln -> linear, gelu -> linear
+        # and merge-heads -> linear, without saving the recomputable intermediate tensors.
+        from sc_eval.pretrain.lean import gelu_linear, heads_linear, norm_linear, split_heads
+
+        q, k, v = split_heads(norm_linear(x, self.ln_1, self.qkv), self.heads)
         a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        x = x + self.out(a.transpose(1, 2).reshape(b, n, c))
-        return x + self.mlp(self.ln_2(x))
+        x = x + heads_linear(a, self.out)
+        return x + gelu_linear(norm_linear(x, self.ln_2, self.mlp[0]), self.mlp[2])
 
 
 class TextTower(nn.Module):
@@ -116,11 +123,16 @@ class ClipModel(nn.Module):
 
     objective = "clip"
 
-    def __init__(self, vit_cfg, vocab_size: int = 49408, eot_id: int | None = 49407, text_cfg=None):
+    def __init__(self, vit_cfg, vocab_size: int = 49408, eot_id: int | None = 49407, text_cfg=None,
+                 lean: bool = True):
         super().__init__()
         from sc_eval.models import create_vit
 
         self.visual = create_vit(vit_cfg)
+        if lean:
+            from sc_eval.pretrain.lean import lean_blocks
+
+            lean_blocks(self.visual)
         self.vit_cfg = self.visual.sc_config
         width = self.vit_cfg["width"]
         tw, tl, th = TEXT_DEFAULTS.get(width, (max(64, min(width, 512)), 4, max(1, min(width, 512) // 64)))
@@ -167,19 +179,29 @@ class ClipLoss(nn.Module):
         return (F.cross_entropy(logits_i, labels) + F.cross_entropy(logits_t, labels)) / 2
 
 
-def build_model(objective: str, vit_cfg, tokenizer):
+def build_model(objective: str, vit_cfg, tokenizer, lean: bool = True):
     if objective == "clip":
-        return ClipModel(vit_cfg, tokenizer.vocab_size, eot_id=tokenizer.eot_id)
-    return SuperClassModel(vit_cfg, tokenizer.vocab_size)
+        return ClipModel(vit_cfg, tokenizer.vocab_size, eot_id=tokenizer.eot_id, lean=lean)
+    return SuperClassModel(vit_cfg, tokenizer.vocab_size, lean=lean)
 
 
-def param_groups(model: nn.Module, weight_decay: float):
-    """AdamW groups as the official recipe: no decay on 1-D params (norms, biases, class token, scale)."""
+def named_param_groups(model: nn.Module) -> tuple[list[str], list[str]]:
+    """(decayed names, not-decayed names): the official recipe puts no decay on 1-D params
+    (norms, biases, class token, scale). The order is the optimizer's parameter index order,
+    which sharded (FSDP) checkpoints are converted to."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         # timm stores the class token as [1, 1, D]; open_clip's is 1-D and so never decayed.
         skip = p.ndim < 2 or name.endswith((".bias", "cls_token")) or "norm" in name or name == "logit_scale"
-        (no_decay if skip else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        (no_decay if skip else decay).append(name)
+    return decay, no_decay
+
+
+def param_groups(model: nn.Module, weight_decay: float):
+    """AdamW groups as the official recipe (see ``named_param_groups``)."""
+    params = dict(model.named_parameters())
+    decay, no_decay = named_param_groups(model)
+    return [{"params": [params[n] for n in decay], "weight_decay": weight_decay},
+            {"params": [params[n] for n in no_decay], "weight_decay": 0.0}]

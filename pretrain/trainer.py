@@ -1,4 +1,5 @@
-"""The pretraining loop: one code path for 1 process or N (torchrun, DDP), SuperClass or CLIP.
+"""The pretraining loop: one code path for 1 process or N (torchrun: DDP, or FSDP for large
+towers), SuperClass or CLIP.
 
 Read top to bottom: ``train(args)`` resolves the device and run directory, builds tokenizer,
 model, loss, optimizer and schedule, restores a checkpoint when resuming, then steps. Every
@@ -137,8 +138,9 @@ def train(args) -> dict:
     from sc_eval.pretrain.checkpoint import (clean_partial, find_checkpoint, load_checkpoint, rng_state,
                                              save_checkpoint, set_rng_state)
     from sc_eval.pretrain.data import PretrainStream, make_loader, open_source
+    from sc_eval.pretrain import parallel
     from sc_eval.pretrain.loss import SuperClassLoss
-    from sc_eval.pretrain.models import ClipLoss, build_model, param_groups
+    from sc_eval.pretrain.models import ClipLoss, build_model, named_param_groups, param_groups
     from sc_eval.pretrain.tokenize import build_tokenizer
 
     args.device = D.resolve_device(args.device)
@@ -152,7 +154,7 @@ def train(args) -> dict:
 
     vit_cfg = resolve_config(_model_spec(args.model))
     tokenizer = build_tokenizer(args.tokenizer)
-    model = build_model(args.objective, vit_cfg, tokenizer)
+    model = build_model(args.objective, vit_cfg, tokenizer, lean=getattr(args, "lean_blocks", True))
     if args.objective == "superclass":
         criterion = SuperClassLoss(tokenizer.vocab_size, idf=args.idf, loss_type=args.loss,
                                    mask_special=args.mask_special, special_ids=tokenizer.special_ids,
@@ -170,24 +172,44 @@ def train(args) -> dict:
     device = torch.device(args.device)
     model.to(device)
     criterion.to(device)
-    # Fused AdamW (CPU and CUDA): one kernel over all tensors, no foreach temporaries. On a CPU
-    # it is several times faster than the default loop and saves ~1 copy of the weights in peak
-    # memory; it is deterministic, so resumed runs stay bitwise equal.
-    optimizer = torch.optim.AdamW(param_groups(model, args.wd), lr=args.lr, betas=(0.9, args.beta2),
-                                  eps=1e-6, fused=device.type in ("cuda", "cpu"))
-    warmup = args.warmup if args.warmup is not None else min(500, args.steps // 10)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(warmup, args.steps))
-    scaler = torch.amp.GradScaler("cuda", enabled=args.precision == "fp16")
 
     start_step, next_batch, corrupt_total = 0, 0, 0
     ckpt = find_checkpoint(run.path, args.resume) if args.resume else None
     if args.resume and ckpt is None:
         log.info("--resume %s: no checkpoint yet in %s, starting from step 0", args.resume, run.path)
+    state = None
     if ckpt is not None:
         if is_main:
             clean_partial(run.path / "checkpoints")
-        state = load_checkpoint(ckpt, model, ckpt_config)
-        optimizer.load_state_dict(state["optimizer"])
+        state = load_checkpoint(ckpt, model, ckpt_config)  # full weights, before any sharding
+
+    if args.grad_checkpointing:
+        model.set_grad_checkpointing(True)
+    raw_model = model
+    strategy = getattr(args, "strategy", "ddp") or "ddp"
+    if strategy == "fsdp" and world > 1:  # shards raw_model's parameters in place
+        model = parallel.wrap(model, "fsdp", device, world)
+        log.info("FSDP: parameters, gradients and optimizer states sharded over %d processes (%d units)",
+                 world, len(parallel.shard_units(raw_model)) + 1)
+    elif strategy == "fsdp":
+        log.info("--strategy fsdp with one process: nothing to shard, training unwrapped")
+    if args.compile:
+        model = torch.compile(model)
+    if strategy != "fsdp" and world > 1:
+        model = parallel.wrap(model, "ddp", device, world)
+
+    # Fused AdamW (CPU and CUDA): one kernel over all tensors, no foreach temporaries. On a CPU
+    # it is several times faster than the default loop and saves ~1 copy of the weights in peak
+    # memory; it is deterministic, so resumed runs stay bitwise equal. Built after sharding, so
+    # under FSDP each rank holds the moments of its own shards only.
+    group_names = named_param_groups(raw_model)
+    optimizer = torch.optim.AdamW(param_groups(raw_model, args.wd), lr=args.lr, betas=(0.9, args.beta2),
+                                  eps=1e-6, fused=device.type in ("cuda", "cpu"))
+    warmup = args.warmup if args.warmup is not None else min(500, args.steps // 10)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(warmup, args.steps))
+    scaler = torch.amp.GradScaler("cuda", enabled=args.precision == "fp16")
+    if state is not None:
+        parallel.load_optimizer_state(raw_model, optimizer, state["optimizer"], group_names)
         scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
@@ -200,16 +222,6 @@ def train(args) -> dict:
         log.info("resumed from %s (step %d, next global batch %d)", ckpt, start_step, next_batch)
     if start_step >= args.steps:
         log.info("already trained %d steps (--steps %d): nothing to do", start_step, args.steps)
-
-    if args.grad_checkpointing:
-        model.set_grad_checkpointing(True)
-    raw_model = model
-    if args.compile:
-        model = torch.compile(model)
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     local_batch = args.batch_size // (world * args.grad_accum)
     source = open_source(args.data)
@@ -231,17 +243,24 @@ def train(args) -> dict:
 
         bar = tqdm(total=args.steps, initial=start_step, desc="pretrain", unit="step", dynamic_ncols=True)
 
+    sharded = parallel.is_sharded(raw_model)
+
     def save(step_done: int):
+        # Under FSDP gathering the full weights and optimizer state is collective: every rank
+        # takes part, rank 0 receives them and writes the same files as an unsharded run.
+        if is_main or sharded:
+            model_state = parallel.full_model_state(raw_model)
+            optim_state = parallel.full_optimizer_state(raw_model, optimizer, group_names)
         if is_main:
             train_state = {
-                "step": step_done, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "step": step_done, "optimizer": optim_state, "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                 "idf": criterion.state_dict() if args.objective == "superclass" else None,
                 "rng": rng_state(), "data": {"next_batch": next_batch, "micro_batch": args.batch_size // args.grad_accum,
                          "next_sample": next_batch * (args.batch_size // args.grad_accum), "n_corrupt": corrupt_total},
             }
-            path = save_checkpoint(run.path / "checkpoints", step_done, raw_model.state_dict(), train_state, ckpt_config)
-            _export(raw_model, vit_cfg, run.path / "encoder", args.objective, step_done)
+            path = save_checkpoint(run.path / "checkpoints", step_done, model_state, train_state, ckpt_config)
+            _export(model_state, vit_cfg, run.path / "encoder", args.objective, step_done)
             log.info("saved %s", path)
         D.barrier()
 
@@ -264,13 +283,14 @@ def train(args) -> dict:
                 images = batch["images"].to(device, non_blocking=True)
                 tokens = batch["tokens"].to(device, non_blocking=True)
                 sync = world > 1 and micro < args.grad_accum - 1
-                with (model.no_sync() if sync else contextlib.nullcontext()), _autocast(args.device, args.precision):
+                with parallel.no_sync(model, sync), _autocast(args.device, args.precision):
                     if args.objective == "superclass":
                         loss = criterion(model(images), tokens)
                     else:
                         loss = criterion(*model(images, tokens))
                 scaler.scale(loss / args.grad_accum).backward()
                 total += loss.detach().double()
+            parallel.reduce_replicated_grads(raw_model, world)
             stats = torch.stack([total / args.grad_accum, torch.tensor(float(n_corrupt), device=device, dtype=torch.float64)])
             if world > 1:
                 import torch.distributed as tdist
@@ -295,7 +315,7 @@ def train(args) -> dict:
             last = {"step": done, "loss": step_loss, "lr": lr, "images_per_s": args.batch_size / dt,
                     "samples_seen": next_batch * local_batch * world, "n_corrupt": corrupt_total}
             if args.objective == "clip":
-                last["logit_scale"] = raw_model.logit_scale.detach().exp().item()
+                last["logit_scale"] = parallel.full_tensor(raw_model.logit_scale.detach()).exp().item()
             if is_main:
                 metrics.write_many([last])
                 if tb is not None:
@@ -319,16 +339,23 @@ def train(args) -> dict:
             tb.close()
         if metrics is not None:
             metrics.close()
-    if start_step >= args.steps and is_main and not (run.path / "encoder").exists():
-        _export(raw_model, vit_cfg, run.path / "encoder", args.objective, start_step)
+    if start_step >= args.steps and (sharded or (is_main and not (run.path / "encoder").exists())):
+        model_state = parallel.full_model_state(raw_model)  # collective under FSDP: every rank calls it
+        if is_main and not (run.path / "encoder").exists():
+            _export(model_state, vit_cfg, run.path / "encoder", args.objective, start_step)
     if start_step >= args.steps:
         return {"run_dir": str(run.path), "steps": start_step, "loss": float("nan"), "already_done": True}
     return {"run_dir": str(run.path), "steps": step + 1, **last}
 
 
-def _export(model, vit_cfg, out, objective, step):
+def _export(model_state: dict, vit_cfg, out, objective, step):
+    """Write ``encoder/`` from a full (unsharded) model state dict: the tower and, for
+    SuperClass, its head (kept for inspection)."""
     from sc_eval.encoders import save_encoder_dir
 
-    head = model.head if objective == "superclass" else None
-    save_encoder_dir(model.visual, vit_cfg, out, head=head,
+    def part(prefix):
+        return {k[len(prefix):]: v for k, v in model_state.items() if k.startswith(prefix)}
+
+    head = part("head.") if objective == "superclass" else None
+    save_encoder_dir(part("visual."), vit_cfg, out, head=head,
                      extra={"source": "sc-eval pretrain", "objective": objective, "step": step})

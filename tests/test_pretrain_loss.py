@@ -112,3 +112,83 @@ def test_ablation_options(coco_token_ids):
         SuperClassLoss(vocab_size=1000)(torch.zeros(2, 1000), ids[:2])
     with pytest.raises(ConfigError, match="idf"):
         SuperClassLoss(idf="static")
+
+
+# -- memory-lean training blocks (custom autograd): same values and gradients as the stock ones --
+
+def _stock_and_lean(cfg, dtype=torch.float32):
+    import copy
+
+    from sc_eval.models import create_vit
+    from sc_eval.pretrain.lean import LeanBlock, lean_blocks
+
+    torch.manual_seed(0)
+    stock = create_vit(cfg).to(dtype).train()
+    lean = copy.deepcopy(stock)
+    assert lean_blocks(lean) == cfg["layers"]
+    assert all(isinstance(b, LeanBlock) for b in lean.blocks)
+    return stock, lean
+
+
+@pytest.mark.parametrize("amp", [None, torch.bfloat16])
+def test_lean_blocks_give_bitwise_equal_outputs_and_gradients(amp):
+    cfg = {"image_size": 32, "patch_size": 8, "width": 64, "layers": 2, "heads": 4}
+    stock, lean = _stock_and_lean(cfg)
+    assert stock.state_dict().keys() == lean.state_dict().keys()  # checkpoints/exports unchanged
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    results = []
+    for model in (stock, lean):
+        with torch.autocast("cpu", dtype=amp or torch.bfloat16, enabled=amp is not None):
+            y = model(x)
+        (y.float() * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        results.append((y.detach(), {k: p.grad for k, p in model.named_parameters()}))
+    (ya, ga), (yb, gb) = results
+    assert torch.equal(ya, yb)
+    for k in ga:
+        assert torch.equal(ga[k], gb[k]), k
+
+
+def test_lean_functions_pass_gradcheck_in_float64():
+    """Numerical (finite-difference) gradients of each Function, independent of autograd's."""
+    from torch import nn
+
+    from sc_eval.pretrain import lean
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 6, dtype=torch.float64, generator=g, requires_grad=True)
+    norm, fc = nn.LayerNorm(6).double(), nn.Linear(6, 5).double()
+    with torch.no_grad():
+        norm.weight.normal_(generator=g), norm.bias.normal_(generator=g)
+    assert torch.autograd.gradcheck(lambda x, a, b, w, c: lean._NormLinear.apply(x, a, b, 1e-5, w, c),
+                                    (x, norm.weight, norm.bias, fc.weight, fc.bias))
+    h = torch.randn(2, 3, 6, dtype=torch.float64, generator=g, requires_grad=True)
+    assert torch.autograd.gradcheck(lean._GeluLinear.apply, (h, fc.weight, fc.bias))
+    a = torch.randn(2, 2, 3, 3, dtype=torch.float64, generator=g, requires_grad=True)  # [B, H, N, hd]
+    assert torch.autograd.gradcheck(lean._HeadsLinear.apply, (a, fc.weight, fc.bias))
+    qkv = torch.randn(2, 3, 12, dtype=torch.float64, generator=g, requires_grad=True)  # 2 heads of 2
+    assert torch.autograd.gradcheck(lambda t: lean._SplitHeads.apply(t, 2), (qkv,))
+
+
+def test_lean_blocks_keep_fewer_activations():
+    """What the user notices: less memory held for backward, at equal results."""
+    cfg = {"image_size": 64, "patch_size": 8, "width": 64, "layers": 2, "heads": 4}
+    stock, lean = _stock_and_lean(cfg)
+    x = torch.randn(4, 3, 64, 64)
+
+    def saved_bytes(model):
+        weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        seen = {}
+
+        def pack(t):
+            ptr = t.untyped_storage().data_ptr()
+            if ptr not in weights:  # activations only (linear layers also save their weights)
+                seen[ptr] = t.untyped_storage().nbytes()
+            return t
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            model(x).sum()
+        return sum(seen.values())
+
+    a, b = saved_bytes(stock), saved_bytes(lean)
+    # per block: 7 of the 17 [B, N, D]-sized tensors (D = LN outputs x2, head-merge copy x1,
+    # GELU output x4) are no longer kept
+    assert b < 0.7 * a, (a, b)
