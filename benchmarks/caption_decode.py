@@ -3,18 +3,30 @@
 A GPT-2-small-sized language model (12 layers, 768 wide, 50,257 ids; random weights: none can be
 downloaded) with the reference transformer mapper (K = C = 40) captions the same image features
 twice: ``--batch`` images per beam search, then one image per search. Both use the same code path
-(sc_eval.adapters.clipcap.decode.beam_search). Prints one JSON object: images/s of each, their
+(sc_eval.adapters.clipcap.decode.beam_search, with its key/value cache: the one-image baseline is
+that decoder run on one image, not the reference's cache-free loop, which recomputes the whole
+sequence at every step and would be far slower). Prints one JSON object: images/s of each, their
 ratio, and whether every caption is identical (it must be: batching must not change a caption).
+``--library-cache`` measures the generic decoder (transformers' cache) instead of the GPT-2 one
+that shares the prefix cache across beams.
+
+What bounds the ratio on a CPU: one image (5 hypotheses) is a 5-row matrix product per layer, so
+each step streams all ~500 MB of weights from memory; 32 images make it 160 rows and the same
+step becomes arithmetic-bound. The ratio is therefore about (memory time of the weights) /
+(arithmetic time of 5 rows), a property of the machine; on a shared machine, other processes
+change both (the JSON records the load average before and after).
 
 The features are random vectors of the encoder width: the encoder is not part of what is timed.
 A random LM rarely emits "." or EOS, so most captions run to --max-new-tokens, the worst case.
 
     python benchmarks/caption_decode.py [--images 64] [--batch 32] [--max-new-tokens 67] [--device cpu]
+                                        [--threads N] [--library-cache]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 
@@ -53,11 +65,13 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--library-cache", action="store_true",
+                   help="decode with transformers' cache (the path of non-GPT-2 LMs)")
     args = p.parse_args(argv)
 
     import torch
 
-    from sc_eval.adapters.clipcap.decode import beam_search
+    from sc_eval.adapters.clipcap.decode import beam_search, shares_prefix_cache
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -67,9 +81,15 @@ def main(argv=None) -> int:
     eos, dot = 50256, 13
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
 
+    shared = False if args.library_cache else None
+    decoder = ("shared-prefix GPT-2" if shares_prefix_cache(model.lm) and shared is None
+               else "transformers cache")
+
     def search(x):
         return beam_search(model, x, beam=args.beam, max_new_tokens=args.max_new_tokens,
-                           stop_ids=[dot, eos], eos_id=eos)
+                           stop_ids=[dot, eos], eos_id=eos, shared_prefix=shared)
+
+    load_before = _load()
 
     search(feats[:2])  # warm-up (allocator, kernels)
     batched, t_batched = timed(lambda: [c for i in range(0, args.images, args.batch)
@@ -81,6 +101,7 @@ def main(argv=None) -> int:
         "model": f"GPT-2 {args.layers}x{args.width} (random), transformer mapper K=C=40",
         "device": args.device if not args.device.startswith("cuda") else torch.cuda.get_device_name(),
         "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(), "load_average_1m": [load_before, _load()], "decoder": decoder,
         "images": args.images, "batch": args.batch, "beam": args.beam,
         "max_new_tokens": args.max_new_tokens,
         "mean_caption_tokens": sum(len(c) for c in batched) / max(1, len(batched)),
@@ -93,6 +114,14 @@ def main(argv=None) -> int:
     }
     print(json.dumps(result))
     return 0 if all(same) else 1
+
+
+def _load():
+    """1-minute load average (None where the OS has none): other processes slow both timings."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 if __name__ == "__main__":

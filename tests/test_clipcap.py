@@ -101,6 +101,54 @@ def test_decoding_stops_at_period_or_eos_and_at_the_token_limit(tok):
                                eos_id=EOS)[0] for i in range(16)]
 
 
+def early_stopping_model(seed=5):
+    model = tiny_model(seed=seed)
+    with torch.no_grad():  # make "." likely after some contexts (its tied embedding row grows)
+        model.lm.get_input_embeddings().weight[DOT] *= 3
+    return model
+
+
+@pytest.mark.parametrize("beam", [5, 1])
+def test_gpt2_shared_prefix_decoder_equals_the_library_cache_decoder(tok, beam):
+    """The GPT-2 decoder (prefix cache shared across beams, generated cache never reordered,
+    images leaving the batch as they finish, buffers grown past 16 steps) gives the captions
+    of transformers' own cache, with images that stop early and images that run to the limit."""
+    from sc_eval.adapters.clipcap.decode import shares_prefix_cache
+
+    stops = stop_token_ids(tok)
+    lengths = []
+    for model, feats in [(early_stopping_model(), features(16, seed=5)), (tiny_model(seed=2), features(3, seed=2))]:
+        assert shares_prefix_cache(model.lm)
+        fast = beam_search(model, feats, beam=beam, max_new_tokens=20, stop_ids=stops, eos_id=EOS)
+        library = beam_search(model, feats, beam=beam, max_new_tokens=20, stop_ids=stops, eos_id=EOS,
+                              shared_prefix=False)
+        assert fast == library
+        lengths.append({len(c) for c in fast})
+    assert len(lengths[0]) >= 2 and max(lengths[0]) < 20, lengths  # images left the batch at different steps
+    assert lengths[1] == {20}, lengths  # the cache grew past its first 16 steps
+
+
+def test_other_language_models_decode_through_their_own_cache(tok):
+    """A non-GPT-2 LM (a tiny Llama) takes the library-cache path; batching still changes nothing."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from sc_eval.adapters.clipcap.decode import shares_prefix_cache
+
+    torch.manual_seed(0)
+    lm = LlamaForCausalLM(LlamaConfig(vocab_size=50257, hidden_size=64, intermediate_size=128,
+                                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                      initializer_range=0.2, eos_token_id=EOS, bos_token_id=EOS)).eval()
+    model = tiny_model(lm=lm)
+    assert not shares_prefix_cache(model.lm)
+    feats, stops = features(6, seed=1), stop_token_ids(tok)
+    batched = beam_search(model, feats, beam=5, max_new_tokens=8, stop_ids=stops, eos_id=EOS)
+    alone = [beam_search(model, feats[i:i + 1], beam=5, max_new_tokens=8, stop_ids=stops,
+                         eos_id=EOS)[0] for i in range(len(feats))]
+    assert batched == alone and len({tuple(c) for c in batched}) >= 3
+    with pytest.raises(ValueError, match="GPT-2"):
+        beam_search(model, feats, beam=5, max_new_tokens=8, stop_ids=stops, eos_id=EOS, shared_prefix=True)
+
+
 def test_captions_end_with_eos_and_padding_is_masked(tok):
     assert caption_token_ids(tok, " a red circle ", EOS, 40) == [64, 2266, 9197, EOS]
     assert caption_token_ids(tok, "a red circle", EOS, 3) == [64, 2266, EOS]
