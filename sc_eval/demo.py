@@ -22,7 +22,7 @@ FULL = {
     # answering from question priors alone at this budget.
     "llava": ["--stage1-steps", "200", "--stage2-steps", "300", "--lora-r", "16", "--lora-alpha", "32",
               "--projector-lr", "1e-3", "--stage2-lr", "1e-3",
-              "--tasks", "vqav2_val,textvqa_val_ocr,gqa_testdev_balanced,pope", "--limit", "150"],
+              "--tasks", "vqav2_val,textvqa_val,textvqa_val_ocr,gqa_testdev_balanced,pope", "--limit", "150"],
     "probe": ["--tasks", "linear,fewshot", "--epochs", "30"],
 }
 QUICK = {

@@ -32,7 +32,7 @@ from sc_eval.errors import ConfigError, DataError
 log = logging.getLogger(__name__)
 
 KINDS = ("gpt2", "llama")
-VERSION = 1  # bump when a default below changes: cached models are keyed by it
+VERSION = 2  # bump when a default below changes: cached models are keyed by it
 
 # Model sizes. GPT-2: the 50,257 x 128 embedding dominates (~7.3M parameters in all). Llama:
 # ~2.6M parameters, tied embeddings (DESIGN.md budgets a ~2.7M Llama trained about a minute).
@@ -42,7 +42,12 @@ MODEL_DEFAULTS = {
                   num_key_value_heads=4, max_position_embeddings=1024, tie_word_embeddings=True),
 }
 # Training: the world's text is short and repetitive, a high learning rate learns it in minutes.
-TRAIN_DEFAULTS = dict(steps=150, batch_size=16, seq_len=64, lr=3e-3, warmup=20, weight_decay=0.01)
+# The Llama also learns the vicuna_v1 dialogues (a ~40-token system prompt before each question),
+# so it reads longer windows for longer: with 150 steps it answered every question alike.
+TRAIN_DEFAULTS = {
+    "gpt2": dict(steps=150, batch_size=16, seq_len=64, lr=3e-3, warmup=20, weight_decay=0.01),
+    "llama": dict(steps=600, batch_size=16, seq_len=128, lr=3e-3, warmup=20, weight_decay=0.01),
+}
 
 
 def _tokenizer(kind: str):
@@ -108,8 +113,31 @@ def save_lm(model, tokenizer, out_dir, info: dict | None = None) -> Path:
     return out
 
 
-def _token_stream(tok, kind: str, corpus_path: Path):
-    """All corpus lines tokenised and joined, each line closed by EOS (llama: opened by BOS)."""
+def _chat_documents(tok, chat_path: Path) -> list[list[int]]:
+    """The LLaVA conversations of ``chat_path`` as text-only vicuna_v1 dialogues (image dropped).
+
+    A real LLaVA starts from a chat-tuned LLM (Vicuna) that already answers a USER turn in the
+    ASSISTANT's voice and stops; the tiny Llama learns the same from the world's training
+    conversations, so LLaVA's stage 2 only has to learn to look at the image.
+    """
+    from sc_eval.adapters.llava.templates import IMAGE_TOKEN, build_example
+    from sc_eval.io import read_json
+
+    records = read_json(chat_path)
+    if not isinstance(records, list):
+        raise DataError(f"{chat_path}: expected a JSON list of LLaVA conversations")
+    docs = []
+    for i, rec in enumerate(records):
+        conv = [{**m, "value": str(m.get("value", "")).replace(IMAGE_TOKEN, "").strip()}
+                for m in rec.get("conversations", [])]
+        ids, _ = build_example(conv, tok, "vicuna_v1", where=f"{chat_path} record {i}")
+        docs.append(ids)
+    return docs
+
+
+def _token_stream(tok, kind: str, corpus_path: Path, chat_path: Path | None = None, seed: int = 0):
+    """Corpus lines (each closed by EOS; llama: opened by BOS) and, if given, chat dialogues,
+    shuffled as documents with ``seed`` and joined into one stream."""
     import torch
 
     if not corpus_path.exists():
@@ -117,24 +145,30 @@ def _token_stream(tok, kind: str, corpus_path: Path):
     lines = [ln.strip() for ln in corpus_path.read_text(encoding="utf-8").splitlines() if ln.strip()]
     if not lines:
         raise DataError(f"{corpus_path}: the corpus is empty")
-    ids: list[int] = []
-    for ln in lines:
-        t = tok.encode(ln, add_special_tokens=False)
-        ids += ([tok.bos_token_id] if kind == "llama" else []) + t + [tok.eos_token_id]
-    return torch.tensor(ids, dtype=torch.long), len(lines)
+    docs = [([tok.bos_token_id] if kind == "llama" else []) + tok.encode(ln, add_special_tokens=False)
+            + [tok.eos_token_id] for ln in lines]
+    if chat_path is not None:
+        docs += _chat_documents(tok, Path(chat_path))
+        order = torch.randperm(len(docs), generator=torch.Generator().manual_seed(seed)).tolist()
+        docs = [docs[i] for i in order]
+    ids = [t for d in docs for t in d]
+    return torch.tensor(ids, dtype=torch.long), len(docs)
 
 
 def train_tiny_lm(kind: str, out_dir, corpus_path, steps: int | None = None, seed: int = 0,
                   batch_size: int | None = None, seq_len: int | None = None, lr: float | None = None,
-                  **model_overrides) -> Path:
-    """Train a tiny ``kind`` LM on ``corpus_path`` and save it (model + tokenizer) to ``out_dir``."""
+                  chat_path=None, **model_overrides) -> Path:
+    """Train a tiny ``kind`` LM on ``corpus_path`` (plus the LLaVA conversations of
+    ``chat_path``, text only, in the vicuna_v1 template) and save it with its tokenizer."""
     import torch
 
-    hp = dict(TRAIN_DEFAULTS)
+    if kind not in KINDS:
+        raise ConfigError(f"unknown tiny LM kind {kind!r}: choose one of {', '.join(KINDS)}")
+    hp = dict(TRAIN_DEFAULTS[kind])
     hp.update({k: v for k, v in dict(steps=steps, batch_size=batch_size, seq_len=seq_len, lr=lr).items()
                if v is not None})
     model, tok = build_tiny_lm(kind, seed=seed, **model_overrides)
-    stream, n_lines = _token_stream(tok, kind, Path(corpus_path))
+    stream, n_lines = _token_stream(tok, kind, Path(corpus_path), chat_path, seed)
     seq = min(hp["seq_len"], stream.numel() - 1)
     if seq < 2:
         raise DataError(f"{corpus_path}: too little text to train a language model")
@@ -167,7 +201,8 @@ def train_tiny_lm(kind: str, out_dir, corpus_path, steps: int | None = None, see
         if step % 50 == 0 or step == hp["steps"] - 1:
             log.info("tiny %s LM step %d/%d loss %.3f", kind, step + 1, hp["steps"], last)
     model.eval()
-    info = {"kind": kind, "seed": seed, "corpus": str(corpus_path), "corpus_lines": n_lines,
+    info = {"kind": kind, "seed": seed, "corpus": str(corpus_path), "chat": str(chat_path) if chat_path else None,
+            "documents": n_lines,
             "corpus_tokens": int(stream.numel()), "first_loss": first, "final_loss": last,
             "n_params": sum(p.numel() for p in model.parameters()), "version": VERSION, **hp}
     return save_lm(model, tok, out_dir, info)
@@ -208,8 +243,9 @@ def _exact_lm_loss(model, x, used, targets_local, n_unused: int):
 
 
 def tiny_lm_key(kind: str, seed: int, steps: int | None) -> str:
-    blob = json.dumps({"model": MODEL_DEFAULTS[kind], "train": {**TRAIN_DEFAULTS, "steps": steps or
-                                                                TRAIN_DEFAULTS["steps"]}}, sort_keys=True)
+    train = TRAIN_DEFAULTS[kind]
+    blob = json.dumps({"model": MODEL_DEFAULTS[kind], "train": {**train, "steps": steps or train["steps"]}},
+                      sort_keys=True)
     return f"tinylm-{kind}-s{seed}-v{VERSION}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 
 
@@ -229,4 +265,6 @@ def ensure_tiny_lm(kind: str = "gpt2", world_root=None, seed: int = 0, steps: in
     if (out / "config.json").exists() and (out / "tinylm.json").exists():
         return out
     log.info("training the tiny %s LM on %s (once; cached in %s)", kind, world_root / "text/corpus.txt", out)
-    return train_tiny_lm(kind, out, world_root / "text" / "corpus.txt", steps=steps, seed=seed)
+    chat = world_root / "llava" / "finetune.json" if kind == "llama" else None
+    return train_tiny_lm(kind, out, world_root / "text" / "corpus.txt", steps=steps, seed=seed,
+                         chat_path=chat if chat is not None and chat.exists() else None)

@@ -48,6 +48,31 @@ def test_restricted_loss_equals_full_vocabulary_cross_entropy(kind, corpus):
     assert float(logits[..., unused].abs().max()) == 0.0
 
 
+def test_llama_stream_holds_the_chat_dialogues_as_vicuna_text(corpus, tmp_path):
+    """The Llama also reads LLaVA conversations, image dropped, exactly as LLaVA will prompt it."""
+    import json
+
+    from sc_eval.adapters.llava.templates import IMAGE_INDEX, VICUNA_SYSTEM
+    from sc_eval.tinylm import _token_stream, build_tiny_lm
+
+    chat = tmp_path / "finetune.json"
+    chat.write_text(json.dumps([{"id": "1", "image": "a.jpg", "conversations": [
+        {"from": "human", "value": "<image>\nWhat color is the star?"}, {"from": "gpt", "value": "purple"},
+        {"from": "human", "value": "Is there a cross in the image?"}, {"from": "gpt", "value": "no"}]}]))
+    _, tok = build_tiny_lm("llama", num_hidden_layers=1, hidden_size=16, intermediate_size=32,
+                           num_attention_heads=2, num_key_value_heads=2)
+    plain, n_plain = _token_stream(tok, "llama", corpus)
+    both, n_both = _token_stream(tok, "llama", corpus, chat_path=chat, seed=0)
+    assert n_both == n_plain + 1 and IMAGE_INDEX not in both.tolist()
+    want = tok.encode(f"{VICUNA_SYSTEM} USER: What color is the star? ASSISTANT:", add_special_tokens=False)
+    ids = both.tolist()
+    starts = [i for i in range(len(ids) - len(want) + 1) if ids[i:i + len(want)] == want]
+    assert len(starts) == 1  # the dialogue is there once, intact, and carries no image placeholder
+    tail = ids[starts[0] + len(want):]
+    answer = tok.encode("purple", add_special_tokens=False)
+    assert tail[:len(answer) + 1] == answer + [tok.eos_token_id]
+
+
 def test_gpt2_learns_the_corpus_and_reloads_offline(corpus, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -251,6 +251,39 @@ def test_textvqa_and_gqa_schemas(world):
             assert (world / f"gqa/images/{r['imageId']}.jpg").is_file()
 
 
+def test_ocr_tokens_are_right_misread_or_missing_like_a_real_ocr_engine():
+    """Reading the image must beat copying the OCR hint: a quarter of the hints are misread."""
+    from sc_eval.world.scene import WORDS
+    from sc_eval.world.text import MISREADS, ocr_tokens
+
+    rng = np.random.default_rng(0)
+    kinds = Counter()
+    for k in range(2000):
+        word = WORDS[k % len(WORDS)]
+        toks = ocr_tokens(word, rng)
+        if not toks:
+            kinds["missing"] += 1
+        elif toks[0].lower() == word:
+            kinds["right"] += 1
+        else:
+            (tok,) = toks
+            # exactly one character replaced by its listed confusion
+            assert tok in {word[:i] + MISREADS[c] + word[i + 1:] for i, c in enumerate(word) if c in MISREADS}
+            kinds["misread"] += 1
+    assert abs(kinds["right"] / 2000 - 0.60) < 0.04
+    assert abs(kinds["misread"] / 2000 - 0.25) < 0.04
+    assert abs(kinds["missing"] / 2000 - 0.15) < 0.03
+
+
+def test_vqav2_asks_pope_style_presence_questions_with_balanced_answers(world):
+    qs = _load(world, "vqav2/v2_OpenEnded_mscoco_train2014_questions.json")["questions"]
+    ann = {a["question_id"]: a for a in _load(world, "vqav2/v2_mscoco_train2014_annotations.json")["annotations"]}
+    pope_like = [q for q in qs if q["question"].endswith(" in the image?") and q["question"].startswith("Is there a")]
+    assert pope_like, "stage-2 data must teach the POPE question form"
+    answers = Counter(ann[q["question_id"]]["multiple_choice_answer"] for q in pope_like)
+    assert set(answers) <= {"yes", "no"}
+
+
 def _pope(world, split):
     return [json.loads(x) for x in (world / f"pope/coco_pope_{split}.json").read_text().splitlines()]
 

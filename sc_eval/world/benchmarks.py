@@ -10,8 +10,9 @@ from __future__ import annotations
 from sc_eval.world.context import Context, Item, unique_ints
 from sc_eval.world.render import jpeg_bytes, png_bytes, render
 from sc_eval.world.scene import COLOURS, SHAPES, sample_scene
-from sc_eval.world.text import (WHERE, gqa_candidates, human_answers, most_common, textvqa_questions,
-                                vqa_questions)
+from sc_eval.tasks.textvqa.utils import ocr_line
+from sc_eval.world.text import (WHERE, gqa_candidates, human_answers, most_common, ocr_tokens,
+                                presence_questions, textvqa_questions, vqa_questions)
 from sc_eval.world.writers import SHORT_ANSWER, conversation
 
 VQA_LICENSE = {"url": "http://creativecommons.org/licenses/by/4.0/",
@@ -81,7 +82,7 @@ def write_textvqa(ctx: Context) -> list[tuple]:
             image_id = rng.bytes(8).hex()
             rel = f"textvqa/train_images/{image_id}.jpg"   # val images live here too, as upstream
             ctx.write_image(rel, jpeg_bytes(render(scene, size)))
-            ocr = [scene.word] if rng.random() < 0.9 else [scene.word.upper()]
+            ocr = ocr_tokens(scene.word, rng)
             for q in textvqa_questions(scene, rng):
                 human = human_answers(q["answer"], "word", rng)
                 data.append({"question": q["question"], "image_id": image_id,
@@ -93,7 +94,13 @@ def write_textvqa(ctx: Context) -> list[tuple]:
                              "question_id": qid, "set_name": split, "ocr_tokens": ocr})
                 if split == "train":
                     ctx.add_text(q["question"], q["answer"])
-                    turns.append((image_id, rel, [(q["question"] + SHORT_ANSWER, q["answer"])]))
+                    # Half the training turns carry the OCR hint as LLaVA's TextVQA prompt does,
+                    # so the model meets both prompt forms (textvqa_val and textvqa_val_ocr).
+                    hint = ocr_line(ocr) if rng.random() < 0.5 else ""
+                    # Later turns ask about the same picture (presence, as POPE does): a stage-2
+                    # sample pays for its image tokens once and teaches several answers.
+                    more = [(x["question"] + SHORT_ANSWER, x["answer"]) for x in presence_questions(scene, rng)]
+                    turns.append((image_id, rel, [(q["question"] + hint + SHORT_ANSWER, q["answer"]), *more]))
                 qid += 1
         ctx.write_json(f"textvqa/TextVQA_0.5.1_{split}.json",
                        {"dataset_type": split, "dataset_name": "textvqa", "dataset_version": "0.5.1",
@@ -231,11 +238,15 @@ def write_scienceqa(ctx: Context) -> None:
 
 
 def finetune_conversations(ctx: Context, coco_train: list[Item], vqa_turns, text_turns, gqa_turns) -> list[dict]:
-    """mix665k-style records: VQA + caption turns on COCO train, TextVQA and GQA train turns."""
+    """mix665k-style records: VQA + presence + caption turns on COCO train, TextVQA (+ presence)
+    and GQA train turns."""
     rng = ctx.rng("llava-finetune")
     out = []
     for it in coco_train:
         turns = list(vqa_turns.get(it.id, []))
+        asked = {q for q, _ in turns}
+        turns += [(q, a) for q, a in ((x["question"] + SHORT_ANSWER, x["answer"])
+                                      for x in presence_questions(it.scene, rng)) if q not in asked]
         if rng.random() < 0.4:
             caps = it.extra["captions"]
             turns.append(("Describe the image briefly.", caps[int(rng.integers(len(caps)))]))

@@ -113,9 +113,20 @@ def vqa_candidates(scene: Scene, rng) -> list[dict]:
         if scene.count(c, s) == 0:
             qs.append(_q(f"Is there {an(c)} {c} {s}?", "no", "yesno", "yes/no", "is there a"))
             break
+    qs += presence_questions(scene, rng)
     if scene.word:
         qs.append(_q("What word is written in the image?", scene.word, "word", "other", "what"))
     return qs
+
+
+def presence_questions(scene: Scene, rng) -> list[dict]:
+    """Object presence by shape alone (the POPE question form): one present, one absent."""
+    s = _pick(rng, scene.shape_kinds())
+    qs = [_q(f"Is there a {s} in the image?", "yes", "yesno", "yes/no", "is there a")]
+    absent = [x for x in SHAPES if x not in scene.shape_kinds()]
+    if absent:
+        qs.append(_q(f"Is there a {_pick(rng, absent)} in the image?", "no", "yesno", "yes/no", "is there a"))
+    return [qs[i] for i in rng.permutation(len(qs))]
 
 
 def vqa_questions(scene: Scene, rng, k: int) -> list[dict]:
@@ -179,6 +190,26 @@ def textvqa_questions(scene: Scene, rng) -> list[dict]:
     forms = ["what word is written in the image?", "what does the text say?",
              "what is written at the bottom?", "what word is shown below the shapes?"]
     return [_q(_pick(rng, forms), scene.word, "word", "other", "what")]
+
+
+# What an OCR engine misreads in a small rendered word (Rosetta's tokens on TextVQA are often
+# wrong in exactly this way), one confusion per misread.
+MISREADS = {"o": "0", "l": "1", "i": "l", "a": "o", "e": "c", "m": "rn", "n": "h", "c": "e",
+            "s": "5", "b": "6", "t": "f", "r": "n", "h": "b", "d": "cl", "k": "x", "f": "t",
+            "u": "v", "g": "9", "w": "vv", "p": "q", "y": "v"}
+
+
+def ocr_tokens(word: str, rng) -> list[str]:
+    """What OCR reports for a rendered word: right (60%, a tenth of those upper-cased), misread
+    (25%: one character confused) or nothing (15%). Reading the image beats copying the token."""
+    u = rng.random()
+    if u < 0.6:
+        return [word.upper() if rng.random() < 0.1 else word]
+    if u < 0.85:
+        spots = [i for i, ch in enumerate(word) if ch in MISREADS]
+        i = spots[int(rng.integers(len(spots)))]
+        return [word[:i] + MISREADS[word[i]] + word[i + 1:]]
+    return []
 
 
 def gqa_candidates(scene: Scene, rng) -> list[dict]:
