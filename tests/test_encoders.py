@@ -276,6 +276,14 @@ def test_bad_specs_are_config_errors(spec, needle):
         load_encoder(spec)
 
 
+def test_timm_without_local_weights_is_refused_not_random(monkeypatch, tmp_path):
+    # Nothing cached locally: a silently random tower would be scored as if it were pretrained.
+    monkeypatch.setenv("HF_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(CheckpointError, match=r"timm:vit_tiny_patch16_224: no local weights.*random:vit_tiny_patch16_224"):
+        load_encoder("timm:vit_tiny_patch16_224")
+
+
 def test_list_encoder_kinds_names_every_form():
     forms = " ".join(f for f, _ in list_encoder_kinds())
     for prefix in ("timm:", "open_clip:", "hf:", "random:", ".pt"):

@@ -100,7 +100,8 @@ def _check_timm_name(name: str, spec: str) -> None:
 
 
 def load_timm(name: str, spec: str, device="cpu"):
-    """``timm:NAME[@weights]``: local weights if given or cached, else seeded random init (warned)."""
+    """``timm:NAME[@weights]``: local weights if given or cached; neither is an error (random:NAME is the
+    explicit random tower)."""
     import timm
 
     name, weights = _split_weights(name, spec)
@@ -130,7 +131,10 @@ def load_timm(name: str, spec: str, device="cpu"):
                 model = timm.create_model(name, pretrained=True, num_classes=0,
                                           pretrained_cfg_overlay={"file": cached})
         else:
-            log.warning("%s: no local weights (pass timm:%s@/path/weights.safetensors); using RANDOM init", spec, name)
+            # A silently random tower would be scored as if pretrained: refuse, say how to proceed.
+            raise CheckpointError(f"{spec}: no local weights for timm model {name!r} (nothing is downloaded); "
+                                  f"pass timm:{name}@/path/weights.safetensors (or .bin/.pth), put them in the "
+                                  f"Hugging Face cache, or use random:{name} for a random-init tower")
     return _timm_encoder(model, spec, device, kind="timm")
 
 
