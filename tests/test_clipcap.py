@@ -128,6 +128,15 @@ def test_gpt2_shared_prefix_decoder_equals_the_library_cache_decoder(tok, beam):
     assert lengths[1] == {20}, lengths  # the cache grew past its first 16 steps
 
 
+def test_cache_free_reference_search_gives_the_same_captions(tok):
+    """The benchmark's baseline (whole sequence recomputed each step, as the reference ClipCap
+    decodes) must be the same search: same captions as the cached decoder, early stops included."""
+    model, feats, stops = early_stopping_model(), features(5, seed=5), stop_token_ids(tok)
+    cached = beam_search(model, feats, beam=3, max_new_tokens=10, stop_ids=stops, eos_id=EOS)
+    recomputed = beam_search(model, feats, beam=3, max_new_tokens=10, stop_ids=stops, eos_id=EOS, cache=False)
+    assert recomputed == cached and len({len(c) for c in cached}) >= 2
+
+
 def test_other_language_models_decode_through_their_own_cache(tok):
     """A non-GPT-2 LM (a tiny Llama) takes the library-cache path; batching still changes nothing."""
     from transformers import LlamaConfig, LlamaForCausalLM

@@ -47,12 +47,15 @@ def stop_token_ids(tokenizer) -> list[int]:
 
 
 def beam_search(model, feats, *, beam: int = 5, max_new_tokens: int = MAX_NEW_TOKENS,
-                stop_ids, eos_id: int, shared_prefix: bool | None = None) -> list[list[int]]:
+                stop_ids, eos_id: int, shared_prefix: bool | None = None,
+                cache: bool = True) -> list[list[int]]:
     """Token ids (stop token "." kept, EOS removed) of the best caption for each row of ``feats``.
 
     ``model`` is a ClipCapModel (mapper + LM); ``feats`` is [B, D] on the model's device.
     ``shared_prefix``: use the GPT-2 decoder that shares the prefix cache across beams (None:
     whenever the LM is a GPT-2; False: the library's cache, as for any other LM).
+    ``cache=False``: no key/value cache at all, the whole sequence recomputed at every step (the
+    reference implementation's way; only the speed benchmark's baseline uses it).
     """
     import torch
 
@@ -66,7 +69,7 @@ def beam_search(model, feats, *, beam: int = 5, max_new_tokens: int = MAX_NEW_TO
     results: list[list[int] | None] = [None] * b
 
     with torch.inference_mode():
-        stepper = _stepper(model.lm, max_new_tokens, shared_prefix)
+        stepper = _stepper(model.lm, max_new_tokens, shared_prefix) if cache else _Recompute(model.lm)
         w = min(beam, model.lm.get_output_embeddings().weight.shape[0])
         scores, tokens = stepper.start(model.prefix_embeds(feats), w)   # [B, W] log-probs, ids
         seqs = tokens.new_zeros(b, w, max_new_tokens)               # token t of each hypothesis
@@ -208,6 +211,54 @@ class _LibraryCache:
 
     def keep(self, idx):
         self.cache.batch_select_indices(self._rows(idx))
+
+
+class _Recompute:
+    """No cache: every step runs the prefix and all tokens so far through the LM, as the
+    reference ClipCap's beam search does. Same protocol as :class:`_LibraryCache`."""
+
+    def __init__(self, lm):
+        self.lm, self.w = lm, 1
+        self.emb = lm.get_input_embeddings()
+
+    def _run(self, embeds, k: int):
+        import torch
+
+        logits = self.lm(inputs_embeds=embeds, use_cache=False).logits[:, -1].float()
+        return torch.log_softmax(logits, dim=-1).topk(k, dim=-1)
+
+    def start(self, prefix, k: int):
+        self.prefix = prefix
+        return self._run(prefix, k)
+
+    def expand(self, w: int):
+        self.w = w
+        self.prefix = self.prefix.repeat_interleave(w, dim=0)        # row b*W + j
+        self.tokens = self.prefix.new_zeros(self.prefix.shape[0], 0, dtype=_long())
+
+    def step(self, tokens, k: int):
+        import torch
+
+        self.tokens = torch.cat([self.tokens, tokens.reshape(-1, 1)], dim=1)
+        return self._run(torch.cat([self.prefix, self.emb(self.tokens)], dim=1), k)
+
+    def reorder(self, src):
+        import torch
+
+        n = src.shape[0]
+        self.tokens = self.tokens[(src + torch.arange(n, device=src.device)[:, None] * self.w).flatten()]
+
+    def keep(self, idx):
+        import torch
+
+        rows = (idx[:, None] * self.w + torch.arange(self.w, device=idx.device)).flatten()
+        self.prefix, self.tokens = self.prefix[rows], self.tokens[rows]
+
+
+def _long():
+    import torch
+
+    return torch.long
 
 
 class _SharedPrefixGPT2:
