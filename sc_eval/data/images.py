@@ -27,3 +27,19 @@ def load_image(path) -> "PIL.Image.Image":  # noqa: F821
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise DataError(f"{path}: corrupt or unreadable image ({e}); replace or re-download "
                         "that file") from None
+
+
+def image_suffix(data: bytes) -> str:
+    """File extension from an encoded image's magic bytes (PIL opens by content; the name is for
+    people and tools): .png, .jpg, .gif, .webp, .bmp, else .img."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return ".png"
+    if data[:3] == b"\xff\xd8\xff":
+        return ".jpg"
+    if data[:4] == b"GIF8":
+        return ".gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return ".webp"
+    if data[:2] == b"BM":
+        return ".bmp"
+    return ".img"

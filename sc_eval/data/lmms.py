@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from sc_eval.data.images import image_suffix
 from sc_eval.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -175,25 +176,10 @@ class ImageStore:
         if not data:
             return None
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))
-        path = self.folder / (safe + _ext(data))
+        path = self.folder / (safe + image_suffix(data))
         if not path.exists():
             atomic_write_bytes(path, data)
         return os.path.abspath(path)
-
-
-def _ext(data: bytes) -> str:
-    """File extension from the magic bytes (PIL opens by content; the name is for people)."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return ".png"
-    if data[:3] == b"\xff\xd8\xff":
-        return ".jpg"
-    if data[:4] == b"GIF8":
-        return ".gif"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return ".webp"
-    if data[:2] == b"BM":
-        return ".bmp"
-    return ".img"
 
 
 def cached_docs(sources: list[Source], reader: str,

@@ -10,6 +10,8 @@ import hashlib
 import os
 from pathlib import Path
 
+from sc_eval.data.images import image_suffix
+
 
 def cache_root() -> Path:
     """``$SC_EVAL_HOME/images`` (default ``~/.cache/sc-eval/images``), like the world cache."""
@@ -23,26 +25,11 @@ def cache_dir_for(source: Path, dataset: str) -> Path:
     return cache_root() / dataset / hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def image_ext(data: bytes) -> str:
-    """File extension from the magic bytes (PIL opens by content, the name is for people)."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return ".png"
-    if data[:3] == b"\xff\xd8\xff":
-        return ".jpg"
-    if data[:4] in (b"GIF8",):
-        return ".gif"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return ".webp"
-    if data[:2] == b"BM":
-        return ".bmp"
-    return ".img"
-
-
 def materialize(folder: Path, name: str, data: bytes) -> str:
     """Write ``data`` as ``folder/name<ext>`` unless it is already there; return the path."""
     from sc_eval.io import atomic_write_bytes
 
-    path = Path(folder) / (name + image_ext(data))
+    path = Path(folder) / (name + image_suffix(data))
     if not path.exists():
         atomic_write_bytes(path, data)
     return os.path.abspath(path)
