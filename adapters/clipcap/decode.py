@@ -198,10 +198,6 @@ class _LibraryCache:
     def step(self, tokens, k: int):
         return self._run(k, input_ids=tokens.reshape(-1, 1), **{self.cache_kw: self.cache})
 
-    def _rows(self, groups):
-        import torch
-
-        return (groups[:, None] * self.w + torch.arange(self.w, device=groups.device)).flatten()
 
     def reorder(self, src):
         import torch
@@ -210,7 +206,7 @@ class _LibraryCache:
         self.cache.reorder_cache((src + torch.arange(n, device=src.device)[:, None] * self.w).flatten())
 
     def keep(self, idx):
-        self.cache.batch_select_indices(self._rows(idx))
+        self.cache.batch_select_indices(_hypothesis_rows(idx, self.w))
 
 
 class _Recompute:
@@ -232,9 +228,11 @@ class _Recompute:
         return self._run(prefix, k)
 
     def expand(self, w: int):
+        import torch
+
         self.w = w
         self.prefix = self.prefix.repeat_interleave(w, dim=0)        # row b*W + j
-        self.tokens = self.prefix.new_zeros(self.prefix.shape[0], 0, dtype=_long())
+        self.tokens = self.prefix.new_zeros(self.prefix.shape[0], 0, dtype=torch.long)
 
     def step(self, tokens, k: int):
         import torch
@@ -249,16 +247,15 @@ class _Recompute:
         self.tokens = self.tokens[(src + torch.arange(n, device=src.device)[:, None] * self.w).flatten()]
 
     def keep(self, idx):
-        import torch
-
-        rows = (idx[:, None] * self.w + torch.arange(self.w, device=idx.device)).flatten()
+        rows = _hypothesis_rows(idx, self.w)
         self.prefix, self.tokens = self.prefix[rows], self.tokens[rows]
 
 
-def _long():
+def _hypothesis_rows(groups, w: int):
+    """Rows (image * W + j) of every hypothesis of the images ``groups``."""
     import torch
 
-    return torch.long
+    return (groups[:, None] * w + torch.arange(w, device=groups.device)).flatten()
 
 
 class _SharedPrefixGPT2:

@@ -125,6 +125,17 @@ def iter_rows(src: Source, columns: Iterable[str] | None = None) -> Iterator[dic
         raise DataError(f"{src.describe()}: cannot read the parquet files ({e}); re-download them") from None
 
 
+def checked_rows(src: Source, fields: Iterable[str] = (), columns: Iterable[str] | None = None
+                 ) -> Iterator[tuple[str, dict]]:
+    """(where, row) for each row of the split: ``where`` names the file set and row for error
+    messages, and every row has been checked for ``fields`` (see :func:`need`)."""
+    fields = tuple(fields)
+    for i, row in enumerate(iter_rows(src, columns)):
+        where = f"{src.describe()} row {i}"
+        need(row, fields, where)
+        yield where, row
+
+
 def image_bytes(value, where: str) -> bytes | None:
     """Encoded image bytes from what an ``Image`` feature holds: {"bytes", "path"}, raw bytes, a
     PIL image (written as PNG), or None."""

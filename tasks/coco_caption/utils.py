@@ -76,9 +76,7 @@ def _lmms_docs(root: Path, official: str, dirs, split: str, wanted: set | None =
 
     def build(store, folder):
         docs = []
-        for i, row in enumerate(lmms.iter_rows(src)):
-            where = f"{src.describe()} row {i}"
-            lmms.need(row, LMMS_COLUMNS, where)
+        for where, row in lmms.checked_rows(src, LMMS_COLUMNS):
             image_id = int(row["id"])
             if wanted is not None and image_id not in wanted:
                 continue

@@ -38,13 +38,10 @@ def _lmms_docs(root: Path, questions: str, dirs, config: str, split: str) -> lis
 
     def build(store, folder):
         paths = {}
-        for i, row in enumerate(lmms.iter_rows(isrc)):
-            where = f"{isrc.describe()} row {i}"
-            lmms.need(row, ("id", "image"), where)
+        for where, row in lmms.checked_rows(isrc, ("id", "image")):
             paths[str(row["id"])] = store.save(str(row["id"]), lmms.image_bytes(row["image"], where))
         docs = []
-        for i, row in enumerate(lmms.iter_rows(qsrc)):
-            lmms.need(row, QUESTION_COLUMNS, f"{qsrc.describe()} row {i}")
+        for _, row in lmms.checked_rows(qsrc, QUESTION_COLUMNS):
             if not row.get("isBalanced", True):
                 continue
             image = paths.get(str(row["imageId"]))

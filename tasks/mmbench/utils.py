@@ -103,8 +103,7 @@ def _read_lmms(root: Path, tsv: str, dirs, config: str, split: str, decode_image
     def build(store, folder):
         docs = []
         cols = None if decode_images else [c for c in lmms.parquet_columns(src.files[0]) if c != "image"]
-        for i, row in enumerate(lmms.iter_rows(src, cols)):
-            where = f"{src.describe()} row {i}"
+        for where, row in lmms.checked_rows(src, columns=cols):
             index = _index(row, where)
             image = store.save(str(index), lmms.image_bytes(row.get("image"), where)) if decode_images else None
             docs.append(_row_doc(row, index, image))

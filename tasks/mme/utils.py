@@ -131,9 +131,7 @@ def _lmms_docs(root: Path, folder: str, dirs, split: str) -> list[dict]:
 
     def build(store, cache):
         docs, seen = [], {}
-        for i, row in enumerate(lmms.iter_rows(src)):
-            where = f"{src.describe()} row {i}"
-            lmms.need(row, LMMS_COLUMNS, where)
+        for where, row in lmms.checked_rows(src, LMMS_COLUMNS):
             category = str(row["category"])
             name = Path(str(row["question_id"])).name
             k = seen.get((category, name), 0)

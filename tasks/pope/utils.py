@@ -70,9 +70,7 @@ def _lmms_docs(root: Path, annotations: str, dirs, split: str) -> list[dict]:
     def build(store, folder):
         docs = []
         for src in sources:
-            for i, row in enumerate(lmms.iter_rows(src)):
-                where = f"{src.describe()} row {i}"
-                lmms.need(row, LMMS_COLUMNS, where)
+            for where, row in lmms.checked_rows(src, LMMS_COLUMNS):
                 qid = lmms.as_int(row["question_id"])
                 name = str(row.get("image_source") or f"{row['category']}_{qid}")
                 docs.append({"doc_id": f"{row['category']}/{qid}", "question_id": qid,

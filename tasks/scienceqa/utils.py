@@ -64,9 +64,7 @@ def _lmms_docs(root: Path, problems: str, pid_splits: str, dirs, config: str, sp
 
     def build(store, folder):
         docs = []
-        for i, row in enumerate(lmms.iter_rows(src)):
-            where = f"{src.describe()} row {i}"
-            lmms.need(row, LMMS_COLUMNS, where)
+        for i, (where, row) in enumerate(lmms.checked_rows(src, LMMS_COLUMNS)):
             doc_id = f"{split}-{i:05d}"
             if pids is not None:
                 found = pids.get(_key(row["question"], row["choices"], row["hint"], row["answer"]))

@@ -80,9 +80,7 @@ def _lmms_docs(root: Path, annotations: str, dirs, split: str) -> list[dict]:
 
     def build(store, folder):
         docs = []
-        for i, q in enumerate(lmms.iter_rows(src)):
-            where = f"{src.describe()} row {i}"
-            lmms.need(q, LMMS_COLUMNS, where)
+        for where, q in lmms.checked_rows(src, LMMS_COLUMNS):
             if q.get("data_type", "image") != "image":
                 continue
             frames = q["image"] if isinstance(q["image"], list) else [q["image"]]

@@ -43,9 +43,7 @@ def _lmms_docs(root: Path, annotations: str, dirs, split: str) -> list[dict]:
 
     def build(store, folder):
         docs = []
-        for i, row in enumerate(lmms.iter_rows(src)):
-            where = f"{src.describe()} row {i}"
-            lmms.need(row, LMMS_COLUMNS, where)
+        for where, row in lmms.checked_rows(src, LMMS_COLUMNS):
             docs.append({"doc_id": str(row["question_id"]), "question_id": row["question_id"],
                          "image_id": row["image_id"], "question": row["question"],
                          "image": store.save(str(row["image_id"]), lmms.image_bytes(row["image"], where)),

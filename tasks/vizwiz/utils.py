@@ -64,9 +64,7 @@ def _lmms_docs(root: Path, annotations: str, dirs, split: str, need_answers: boo
 
     def build(store, folder):
         docs = []
-        for i, row in enumerate(lmms.iter_rows(src)):
-            where = f"{src.describe()} row {i}"
-            lmms.need(row, cols, where)
+        for where, row in lmms.checked_rows(src, cols):
             name = str(row["question_id"])
             name = name if name.lower().endswith(".jpg") else name + ".jpg"
             answers = [str(a) for a in (row.get("answers") or []) if a is not None]
