@@ -110,6 +110,45 @@ def test_batched_answers_equal_one_at_a_time(llm_dir, tmp_path):
     assert adapter.predict(docs[::-1][:5], task) == batched[::-1][:5]
 
 
+def _recompute_greedy(model, ids, pixels, max_new, eos):
+    """The plainest greedy decoder: the whole sequence through the LLM at every step, no cache,
+    no padding, no shared prefix (what the batched decoder must agree with)."""
+    llm, emb = model.llm, model.llm.get_input_embeddings()
+    with torch.inference_mode():
+        x, _, _, _ = model.splice([ids], model.image_tokens(pixels))
+        out = []
+        for _ in range(max_new):
+            t = int(llm(inputs_embeds=x, use_cache=False).logits[0, -1].argmax())
+            if t == eos:
+                break
+            out.append(t)
+            x = torch.cat([x, emb(torch.tensor([[t]]))], 1)
+    return out
+
+
+def test_shared_prefix_and_early_stops_give_the_cache_free_answers(llm_dir, tmp_path):
+    """The system prompt runs once per batch and finished rows leave it: every answer still
+    equals the cache-free recomputation, alone or batched, including rows that stop early."""
+    from sc_eval.adapters.llava.generate import LlavaAdapter, greedy_generate
+
+    model = _model(llm_dir)
+    model.eval()
+    adapter = LlavaAdapter(model)
+    docs = [{"doc_id": str(i), "image": p, "question": q}
+            for i, (p, q) in enumerate(zip(_images(tmp_path / "img", 8, seed=3), QUESTIONS))]
+    ids = [adapter.prompt_ids(FakeTask().prompt_for(d)) for d in docs]
+    pix = adapter.pixels(docs)
+    first = greedy_generate(model, ids, pix, 6, eos_token_id=-1)
+    # Make an id that some answers contain and others do not the end of sequence: those rows
+    # stop mid-way and leave the batch while the others run on.
+    eos = next(t for a in first for t in a[1:] if any(t not in b for b in first))
+    got = greedy_generate(model, ids, pix, 6, eos_token_id=eos)
+    want = [_recompute_greedy(model, i, pix[k:k + 1], 6, eos) for k, i in enumerate(ids)]
+    assert got == want
+    assert any(len(a) < 6 for a in got) and any(len(a) == 6 for a in got)
+    assert [greedy_generate(model, [i], pix[k:k + 1], 6, eos)[0] for k, i in enumerate(ids)] == want
+
+
 def test_projector_exports_llava_keys(tmp_path):
     from sc_eval.adapters.llava.projector import build_projector, export_mm_projector, load_mm_projector
 

@@ -3,8 +3,10 @@
 Batches are LEFT-padded so every prompt ends at the same column and the next token is read from
 the last position; the attention mask hides the padding and position ids count only real tokens
 (``cumsum(mask) - 1``), so a prompt sees exactly the same positions and keys whether it runs
-alone or among longer batch mates. A finished sequence keeps being fed EOS (masked out of the
-answer) until the whole batch stops or ``max_new_tokens`` is reached.
+alone or among longer batch mates. The text before the image (system prompt and ``USER:``, the
+same in every LLaVA prompt) runs once and its keys/values are shared across the batch. A
+finished sequence leaves the batch (its cache rows too); caches that cannot drop rows keep
+feeding it EOS, masked out of the answer, until the whole batch stops or ``max_new_tokens``.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import hashlib
 import json
 import logging
 
+from sc_eval.adapters.llava.templates import IMAGE_INDEX
 from sc_eval.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -34,37 +37,98 @@ def _past(out):
 
 def greedy_generate(model, prompts: list[list[int]], pixels, max_new_tokens: int,
                     eos_token_id: int) -> list[list[int]]:
-    """Greedy token ids (EOS excluded) for each prompt; ``pixels`` [B,3,H,W] or None (no image)."""
+    """Greedy token ids (EOS excluded) for each prompt; ``pixels`` [B,3,H,W] or None (no image).
+
+    Each prompt splits at its image: the text before it (the template's system prompt and
+    ``USER:``, the same for every question) runs once per distinct prefix and its keys/values
+    are shared by the batch; the rest runs left-padded. A prompt alone takes the same two steps,
+    so its answer does not depend on its batch mates.
+    """
+    import torch
+
+    with torch.inference_mode():
+        imgs = model.image_tokens(pixels) if pixels is not None else None
+        groups: dict[tuple, list[int]] = {}
+        for i, ids in enumerate(prompts):
+            k = ids.index(IMAGE_INDEX) if imgs is not None and IMAGE_INDEX in ids else 0
+            groups.setdefault(tuple(ids[:k]), []).append(i)
+        answers: list[list[int]] = [[] for _ in prompts]
+        for prefix, rows in groups.items():
+            sub = imgs[rows] if imgs is not None else None
+            got = _generate_group(model, list(prefix), [prompts[i][len(prefix):] for i in rows], sub,
+                                  max_new_tokens, eos_token_id)
+            for i, a in zip(rows, got):
+                answers[i] = a
+    return answers
+
+
+def _shared_prefix_cache(llm, prefix: list[int], rows: int):
+    """Keys/values of ``prefix`` computed once (batch 1) and repeated for ``rows`` rows, or None
+    when this LM's cache cannot be repeated (then every row runs its whole prompt)."""
+    import torch
+
+    emb = llm.get_input_embeddings()
+    ids = torch.tensor([prefix], dtype=torch.long, device=emb.weight.device)
+    out = llm(inputs_embeds=emb(ids), attention_mask=torch.ones_like(ids), use_cache=True, logits_to_keep=1)
+    past = _past(out)
+    if past is None or not hasattr(past, "batch_repeat_interleave") or not hasattr(past, "batch_select_indices"):
+        return None
+    if rows > 1:
+        past.batch_repeat_interleave(rows)
+    return past
+
+
+def _generate_group(model, prefix: list[int], rests: list[list[int]], images, max_new_tokens: int,
+                    eos_token_id: int) -> list[list[int]]:
+    """Greedy answers for prompts ``prefix + rest``: the prefix runs once, the rests left-padded."""
     import torch
 
     llm = model.llm
     emb = llm.get_input_embeddings()
-    B = len(prompts)
     kw = _cache_kw(llm)
-    with torch.inference_mode():
-        imgs = model.image_tokens(pixels) if pixels is not None else None
-        embeds, mask, pos, _ = model.splice(prompts, imgs, left_pad=True)
-        out = llm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, use_cache=True,
-                  logits_to_keep=1)
+    B = len(rests)
+    past = _shared_prefix_cache(llm, prefix, B) if prefix else None
+    if prefix and past is None:  # no shareable cache: whole prompts, as one block
+        rests, prefix = [prefix + r for r in rests], []
+    embeds, mask, pos, _ = model.splice(rests, images, left_pad=True)
+    extra = {}
+    if past is not None:  # [prefix | left padding | rest]: the padding is masked, positions continue
+        P = len(prefix)
+        mask = torch.cat([mask.new_ones(B, P), mask], 1)
+        pos = pos + P
+        extra = {kw: past}
+    out = llm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, use_cache=True,
+              logits_to_keep=1, **extra)
+    past = _past(out)
+    logits = out.logits[:, -1].float()
+    answers: list[list[int]] = [[] for _ in range(B)]
+    alive = list(range(B))  # row j of the running batch answers prompt alive[j]
+    done = [False] * B
+    droppable = hasattr(past, "batch_select_indices")
+    for step in range(max_new_tokens):
+        nxt = logits.argmax(-1)
+        for j, i in enumerate(alive):
+            if not done[j]:
+                if int(nxt[j]) == eos_token_id:
+                    done[j] = True
+                else:
+                    answers[i].append(int(nxt[j]))
+        if all(done) or step == max_new_tokens - 1:
+            break
+        if droppable and any(done):  # finished rows leave the batch, their cache rows too
+            keep = [j for j in range(len(alive)) if not done[j]]
+            idx = torch.tensor(keep, device=nxt.device)
+            past.batch_select_indices(idx)
+            mask, pos, nxt = mask[idx], pos[idx], nxt[idx]
+            alive, done = [alive[j] for j in keep], [False] * len(keep)
+        # (caches that cannot drop rows keep feeding finished rows EOS; their output is ignored)
+        nxt = torch.where(torch.tensor(done, device=nxt.device), torch.full_like(nxt, eos_token_id), nxt)
+        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], 1)
+        pos = pos[:, -1:] + 1
+        out = llm(inputs_embeds=emb(nxt[:, None]), attention_mask=mask, position_ids=pos,
+                  use_cache=True, logits_to_keep=1, **{kw: past})
         past = _past(out)
         logits = out.logits[:, -1].float()
-        done = torch.zeros(B, dtype=torch.bool, device=logits.device)
-        answers: list[list[int]] = [[] for _ in range(B)]
-        for step in range(max_new_tokens):
-            nxt = logits.argmax(-1)
-            nxt = torch.where(done, torch.full_like(nxt, eos_token_id), nxt)
-            for i in range(B):
-                if not done[i] and int(nxt[i]) != eos_token_id:
-                    answers[i].append(int(nxt[i]))
-            done |= nxt == eos_token_id
-            if bool(done.all()) or step == max_new_tokens - 1:
-                break
-            mask = torch.cat([mask, mask.new_ones(B, 1)], 1)
-            pos = pos[:, -1:] + 1
-            out = llm(inputs_embeds=emb(nxt[:, None]), attention_mask=mask, position_ids=pos,
-                      use_cache=True, logits_to_keep=1, **{kw: past})
-            past = _past(out)
-            logits = out.logits[:, -1].float()
     return answers
 
 
