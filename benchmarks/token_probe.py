@@ -22,7 +22,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 def _labels(world: Path, split: str, words: list[str]):
     """(image paths, {word: [0/1 per image]}) for coco/<split> of the world."""
-    ann = json.loads((world / "coco" / "annotations" / f"captions_{split}.json").read_text())
+    path = world / "coco" / "annotations" / f"captions_{split}.json"
+    if not path.is_file():
+        raise SystemExit(f"{path}: not found; --world must be an embedded world (`sc-eval world --out DIR`)")
+    ann = json.loads(path.read_text())
     text: dict[int, str] = {}
     for a in ann["annotations"]:
         text[a["image_id"]] = text.get(a["image_id"], "") + " " + a["caption"].lower()
