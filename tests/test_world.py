@@ -58,6 +58,49 @@ def test_same_seed_gives_byte_identical_files(world, tmp_path):
     assert different == []
 
 
+def test_harder_pictures_are_deterministic_and_leave_the_rest_alone(world, tmp_path):
+    """jitter / scale_jitter / noise change the pixels only: same seed, same bytes; every
+    annotation and text file equal to the default world's; the default world has no trace of
+    them in its manifest; the noise has the requested spread."""
+    import numpy as np
+    from PIL import Image
+
+    from sc_eval.world import write_world
+
+    hard = dict(TINY, jitter=6, scale_jitter=10, noise=12)
+    a, b = write_world(tmp_path / "a", seed=0, **hard), write_world(tmp_path / "b", seed=0, **hard)
+    fa, fb, plain = _files(a), _files(b), _files(world)
+    assert fa == fb
+    assert sorted(fa) == sorted(plain)
+    images = [k for k in fa if k.endswith((".jpg", ".png"))]
+    assert images and all(fa[k] != plain[k] for k in images)
+    texts = [k for k in fa if k.endswith((".json", ".jsonl", ".txt")) and k != "world.json"]
+    assert texts and all(fa[k] == plain[k] for k in texts)
+    manifest = json.loads(fa["world.json"])
+    assert manifest["render"] == {"jitter_pct": 6, "scale_pct": 10, "noise": 12}
+    assert "render" not in json.loads(plain["world.json"]) and "noise" not in json.loads(plain["world.json"])["sizes"]
+    # noise alone on the PNG classification images: (noisy - clean) has the requested spread where
+    # nothing clips (mid-grey pixels are rare; use every channel value in 30..225)
+    n = write_world(tmp_path / "n", seed=0, **dict(TINY, noise=12))
+    diffs = []
+    for k in [k for k in images if k.endswith(".png") and k.startswith("classification/")][:20]:
+        clean = np.asarray(Image.open(world / k).convert("RGB"), dtype=np.float64)
+        noisy = np.asarray(Image.open(n / k).convert("RGB"), dtype=np.float64)
+        ok = (clean > 30) & (clean < 225)
+        diffs.append((noisy - clean)[ok])
+    d = np.concatenate(diffs)
+    assert d.size > 500 and abs(d.mean()) < 1.5 and 10.5 < d.std() < 13.5
+
+
+@pytest.mark.parametrize("flag,value", [("jitter", 9), ("scale_jitter", 16), ("noise", 65), ("noise", -1)])
+def test_harder_pictures_out_of_range_is_a_clear_error(tmp_path, flag, value):
+    from sc_eval.errors import ConfigError
+    from sc_eval.world import write_world
+
+    with pytest.raises(ConfigError, match=flag):
+        write_world(tmp_path / "x", seed=0, **dict(TINY, **{flag: value}))
+
+
 def test_same_seed_is_identical_in_another_process(world, tmp_path):
     """Nothing may depend on Python's per-process hash seed (set order) or on global RNG state."""
     import os

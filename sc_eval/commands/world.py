@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="directory to write the world into")
     parser.add_argument("--seed", type=int, default=0,
                         help="random seed: the same seed gives byte-identical files")
-    g = parser.add_argument_group("sizes (images or problems per part)")
+    g = parser.add_argument_group("sizes (images or problems per part) and picture difficulty")
     for name, default, help_ in size_fields():
         g.add_argument("--" + name.replace("_", "-"), dest=name, type=int, default=default,
                        metavar="N", help=help_)

@@ -30,17 +30,28 @@ def make_sizes(**sizes) -> WorldSizes:
 def write_world(out, seed: int = 0, **sizes) -> Path:
     """Write every format of the world under `out` (created if needed); returns `out`.
 
-    Keyword sizes are the fields of WorldSizes (e.g. pretrain=200, coco_train=50).
+    Keyword sizes are the fields of WorldSizes (e.g. pretrain=200, coco_train=50; jitter,
+    scale_jitter and noise make the pictures harder, see sc_eval.world.render.style).
     """
+    from sc_eval.world.render import style
+
+    cfg = make_sizes(**sizes)
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    with style(**cfg.render_style()):
+        return _write_world(root, seed, cfg)
+
+
+RENDER_FIELDS = ("jitter", "scale_jitter", "noise")
+
+
+def _write_world(root: Path, seed: int, cfg: WorldSizes) -> Path:
     from sc_eval.world import battery as bt
     from sc_eval.world import benchmarks as bm
     from sc_eval.world import writers as wr
     from sc_eval.world.context import Context
     from sc_eval.world.scene import COLOURS, POSITIONS, SHAPES, SIZES, TEXT_COLOUR, WORDS
 
-    cfg = make_sizes(**sizes)
-    root = Path(out)
-    root.mkdir(parents=True, exist_ok=True)
     ctx = Context(root, seed, cfg)
     pairs = wr.write_pretrain(ctx)
     coco = wr.coco_items(ctx)
@@ -59,17 +70,20 @@ def write_world(out, seed: int = 0, **sizes) -> Path:
     wr.write_llava(ctx, pairs, convs + battery.conversations)
     ctx.add_text(*battery.texts)
     wr.write_corpus(ctx)
+    sizes = {k: v for k, v in cfg.as_dict().items() if k not in RENDER_FIELDS}
     manifest = {
         "name": "sc-shapes",
         "version": VERSION,
         "seed": int(seed),
         "image_size": cfg.image_size,
-        "sizes": cfg.as_dict(),
+        "sizes": sizes,
         "counts": ctx.counts,
         "vocabulary": {"colours": list(COLOURS), "shapes": list(SHAPES), "sizes": list(SIZES),
                        "positions": list(POSITIONS), "words": list(WORDS), "text_colour": TEXT_COLOUR},
         "classification_classes": classes,
     }
+    if any(cfg.as_dict()[k] for k in RENDER_FIELDS):  # absent from a default world's manifest
+        manifest["render"] = cfg.render_style()
     ctx.write_json("world.json", manifest, indent=2)
     return root
 

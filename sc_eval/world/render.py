@@ -5,11 +5,24 @@ Shapes are drawn at 3x and downsampled with a box filter, which anti-aliases the
 size tied to the image side, shrunk until the word fits: large enough to be readable.
 Encoding is deterministic for a given Pillow build (fixed quality, no metadata), which is what
 makes two worlds of the same seed byte-identical.
+
+By default every shape sits exactly on its anchor at one of two sizes on a flat background, so
+a tower whose tokens are nearly linear in the pixels (a random-init one) already separates
+shapes. ``style(jitter_pct, scale_pct, noise)`` makes the pictures harder for the writes inside
+it: shapes moved by up to ``jitter_pct``% of the side and scaled by up to ``scale_pct``%, and
+Gaussian pixel noise of standard deviation ``noise`` (0-255 levels), all drawn from the scene's
+own content so the same seed still gives the same bytes. The limits keep every answer true:
+positions stay apart, a big shape stays bigger than a small one, shapes stay inside the image.
 """
 from __future__ import annotations
 
 import io
 import math
+import random
+import zlib
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from functools import lru_cache
 
 from PIL import Image, ImageDraw, ImageFont
@@ -18,6 +31,38 @@ from sc_eval.world.scene import ANCHORS, COLOURS, RADIUS, Scene
 
 SUPERSAMPLE = 3
 JPEG_QUALITY = 92
+MAX_JITTER_PCT, MAX_SCALE_PCT, MAX_NOISE = 8, 15, 64
+
+
+@dataclass(frozen=True)
+class Style:
+    jitter: float = 0.0  # fraction of the side
+    scale: float = 0.0  # fraction of the radius
+    noise: float = 0.0  # standard deviation, 0-255 levels
+
+    def plain(self) -> bool:
+        return not (self.jitter or self.scale or self.noise)
+
+
+_STYLE: ContextVar[Style] = ContextVar("sc_world_render_style", default=Style())
+
+
+@contextmanager
+def style(jitter_pct: int = 0, scale_pct: int = 0, noise: int = 0):
+    """Render harder pictures inside the block (see the module docstring); 0, 0, 0 is the default."""
+    from sc_eval.errors import ConfigError
+
+    for name, v, top in (("jitter", jitter_pct, MAX_JITTER_PCT), ("scale_jitter", scale_pct, MAX_SCALE_PCT),
+                         ("noise", noise, MAX_NOISE)):
+        if not 0 <= v <= top:
+            raise ConfigError(f"world {name}={v}: use 0 to {top} (beyond that a shape can leave the image "
+                              "or change which answer is true)" if name != "noise" else
+                              f"world noise={v}: use 0 to {top} (standard deviation in 0-255 levels)")
+    token = _STYLE.set(Style(jitter_pct / 100.0, scale_pct / 100.0, float(noise)))
+    try:
+        yield
+    finally:
+        _STYLE.reset(token)
 
 
 def _polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, float]]:
@@ -74,15 +119,29 @@ def _draw_word(img: Image.Image, word: str, side: int) -> None:
 
 def render(scene: Scene, size: int = 64) -> Image.Image:
     """The scene as a `size` x `size` RGB image."""
+    st = _STYLE.get()
+    seed = None if st.plain() else zlib.crc32(repr(scene).encode("utf-8"))
+    rng = random.Random(seed) if seed is not None else None
     big = size * SUPERSAMPLE
     img = Image.new("RGB", (big, big), scene.background)
     draw = ImageDraw.Draw(img)
     for o in scene.objects:
         ax, ay = ANCHORS[o.position]
-        _draw_shape(draw, o.shape, ax * big, ay * big, RADIUS[o.size] * big, COLOURS[o.colour])
+        r = RADIUS[o.size]
+        if rng is not None:
+            r *= 1.0 + rng.uniform(-st.scale, st.scale)
+            ax, ay = (min(max(c + rng.uniform(-st.jitter, st.jitter), r), 1.0 - r) for c in (ax, ay))
+        _draw_shape(draw, o.shape, ax * big, ay * big, r * big, COLOURS[o.colour])
     if scene.word:
         _draw_word(img, scene.word, big)
-    return img.resize((size, size), Image.Resampling.BOX)
+    img = img.resize((size, size), Image.Resampling.BOX)
+    if st.noise:
+        import numpy as np
+
+        a = np.asarray(img, dtype=np.float32)
+        a = a + np.random.default_rng(seed).normal(0.0, st.noise, a.shape)
+        img = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8))
+    return img
 
 
 def jpeg_bytes(img: Image.Image) -> bytes:

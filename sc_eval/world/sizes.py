@@ -46,6 +46,10 @@ class WorldSizes:
     seedbench: int = _size(80, "SEED-Bench image questions (four options)")
     mmmu_val: int = _size(30, "MMMU validation questions (a fifth open, a fifth two images)")
     battery_train: int = _size(300, "training images for multiple-choice and yes/no LLaVA conversations")
+    # Harder pictures (0 = the default world, byte for byte); see sc_eval.world.render.style.
+    jitter: int = _size(0, "move each shape by up to N%% of the image side (0-8)")
+    scale_jitter: int = _size(0, "scale each shape by up to N%% (0-15)")
+    noise: int = _size(0, "Gaussian pixel noise, standard deviation N in 0-255 levels (0-64)")
 
     def __post_init__(self):
         for f in fields(self):
@@ -62,6 +66,9 @@ class WorldSizes:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def render_style(self) -> dict:
+        return {"jitter_pct": self.jitter, "scale_pct": self.scale_jitter, "noise": self.noise}
 
 
 def size_fields() -> list[tuple[str, int, str]]:
