@@ -35,14 +35,12 @@ def _labels(world: Path, split: str, words: list[str]):
     return paths, found
 
 
-def _features(spec: str, paths, layer: int, batch: int = 100):
+def _features(enc, paths, layer: int, batch: int = 100):
     import torch
 
-    from sc_eval import load_encoder
     from sc_eval.adapters.llava.model import image_tensor
     from sc_eval.data.images import load_image
 
-    enc = load_encoder(spec).eval()
     out = []
     with torch.no_grad():
         for i in range(0, len(paths), batch):
@@ -84,6 +82,7 @@ def main(argv=None) -> int:
 
     import torch
 
+    from sc_eval import load_encoder
     from sc_eval.world import ensure_world
     from sc_eval.world.scene import COLOURS, SHAPES
 
@@ -101,7 +100,8 @@ def main(argv=None) -> int:
                                  for w in words},
            "encoders": {}}
     for spec in args.encoders:
-        xtr, xte = _features(spec, tr_paths, args.layer), _features(spec, te_paths, args.layer)
+        enc = load_encoder(spec).eval()
+        xtr, xte = _features(enc, tr_paths, args.layer), _features(enc, te_paths, args.layer)
         acc = {w: round(_probe(xtr, ytr[w], xte, yte[w]), 3) for w in words}
         shapes = [acc[w] for w in words if w in shape_words]
         colours = [acc[w] for w in words if w not in shape_words]

@@ -42,9 +42,6 @@ def write_world(out, seed: int = 0, **sizes) -> Path:
         return _write_world(root, seed, cfg)
 
 
-RENDER_FIELDS = ("jitter", "scale_jitter", "noise")
-
-
 def _write_world(root: Path, seed: int, cfg: WorldSizes) -> Path:
     from sc_eval.world import battery as bt
     from sc_eval.world import benchmarks as bm
@@ -70,19 +67,18 @@ def _write_world(root: Path, seed: int, cfg: WorldSizes) -> Path:
     wr.write_llava(ctx, pairs, convs + battery.conversations)
     ctx.add_text(*battery.texts)
     wr.write_corpus(ctx)
-    sizes = {k: v for k, v in cfg.as_dict().items() if k not in RENDER_FIELDS}
     manifest = {
         "name": "sc-shapes",
         "version": VERSION,
         "seed": int(seed),
         "image_size": cfg.image_size,
-        "sizes": sizes,
+        "sizes": cfg.counts(),
         "counts": ctx.counts,
         "vocabulary": {"colours": list(COLOURS), "shapes": list(SHAPES), "sizes": list(SIZES),
                        "positions": list(POSITIONS), "words": list(WORDS), "text_colour": TEXT_COLOUR},
         "classification_classes": classes,
     }
-    if any(cfg.as_dict()[k] for k in RENDER_FIELDS):  # absent from a default world's manifest
+    if any(cfg.render_style().values()):  # absent from a default world's manifest
         manifest["render"] = cfg.render_style()
     ctx.write_json("world.json", manifest, indent=2)
     return root

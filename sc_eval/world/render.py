@@ -31,7 +31,6 @@ from sc_eval.world.scene import ANCHORS, COLOURS, RADIUS, Scene
 
 SUPERSAMPLE = 3
 JPEG_QUALITY = 92
-MAX_JITTER_PCT, MAX_SCALE_PCT, MAX_NOISE = 8, 15, 64
 
 
 @dataclass(frozen=True)
@@ -49,15 +48,8 @@ _STYLE: ContextVar[Style] = ContextVar("sc_world_render_style", default=Style())
 
 @contextmanager
 def style(jitter_pct: int = 0, scale_pct: int = 0, noise: int = 0):
-    """Render harder pictures inside the block (see the module docstring); 0, 0, 0 is the default."""
-    from sc_eval.errors import ConfigError
-
-    for name, v, top in (("jitter", jitter_pct, MAX_JITTER_PCT), ("scale_jitter", scale_pct, MAX_SCALE_PCT),
-                         ("noise", noise, MAX_NOISE)):
-        if not 0 <= v <= top:
-            raise ConfigError(f"world {name}={v}: use 0 to {top} (beyond that a shape can leave the image "
-                              "or change which answer is true)" if name != "noise" else
-                              f"world noise={v}: use 0 to {top} (standard deviation in 0-255 levels)")
+    """Render harder pictures inside the block (see the module docstring); 0, 0, 0 is the default.
+    WorldSizes checks the values against its RENDER_LIMITS."""
     token = _STYLE.set(Style(jitter_pct / 100.0, scale_pct / 100.0, float(noise)))
     try:
         yield

@@ -12,6 +12,9 @@ from sc_eval.errors import ConfigError
 
 # Bump whenever the bytes a seed produces change: cached worlds are keyed by it.
 VERSION = 2
+# Picture-difficulty fields and their caps (beyond them a shape can leave the image or an answer
+# stop being true); they are not part of the manifest's "sizes".
+RENDER_LIMITS = {"jitter": 8, "scale_jitter": 15, "noise": 64}
 
 
 def _size(default: int, help: str):
@@ -60,14 +63,19 @@ class WorldSizes:
             raise ConfigError(f"world image_size={self.image_size}: use at least 16 pixels")
         if self.shard_size < 1:
             raise ConfigError("world shard_size must be at least 1")
+        for name, top in RENDER_LIMITS.items():
+            if getattr(self, name) > top:
+                raise ConfigError(f"world {name}={getattr(self, name)}: use 0 to {top}")
         if self.pope_images > self.coco_val:
             raise ConfigError(f"world pope_images={self.pope_images} exceeds coco_val={self.coco_val}: "
                               "POPE questions are asked on val2014 images")
 
-    def as_dict(self) -> dict:
-        return asdict(self)
+    def counts(self) -> dict:
+        """The sizes proper (what the manifest records as "sizes")."""
+        return {k: v for k, v in asdict(self).items() if k not in RENDER_LIMITS}
 
     def render_style(self) -> dict:
+        """Keyword arguments of sc_eval.world.render.style; all 0 for the default world."""
         return {"jitter_pct": self.jitter, "scale_pct": self.scale_jitter, "noise": self.noise}
 
 

@@ -45,19 +45,19 @@ def _read(annotations: Path, image_root: Path | None) -> list[dict]:
         missing = [k for k in need if k not in q]
         if missing:
             raise DataError(f"{annotations}: question #{i} ({q.get('question_id', '?')}) lacks {', '.join(missing)}")
-        type_id = int(q.get("question_type_id", 0))
-        docs.append({
-            "doc_id": str(q["question_id"]),
-            "image": os.path.abspath(image_root / q["data_id"]) if image_root else None,
-            "question": q["question"],
-            "choices": [q["choice_a"], q["choice_b"], q["choice_c"], q["choice_d"]],
-            "answer": str(q["answer"]).strip(),
-            "question_type_id": type_id,
-            "question_type": types.get(type_id, f"type {type_id}"),
-        })
+        docs.append(_doc(q, os.path.abspath(image_root / q["data_id"]) if image_root else None, types))
     if not docs:
         raise DataError(f"{annotations}: no image questions (data_type 'image')")
     return docs
+
+
+def _doc(q: dict, image, types: dict) -> dict:
+    """One SEED-Bench image question as a doc (the same from the official json and lmms-lab)."""
+    type_id = int(q.get("question_type_id") or 0)
+    return {"doc_id": str(q["question_id"]), "image": image, "question": q["question"],
+            "choices": [q["choice_a"], q["choice_b"], q["choice_c"], q["choice_d"]],
+            "answer": str(q["answer"]).strip(), "question_type_id": type_id,
+            "question_type": types.get(type_id, f"type {type_id}")}
 
 
 LMMS_COLUMNS = ("question_id", "question", "choice_a", "choice_b", "choice_c", "choice_d", "answer",
@@ -87,16 +87,7 @@ def _lmms_docs(root: Path, annotations: str, dirs, split: str) -> list[dict]:
             if not frames:
                 raise DataError(f"{where}: image question {q['question_id']} has no image")
             name = str(q.get("data_id") or q["question_id"])
-            type_id = int(q.get("question_type_id") or 0)
-            docs.append({
-                "doc_id": str(q["question_id"]),
-                "image": store.save(Path(name).stem, lmms.image_bytes(frames[0], where)),
-                "question": q["question"],
-                "choices": [q["choice_a"], q["choice_b"], q["choice_c"], q["choice_d"]],
-                "answer": str(q["answer"]).strip(),
-                "question_type_id": type_id,
-                "question_type": QUESTION_TYPES.get(type_id, f"type {type_id}"),
-            })
+            docs.append(_doc(q, store.save(Path(name).stem, lmms.image_bytes(frames[0], where)), QUESTION_TYPES))
         if not docs:
             raise DataError(f"{src.describe()}: no image questions (data_type 'image')")
         return docs
