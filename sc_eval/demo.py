@@ -5,6 +5,7 @@ demo does is exactly what a user would type; `DEMO_STAGES` lists those command l
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -37,23 +38,62 @@ QUICK = {
 
 
 def _stage(name: str, out: Path, argv: list[str]) -> Path:
-    """Run one sc-eval command into out/name unless it already finished."""
+    """Run one sc-eval command into out/name unless it already finished with the same command.
+
+    The `.done` marker records the command line; a finished stage asked to run with other
+    settings (another budget, say) is an error rather than a silent reuse of the old numbers.
+    """
     from sc_eval.cli import main
 
     run_dir = out / name
     done = run_dir / ".done"
+    full = [*argv, "--output-dir", str(run_dir)]
     if done.exists():
+        before = _done_argv(done)  # recorded without --output-dir: a moved demo stays reusable
+        if before is not None and before != argv:
+            raise ConfigError(
+                f"demo stage {name} in {run_dir} finished with other settings:\n  before: sc-eval "
+                f"{' '.join(before)}\n  now:    sc-eval {' '.join(argv)}\n"
+                "use another --output-dir, or delete that stage's directory to redo it")
         log.info("demo: %s already finished, reusing %s", name, run_dir)
         return run_dir
-    full = [*argv, "--output-dir", str(run_dir)]
     log.info("demo: %s: sc-eval %s", name, " ".join(full))
     t0 = time.time()
     rc = main(full)
     if rc != 0:
         raise ScEvalError(f"demo stage {name} failed (exit {rc}); see {run_dir / 'log.txt'}; "
                           "rerun `sc-eval demo` to resume from there")
-    atomic_write_text(done, f"{time.time() - t0:.1f} s\n")
+    atomic_write_text(done, json.dumps({"seconds": round(time.time() - t0, 1), "argv": argv}) + "\n")
     return run_dir
+
+
+def _done_argv(done: Path) -> list[str] | None:
+    """The command line a `.done` marker recorded (None for markers that predate the record)."""
+    try:
+        return json.loads(done.read_text()).get("argv")
+    except (ValueError, AttributeError):
+        return None
+
+
+def _budget(args) -> dict:
+    """The stage arguments: FULL or QUICK, with --llava-steps / --llava-limit applied."""
+    budget = {k: list(v) for k, v in (QUICK if args.quick else FULL).items()}
+    llava = budget["llava"]
+    steps = getattr(args, "llava_steps", None)
+    if steps is not None:
+        if steps < 1:
+            raise ConfigError(f"--llava-steps {steps}: use at least 1")
+        llava[llava.index("--stage2-steps") + 1] = str(steps)
+    limit = getattr(args, "llava_limit", None)
+    if limit is not None:
+        if limit < 0:
+            raise ConfigError(f"--llava-limit {limit}: use 0 (whole splits) or a positive count")
+        i = llava.index("--limit")
+        if limit == 0:
+            del llava[i:i + 2]
+        else:
+            llava[i + 1] = str(limit)
+    return budget
 
 
 def run_demo(args) -> int:
@@ -67,7 +107,7 @@ def run_demo(args) -> int:
     unknown = [e for e in encoders if e not in ("superclass", "clip", "random")]
     if unknown:
         raise ConfigError(f"--encoders: unknown {unknown}; choose from superclass, clip, random")
-    budget = QUICK if args.quick else FULL
+    budget = _budget(args)
     common = ["--seed", str(args.seed), "--device", args.device, "--precision", args.precision]
     t_start = time.time()
     world = ensure_world(seed=args.seed)

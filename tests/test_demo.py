@@ -1,9 +1,11 @@
 """The demo's stage bookkeeping: a finished stage is reused, a failed one says how to resume."""
+from argparse import Namespace
+
 import pytest
 
 import sc_eval.cli
-from sc_eval.demo import _stage
-from sc_eval.errors import ScEvalError
+from sc_eval.demo import FULL, _budget, _stage
+from sc_eval.errors import ConfigError, ScEvalError
 
 
 @pytest.fixture
@@ -31,6 +33,8 @@ def test_finished_stage_is_reused_not_rerun(tmp_path, folder, monkeypatch):
 
     monkeypatch.setattr(sc_eval.cli, "main", must_not_run)
     assert _stage("probe-random", tmp_path / "demo", argv) == run
+    (tmp_path / "demo").rename(tmp_path / "moved")  # the output directory is not part of the settings
+    assert _stage("probe-random", tmp_path / "moved", argv) == tmp_path / "moved" / "probe-random"
 
 
 def test_failed_stage_names_its_log_and_how_to_resume(tmp_path, folder):
@@ -40,3 +44,41 @@ def test_failed_stage_names_its_log_and_how_to_resume(tmp_path, folder):
         _stage("probe-bad", tmp_path / "demo", argv)
     assert "probe-bad" in str(e.value)
     assert not (tmp_path / "demo" / "probe-bad" / ".done").exists()
+
+
+def test_finished_stage_asked_with_other_settings_is_an_error_not_a_reuse(tmp_path, folder):
+    argv = ["probe", "--encoder", "random:sc-vit-micro", "--data", str(folder), "--tasks", "fewshot",
+            "--shots", "2", "--seeds", "1"]
+    run = _stage("probe-random", tmp_path / "demo", argv)
+    before = (run / "results.json").read_bytes()
+    other = [*argv[:-1], "2"]  # two seeds instead of one
+    with pytest.raises(ConfigError, match="finished with other settings") as e:
+        _stage("probe-random", tmp_path / "demo", other)
+    assert "--seeds 1" in str(e.value) and "--seeds 2" in str(e.value)
+    assert (run / "results.json").read_bytes() == before  # nothing rerun or overwritten
+
+
+def test_marker_without_a_recorded_command_is_still_reused(tmp_path, monkeypatch):
+    run = tmp_path / "demo" / "probe-random"
+    run.mkdir(parents=True)
+    (run / ".done").write_text("12.5 s\n")  # the marker of earlier versions
+
+    def must_not_run(argv):
+        raise AssertionError(f"stage ran again: {argv}")
+
+    monkeypatch.setattr(sc_eval.cli, "main", must_not_run)
+    assert _stage("probe-random", tmp_path / "demo", ["probe", "--encoder", "random:sc-vit-micro"]) == run
+
+
+def test_llava_budget_flags_change_only_the_llava_stage():
+    base = Namespace(quick=False, llava_steps=None, llava_limit=None)
+    assert _budget(base) == FULL
+    long = _budget(Namespace(quick=False, llava_steps=1500, llava_limit=0))
+    llava = long["llava"]
+    assert llava[llava.index("--stage2-steps") + 1] == "1500" and "--limit" not in llava
+    assert {k: v for k, v in long.items() if k != "llava"} == {k: v for k, v in FULL.items() if k != "llava"}
+    assert FULL["llava"][FULL["llava"].index("--limit") + 1] == "150"  # the defaults are not mutated
+    few = _budget(Namespace(quick=True, llava_steps=None, llava_limit=20))["llava"]
+    assert few[few.index("--limit") + 1] == "20"
+    with pytest.raises(ConfigError, match="--llava-steps"):
+        _budget(Namespace(quick=False, llava_steps=0, llava_limit=None))
