@@ -121,8 +121,10 @@ def run_demo(args) -> int:
         name = f"pretrain-{enc}"
         run_dir = out / name
         if "pretrain" in stages or (run_dir / ".done").exists():
+            # --resume latest: a stage killed mid-way continues from its last checkpoint
+            # (a fresh one starts at step 0); the other commands resume by themselves.
             _stage(name, out, ["pretrain", "--objective", enc, "--steps", str(args.pretrain_steps),
-                               *budget["pretrain"], *common])
+                               *budget["pretrain"], "--resume", "latest", *common])
         elif not (run_dir / "encoder").exists():
             raise ConfigError(f"encoder {enc} needs the pretrain stage first ({run_dir} is missing)")
         specs[enc] = str(run_dir / "encoder")

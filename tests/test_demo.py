@@ -82,3 +82,23 @@ def test_llava_budget_flags_change_only_the_llava_stage():
     assert few[few.index("--limit") + 1] == "20"
     with pytest.raises(ConfigError, match="--llava-steps"):
         _budget(Namespace(quick=False, llava_steps=0, llava_limit=None))
+
+
+def test_killed_pretrain_stage_resumes_when_the_demo_is_rerun(tmp_path, monkeypatch):
+    from sc_eval.world import build
+
+    real = build.write_world
+    tiny = dict(pretrain=40, shard_size=20, coco_train=12, coco_val=10, coco_test=4, textvqa_train=6,
+                textvqa_val=4, gqa_train=6, gqa_testdev=4, pope_images=8, scienceqa=20,
+                class_train=3, class_val=1, class_test=2)
+    monkeypatch.setattr(build, "write_world", lambda out, seed=0, **_: real(out, seed=seed, **tiny))
+    monkeypatch.setenv("SC_EVAL_HOME", str(tmp_path / "home"))
+    out = tmp_path / "demo"
+    argv = ["demo", "--output-dir", str(out), "--encoders", "superclass", "--stages", "pretrain",
+            "--pretrain-steps", "2", "--quick", "--device", "cpu"]
+    assert sc_eval.cli.main(argv) == 0
+    stage = out / "pretrain-superclass"
+    (stage / ".done").unlink()  # killed after its last checkpoint, before the marker
+    assert sc_eval.cli.main(argv) == 0  # was: "a pretraining run is already there"
+    assert (stage / ".done").exists() and (stage / "encoder" / "model.safetensors").exists()
+    assert "resumed from" in (stage / "log.txt").read_text()
