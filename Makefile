@@ -19,7 +19,7 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(OFFLINE) $(VENV)/bin/sc-eval demo $(ARGS)
 
-# SuperClass vs the random floor in LLaVA at a budget where the towers differ (about 35 min on
+# SuperClass vs the random floor in LLaVA at a budget where the towers differ (about 30 min on
 # 2 CPU cores): 8x the demo's pretraining, 5x its LLaVA stage 2, whole evaluation splits.
 llava-check: $(STAMP)
 	$(OFFLINE) $(VENV)/bin/sc-eval demo --output-dir runs/llava-check --encoders superclass,random \
