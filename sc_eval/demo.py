@@ -1,7 +1,7 @@
 """The demo pipeline behind `sc-eval demo` (see sc_eval/commands/demo.py).
 
 Every stage is a normal sc-eval command run in-process with its own --output-dir, so what the
-demo does is exactly what a user would type; `DEMO_STAGES` lists those command lines.
+demo does is exactly what a user would type; each stage's `.done` marker records that command line.
 """
 from __future__ import annotations
 
