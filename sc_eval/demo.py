@@ -79,12 +79,11 @@ def _budget(args) -> dict:
     """The stage arguments: FULL or QUICK, with --llava-steps / --llava-limit applied."""
     budget = {k: list(v) for k, v in (QUICK if args.quick else FULL).items()}
     llava = budget["llava"]
-    steps = getattr(args, "llava_steps", None)
+    steps, limit = args.llava_steps, args.llava_limit
     if steps is not None:
         if steps < 1:
             raise ConfigError(f"--llava-steps {steps}: use at least 1")
         llava[llava.index("--stage2-steps") + 1] = str(steps)
-    limit = getattr(args, "llava_limit", None)
     if limit is not None:
         if limit < 0:
             raise ConfigError(f"--llava-limit {limit}: use 0 (whole splits) or a positive count")

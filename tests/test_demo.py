@@ -6,6 +6,7 @@ import pytest
 import sc_eval.cli
 from sc_eval.demo import FULL, _budget, _stage
 from sc_eval.errors import ConfigError, ScEvalError
+from tests.test_world import TINY
 
 
 @pytest.fixture
@@ -88,10 +89,7 @@ def test_killed_pretrain_stage_resumes_when_the_demo_is_rerun(tmp_path, monkeypa
     from sc_eval.world import build
 
     real = build.write_world
-    tiny = dict(pretrain=40, shard_size=20, coco_train=12, coco_val=10, coco_test=4, textvqa_train=6,
-                textvqa_val=4, gqa_train=6, gqa_testdev=4, pope_images=8, scienceqa=20,
-                class_train=3, class_val=1, class_test=2)
-    monkeypatch.setattr(build, "write_world", lambda out, seed=0, **_: real(out, seed=seed, **tiny))
+    monkeypatch.setattr(build, "write_world", lambda out, seed=0, **_: real(out, seed=seed, **TINY))
     monkeypatch.setenv("SC_EVAL_HOME", str(tmp_path / "home"))
     out = tmp_path / "demo"
     argv = ["demo", "--output-dir", str(out), "--encoders", "superclass", "--stages", "pretrain",

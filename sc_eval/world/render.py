@@ -113,7 +113,7 @@ def render(scene: Scene, size: int = 64) -> Image.Image:
     """The scene as a `size` x `size` RGB image."""
     st = _STYLE.get()
     seed = None if st.plain() else zlib.crc32(repr(scene).encode("utf-8"))
-    rng = random.Random(seed) if seed is not None else None
+    rng = None if seed is None else random.Random(seed)
     big = size * SUPERSAMPLE
     img = Image.new("RGB", (big, big), scene.background)
     draw = ImageDraw.Draw(img)
