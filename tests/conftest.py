@@ -44,3 +44,24 @@ def coco_val2014_annotations(tmp_path_factory):
     with zipfile.ZipFile(jar) as z:
         z.extract("coco/annotations/captions_val2014.json", out)
     return out / "coco" / "annotations" / "captions_val2014.json"
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory):
+    """The embedded world (seed 0) at the small sizes of tests/test_world.py, written once."""
+    from sc_eval.world import write_world
+    from tests.test_world import TINY
+
+    return write_world(tmp_path_factory.mktemp("tiny_world") / "w", seed=0, **TINY)
+
+
+def load_benchmark(name: str):
+    """A script of benchmarks/ imported as a module (the folder is not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -1,35 +1,21 @@
 """benchmarks/lm_grounding.py: LLaVA's questions asked of the LLM alone, a caption in place of the image."""
 from __future__ import annotations
 
-import importlib.util
 import re
-from pathlib import Path
 
 import pytest
 
-from tests.test_world import TINY
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "lm_grounding.py"
+from tests.conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def grounding():
-    spec = importlib.util.spec_from_file_location("lm_grounding", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("lm_grounding")
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from sc_eval.world import write_world
-
-    return write_world(tmp_path_factory.mktemp("world") / "w", seed=0, **TINY)
-
-
-def test_each_question_is_paired_with_captions_of_its_own_picture(grounding, world):
-    caps = grounding._captions(world)
-    pope, colour = grounding._questions(world, limit=1000)
+def test_each_question_is_paired_with_captions_of_its_own_picture(grounding, tiny_world):
+    caps = grounding._captions(tiny_world)
+    pope, colour = grounding._questions(tiny_world, limit=1000)
     assert pope and colour
     for q in colour:  # "What color is the star?" -> the answer is the word before "star" in a caption
         shape = re.match(r"What color is the (\w+)\?", q["question"]).group(1)
@@ -41,13 +27,13 @@ def test_each_question_is_paired_with_captions_of_its_own_picture(grounding, wor
         assert said == (q["answer"] == "yes"), (q, caps[q["image"]])
 
 
-def test_an_llm_is_asked_with_and_without_the_caption(grounding, world, tmp_path):
+def test_an_llm_is_asked_with_and_without_the_caption(grounding, tiny_world, tmp_path):
     from sc_eval.tinylm import build_tiny_lm, save_lm
 
     model, tok = build_tiny_lm("llama", hidden_size=32, intermediate_size=64, num_hidden_layers=1)
     llm = save_lm(model, tok, tmp_path / "llm")
-    res = grounding.evaluate(str(llm), world, limit=4)
-    n_pope = sum(min(4, len((world / "pope" / f).read_text().splitlines())) for f in grounding.POPE_FILES)
+    res = grounding.evaluate(str(llm), tiny_world, limit=4)
+    n_pope = sum(min(4, len((tiny_world / "pope" / f).read_text().splitlines())) for f in grounding.POPE_FILES)
     assert res["n_pope"] == n_pope
     for mode in ("caption", "no_caption"):
         assert set(res[mode]) == {"pope_accuracy", "pope_f1", "pope_yes_ratio", "colour_accuracy"}
