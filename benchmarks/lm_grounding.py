@@ -23,7 +23,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-SHORT = "\nAnswer the question using a single word or phrase."
 POPE_FILES = ("coco_pope_random.json", "coco_pope_popular.json", "coco_pope_adversarial.json")
 
 
@@ -80,6 +79,7 @@ def evaluate(llm_dir: str, world: Path, limit: int) -> dict:
 
     from sc_eval.adapters.llava.templates import build_prompt
     from sc_eval.metrics.pope import pope_metrics
+    from sc_eval.world.writers import SHORT_ANSWER
 
     tok = AutoTokenizer.from_pretrained(llm_dir)
     model = AutoModelForCausalLM.from_pretrained(llm_dir).eval()
@@ -89,7 +89,7 @@ def evaluate(llm_dir: str, world: Path, limit: int) -> dict:
     for mode in ("caption", "no_caption"):
         def prompt(i: int, q: dict) -> list[int]:
             ctx = caps[q["image"]][i % len(caps[q["image"]])] + "\n" if mode == "caption" else ""
-            return build_prompt(ctx + q["question"] + SHORT, tok, "vicuna_v1", with_image=False)
+            return build_prompt(ctx + q["question"] + SHORT_ANSWER, tok, "vicuna_v1", with_image=False)
 
         pred = _answers(model, tok, [prompt(i, q) for i, q in enumerate(pope)])
         m = pope_metrics(pred, [q["answer"] for q in pope])

@@ -37,7 +37,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-SHORT = "\nAnswer the question using a single word or phrase."
 FORMS = ("short", "chat", "chat_nosys")
 
 
@@ -74,13 +73,13 @@ def questions(caps, n: int, seed: int) -> list[tuple[str, str, bool]]:
 def encode(tok, form: str, caption: str, shape: str) -> list[int]:
     """Prompt ids for one question in ``form``; the answer is the next token."""
     from sc_eval.adapters.llava.templates import Template, build_prompt
+    from sc_eval.world.writers import SHORT_ANSWER
 
-    article = "an" if shape[0] in "aeiou" else "a"
-    if form == "short":
+    if form == "short":  # every shape name starts with a consonant, as in the world's own questions
         bos = [tok.bos_token_id] if tok.bos_token_id is not None else []
-        return bos + tok(f"{caption}. Is there {article} {shape}?", add_special_tokens=False)["input_ids"]
+        return bos + tok(f"{caption}. Is there a {shape}?", add_special_tokens=False)["input_ids"]
     template = "vicuna_v1" if form == "chat" else Template("vicuna_v1")  # the latter: no system prompt
-    return build_prompt(f"{caption}\nIs there {article} {shape} in the image?{SHORT}", tok, template,
+    return build_prompt(f"{caption}\nIs there a {shape} in the image?{SHORT_ANSWER}", tok, template,
                         with_image=False)
 
 
@@ -146,7 +145,7 @@ def run_form(form: str, world: Path, steps: int, eval_every: int, batch: int, lr
 
     model, tok = load_llm(llm, seed)
     yes_no = answer_ids(tok)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    pad = tok.pad_token_id  # load_llm sees to it that there is one
     train_caps, val_caps = captions(world, "train2014"), captions(world, "val2014")
     val = [(encode(tok, form, c, s), y) for c, s, y in questions(val_caps, n_val, seed + 1)]
     train = [(encode(tok, form, c, s), y) for c, s, y in questions(train_caps, steps * batch, seed)]

@@ -39,11 +39,9 @@ def _load(root, rel):
     return json.loads((root / rel).read_text())
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from sc_eval.world import write_world
-
-    return write_world(tmp_path_factory.mktemp("world") / "w", seed=0, **TINY)
+@pytest.fixture
+def world(tiny_world):  # tests/conftest.py: written once per session, shared read-only
+    return tiny_world
 
 
 # ---- determinism and layout -------------------------------------------------------------------
