@@ -104,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     selected = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(selected if selected in COMMANDS else "")
+    root = logging.getLogger()
+    handlers_before = list(root.handlers)
     try:
         _apply_config_defaults(parser, argv)
         args = parser.parse_args(argv)
@@ -122,6 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sc-eval: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        # A run directory mirrors the log into its log.txt for as long as its command runs; when
+        # commands run one after another in one process (`sc-eval demo`), the next command's
+        # lines must not land in the last one's log.
+        for h in [h for h in root.handlers if h not in handlers_before and isinstance(h, logging.FileHandler)]:
+            root.removeHandler(h)
+            h.close()
 
 
 if __name__ == "__main__":

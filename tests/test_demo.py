@@ -38,6 +38,18 @@ def test_finished_stage_is_reused_not_rerun(tmp_path, folder, monkeypatch):
     assert _stage("probe-random", tmp_path / "moved", argv) == tmp_path / "moved" / "probe-random"
 
 
+def test_each_stage_logs_into_its_own_run_directory_only(tmp_path, folder):
+    argv = ["probe", "--encoder", "random:sc-vit-micro", "--data", str(folder), "--tasks", "fewshot",
+            "--shots", "2", "--seeds", "1"]
+    first = _stage("probe-a", tmp_path / "demo", argv)
+    second = _stage("probe-b", tmp_path / "demo", argv)
+    logs = {run.name: (run / "log.txt").read_text() for run in (first, second)}
+    # one few-shot result line each: the second stage's lines (and the demo's line announcing it)
+    # stay out of the first stage's log
+    assert [log.count("sc_eval.probe.fewshot: 2-shot seed 0") for log in logs.values()] == [1, 1]
+    assert "probe-b" not in logs["probe-a"]
+
+
 def test_failed_stage_names_its_log_and_how_to_resume(tmp_path, folder):
     argv = ["probe", "--encoder", "random:sc-vit-micro", "--data", str(folder), "--tasks", "fewshot",
             "--shots", "5"]  # more shots than any class has: the command exits 2
