@@ -66,8 +66,15 @@ def headline(task: str, metrics: dict) -> str | None:
     return next(iter(metrics), None)
 
 
+def constant_answer(metrics: dict) -> bool:
+    """True when a yes/no task's model said the same word to every question (yes-ratio 0 or 100):
+    its F1 is then 66.67 (all "yes", balanced labels) or 0 (all "no") whatever the encoder."""
+    ratio = metrics.get("yes_ratio")
+    return isinstance(ratio, (int, float)) and ratio in (0, 100)
+
+
 def collect(runs: list[Path], labels: dict | None = None) -> tuple[list[str], list[str], dict]:
-    """rows (labels), columns ("task metric"), cells {(row, col): (value, limited)}."""
+    """rows (labels), columns ("task metric"), cells {(row, col): (value, limited, constant answer)}."""
     rows, cols, cells = [], [], {}
     for run in runs:
         with open(run / "results.json", encoding="utf-8") as f:
@@ -83,39 +90,44 @@ def collect(runs: list[Path], labels: dict | None = None) -> tuple[list[str], li
             col = f"{task} {m}"
             if col not in cols:
                 cols.append(col)
-            cells[(label, col)] = (float(metrics[m]), bool(entry.get("limited")))
+            cells[(label, col)] = (float(metrics[m]), bool(entry.get("limited")), constant_answer(metrics))
     return rows, cols, cells
 
 
 def markdown(rows, cols, cells) -> str:
     lines = ["| encoder | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
-    any_limited = False
+    any_limited = any_constant = False
     for r in rows:
         vals = []
         for c in cols:
             if (r, c) not in cells:
                 vals.append("-")
                 continue
-            v, lim = cells[(r, c)]
+            v, lim, const = cells[(r, c)]
             any_limited |= lim
-            vals.append(f"{v:.2f}" + ("*" if lim else ""))
+            any_constant |= const
+            vals.append(f"{v:.2f}" + ("*" if lim else "") + ("†" if const else ""))
         lines.append(f"| {r} | " + " | ".join(vals) + " |")
-    if any_limited:
+    if any_limited or any_constant:
         lines.append("")
+    if any_limited:
         lines.append("\\* scored on a `--limit` subset: not comparable with full-split numbers.")
+    if any_constant:
+        lines.append("† the same answer to every question (yes-ratio 0 or 100): F1 is then 0 (all \"no\") "
+                     "or about 66.67 (all \"yes\") whatever the encoder shows.")
     return "\n".join(lines) + "\n"
 
 
 def _csv(rows, cols, cells) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["encoder", "task", "metric", "value", "limited"])
+    w.writerow(["encoder", "task", "metric", "value", "limited", "constant_answer"])
     for r in rows:
         for c in cols:
             if (r, c) in cells:
                 task, metric = c.rsplit(" ", 1)
-                v, lim = cells[(r, c)]
-                w.writerow([r, task, metric, f"{v:.4f}", int(lim)])
+                v, lim, const = cells[(r, c)]
+                w.writerow([r, task, metric, f"{v:.4f}", int(lim), int(const)])
     return buf.getvalue()
 
 

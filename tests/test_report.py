@@ -37,6 +37,27 @@ def test_report_table_csv_and_plots(tmp_path, capsys):
     assert (out / "plots" / "pope_f1.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_report_marks_a_model_that_gave_every_pope_question_the_same_answer(tmp_path):
+    from sc_eval.metrics.pope import pope_metrics, pope_summary
+
+    labels = ["yes", "no"] * 4  # POPE's splits are balanced
+    def scored(answers):
+        return pope_summary({"random": pope_metrics(answers, labels)})
+    runs = tmp_path / "runs"
+    _run(runs / "a", "says-yes", {"pope": {"metrics": scored(["Yes"] * 8), "limited": False}})
+    _run(runs / "b", "says-no", {"pope": {"metrics": scored(["No."] * 8), "limited": False}})
+    _run(runs / "c", "looks", {"pope": {"metrics": scored(["Yes", "No"] * 3 + ["No", "Yes"]), "limited": False}})
+    out = tmp_path / "report"
+    assert main(["report", str(runs), "--output", str(out), "--no-plots"]) == 0
+    md = (out / "report.md").read_text()
+    # all "yes" on balanced labels: precision 1/2, recall 1, F1 2/3; all "no": F1 0
+    assert "| says-yes | 66.67† |" in md and "| says-no | 0.00† |" in md
+    assert "| looks | 75.00 |" in md  # 3 of its 4 "yes" right, 3 of the 4 "yes" labels found: P = R = 3/4
+    assert "† the same answer to every question" in md
+    rows = {r["encoder"]: r["constant_answer"] for r in csv.DictReader(open(out / "report.csv"))}
+    assert rows == {"says-yes": "1", "says-no": "1", "looks": "0"}
+
+
 def test_report_on_a_folder_without_results_fails_clearly(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "no results.json under" in capsys.readouterr().err
