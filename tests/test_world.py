@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tarfile
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -411,6 +412,24 @@ def test_llava_jsons_and_corpus(world):
 
 
 # ---- CLI and cache ------------------------------------------------------------------------------
+
+def test_stage2_asks_each_question_kind_first_as_the_benchmarks_do(world):
+    # Every benchmark asks its question in the turn that holds the image; a question kind that
+    # stage 2 only ever asked in later turns (POPE's presence question, once) is one the model
+    # never learns to answer there.
+    first, later = Counter(), Counter()
+    for r in _load(world, "llava/finetune.json"):
+        if r["id"].startswith("battery-"):  # the battery's own records (tests/test_world_battery.py)
+            continue
+        conv = r["conversations"]
+        for i in range(0, len(conv), 2):
+            q = conv[i]["value"].removeprefix("<image>\n")
+            kind = ("presence " + conv[i + 1]["value"] if re.fullmatch(r"Is there a \w+ in the image\?\n.*", q, re.S)
+                    else q.split()[0].lower())
+            (first if i == 0 else later)[kind] += 1
+    assert first["presence yes"] and first["presence no"]
+    assert {k for k, n in later.items() if n >= 5} <= set(first)
+
 
 def test_cli_world_writes_and_summarises(tmp_path, capsys):
     from sc_eval.cli import main

@@ -251,7 +251,14 @@ def finetune_conversations(ctx: Context, coco_train: list[Item], vqa_turns, text
             caps = it.extra["captions"]
             turns.append(("Describe the image briefly.", caps[int(rng.integers(len(caps)))]))
         if turns:
-            out.append(conversation(f"{it.id:012d}", it.path, turns))
+            out.append(conversation(f"{it.id:012d}", it.path, _shuffled(turns, rng)))
     for conv_id, rel, turns in list(text_turns) + list(gqa_turns):
-        out.append(conversation(conv_id, rel, turns))
+        out.append(conversation(conv_id, rel, _shuffled(turns, rng)))
     return out
+
+
+def _shuffled(turns: list, rng) -> list:
+    """The turns in a random order. Every benchmark asks its question right after the image, so
+    each question kind must also come first in training: with presence only in later turns, a
+    LLaVA trained here met POPE's question in the first turn never (5 of 5,341 times)."""
+    return [turns[i] for i in rng.permutation(len(turns))]
