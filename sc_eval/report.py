@@ -39,8 +39,11 @@ def run_label(run: Path, results: dict) -> str:
     """The encoder a run measured (results.json `encoder`, else config.yaml), else the dir name."""
     if results.get("label"):
         return str(results["label"])
-    if results.get("encoder"):
-        return str(results["encoder"])
+    enc = results.get("encoder")
+    if isinstance(enc, dict):  # `probe` records the encoder's description, its spec among them
+        enc = enc.get("spec")
+    if enc:
+        return str(enc)
     cfg = run / "config.yaml"
     if cfg.exists():
         conf = yaml.safe_load(cfg.read_text()) or {}

@@ -3,6 +3,7 @@ import csv
 import json
 
 from sc_eval.cli import main
+from tests.test_demo import folder  # noqa: F401  (fixture)
 
 
 def _run(path, encoder, results, loss=None):
@@ -56,6 +57,18 @@ def test_report_marks_a_model_that_gave_every_pope_question_the_same_answer(tmp_
     assert "† the same answer to every question" in md
     rows = {r["encoder"]: r["constant_answer"] for r in csv.DictReader(open(out / "report.csv"))}
     assert rows == {"says-yes": "1", "says-no": "1", "looks": "0"}
+
+
+def test_report_puts_a_probe_run_on_its_encoders_row(tmp_path, folder):
+    # `probe` records the encoder's whole description, the other commands its spec
+    runs = tmp_path / "runs"
+    assert main(["probe", "--encoder", "random:sc-vit-micro", "--data", str(folder), "--tasks", "fewshot",
+                 "--shots", "2", "--seeds", "1", "--output-dir", str(runs / "probe")]) == 0
+    _run(runs / "caption", "random:sc-vit-micro", {"coco_caption": {"metrics": {"cider": 12.0}, "limited": False}})
+    assert main(["report", str(runs), "--output", str(tmp_path / "report"), "--no-plots"]) == 0
+    lines = [ln for ln in (tmp_path / "report" / "report.md").read_text().splitlines() if ln.startswith("| ")]
+    assert lines[0] == "| encoder | coco_caption cider | probe_2shot top1 |"
+    assert len(lines) == 2 and lines[1].startswith("| random:sc-vit-micro | 12.00 | ")
 
 
 def test_report_on_a_folder_without_results_fails_clearly(tmp_path, capsys):
