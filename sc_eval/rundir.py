@@ -96,14 +96,6 @@ class RunDir:
         if root.level > logging.INFO or root.level == logging.NOTSET:
             root.setLevel(logging.INFO)
 
-    def detach_log(self) -> None:
-        target = str((self.path / "log.txt").resolve())
-        root = logging.getLogger()
-        for h in list(root.handlers):
-            if isinstance(h, logging.FileHandler) and h.baseFilename == target:
-                root.removeHandler(h)
-                h.close()
-
     def sub(self, *parts) -> Path:
         p = self.path.joinpath(*parts)
         p.mkdir(parents=True, exist_ok=True)

@@ -65,3 +65,18 @@ def load_benchmark(name: str):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """A two-class ImageFolder tree (train/ and test/, three 32x32 images a class)."""
+    from PIL import Image
+
+    root = tmp_path / "cls"
+    for split in ("train", "test"):
+        for name, colour in (("red", (220, 30, 30)), ("blue", (30, 30, 220))):
+            d = root / split / name
+            d.mkdir(parents=True)
+            for i in range(3):
+                Image.new("RGB", (32, 32), tuple(max(0, c - 20 * i) for c in colour)).save(d / f"{i}.png")
+    return root

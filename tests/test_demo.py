@@ -9,20 +9,6 @@ from sc_eval.errors import ConfigError, ScEvalError
 from tests.test_world import TINY
 
 
-@pytest.fixture
-def folder(tmp_path):
-    from PIL import Image
-
-    root = tmp_path / "cls"
-    for split in ("train", "test"):
-        for name, colour in (("red", (220, 30, 30)), ("blue", (30, 30, 220))):
-            d = root / split / name
-            d.mkdir(parents=True)
-            for i in range(3):
-                Image.new("RGB", (32, 32), tuple(max(0, c - 20 * i) for c in colour)).save(d / f"{i}.png")
-    return root
-
-
 def test_finished_stage_is_reused_not_rerun(tmp_path, folder, monkeypatch):
     argv = ["probe", "--encoder", "random:sc-vit-micro", "--data", str(folder), "--tasks", "fewshot",
             "--shots", "2", "--seeds", "1"]

@@ -3,7 +3,6 @@ import csv
 import json
 
 from sc_eval.cli import main
-from tests.test_demo import folder  # noqa: F401  (fixture)
 
 
 def _run(path, encoder, results, loss=None):

@@ -411,8 +411,6 @@ def test_llava_jsons_and_corpus(world):
     assert held_out and not held_out & corpus          # no test caption leaks into LM training text
 
 
-# ---- CLI and cache ------------------------------------------------------------------------------
-
 def test_stage2_asks_each_question_kind_first_as_the_benchmarks_do(world):
     # Every benchmark asks its question in the turn that holds the image; a question kind that
     # stage 2 only ever asked in later turns (POPE's presence question, once) is one the model
@@ -430,6 +428,8 @@ def test_stage2_asks_each_question_kind_first_as_the_benchmarks_do(world):
     assert first["presence yes"] and first["presence no"]
     assert {k for k, n in later.items() if n >= 5} <= set(first)
 
+
+# ---- CLI and cache ------------------------------------------------------------------------------
 
 def test_cli_world_writes_and_summarises(tmp_path, capsys):
     from sc_eval.cli import main
