@@ -77,7 +77,8 @@ def constant_answer(metrics: dict) -> bool:
 
 
 def collect(runs: list[Path], labels: dict | None = None) -> tuple[list[str], list[str], dict]:
-    """rows (labels), columns ("task metric"), cells {(row, col): (value, limited, constant answer)}."""
+    """rows (labels), columns ("task metric"), cells {(row, col): (value, limited, constant answer,
+    standard error or None)}."""
     rows, cols, cells = [], [], {}
     for run in runs:
         with open(run / "results.json", encoding="utf-8") as f:
@@ -93,26 +94,63 @@ def collect(runs: list[Path], labels: dict | None = None) -> tuple[list[str], li
             col = f"{task} {m}"
             if col not in cols:
                 cols.append(col)
-            cells[(label, col)] = (float(metrics[m]), bool(entry.get("limited")), constant_answer(metrics))
+            se = (entry.get("stderr") or {}).get(m)
+            if se is None:
+                se = _stderr_from_predictions(run, task, m, entry)
+            cells[(label, col)] = (float(metrics[m]), bool(entry.get("limited")), constant_answer(metrics),
+                                   float(se) if isinstance(se, (int, float)) else None)
     return rows, cols, cells
+
+
+def _stderr_from_predictions(run: Path, task: str, metric: str, entry: dict) -> float | None:
+    """A mean metric's standard error from the run's predictions file, for runs written before
+    results.json recorded it (None when the task or the file does not allow it)."""
+    rel = entry.get("predictions")
+    path = run / rel if isinstance(rel, str) else None
+    if path is None or not path.exists():
+        return None
+    try:
+        from sc_eval import tasks_api
+
+        t = tasks_api.discover().get(task)
+    except Exception:  # an unknown or user task: no standard error rather than no report
+        return None
+    probe = t is None and task.startswith("probe_") and metric == "top1"  # records score `correct`
+    if not probe and (t is None or t.aggregate or metric not in t.metrics):
+        return None
+    records = list(iter_jsonl(path, skip_truncated_tail=True))
+    n = (entry.get("n_docs") or {}).get("evaluated")
+    if n is not None and len(records) != n:
+        return None  # the file no longer matches the score beside it
+    if probe:
+        from sc_eval.metrics.stderr import mean_stderr
+
+        return mean_stderr([r.get("scores", {}).get("correct", 0.0) for r in records])
+    return t.stderr_records(records).get(metric)
 
 
 def markdown(rows, cols, cells) -> str:
     lines = ["| encoder | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
-    any_limited = any_constant = False
+    any_limited = any_constant = any_se = False
     for r in rows:
         vals = []
         for c in cols:
             if (r, c) not in cells:
                 vals.append("-")
                 continue
-            v, lim, const = cells[(r, c)]
+            v, lim, const, se = cells[(r, c)]
             any_limited |= lim
             any_constant |= const
-            vals.append(f"{v:.2f}" + ("*" if lim else "") + ("†" if const else ""))
+            any_se |= se is not None
+            vals.append(f"{v:.2f}" + (f" ± {se:.2f}" if se is not None else "") + ("*" if lim else "")
+                        + ("†" if const else ""))
         lines.append(f"| {r} | " + " | ".join(vals) + " |")
-    if any_limited or any_constant:
+    if any_limited or any_constant or any_se:
         lines.append("")
+    if any_se:
+        lines.append("± one standard error over the evaluated questions (sample std / sqrt(n), as lm-eval "
+                     "reports it): two rows closer than about 2.8 standard errors (the 95% level for two "
+                     "independent scores) are not told apart by these questions.")
     if any_limited:
         lines.append("\\* scored on a `--limit` subset: not comparable with full-split numbers.")
     if any_constant:
@@ -124,13 +162,13 @@ def markdown(rows, cols, cells) -> str:
 def _csv(rows, cols, cells) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["encoder", "task", "metric", "value", "limited", "constant_answer"])
+    w.writerow(["encoder", "task", "metric", "value", "stderr", "limited", "constant_answer"])
     for r in rows:
         for c in cols:
             if (r, c) in cells:
                 task, metric = c.rsplit(" ", 1)
-                v, lim, const = cells[(r, c)]
-                w.writerow([r, task, metric, f"{v:.4f}", int(lim), int(const)])
+                v, lim, const, se = cells[(r, c)]
+                w.writerow([r, task, metric, f"{v:.4f}", "" if se is None else f"{se:.4f}", int(lim), int(const)])
     return buf.getvalue()
 
 
@@ -152,7 +190,9 @@ def plot(rows, cols, cells, runs, out: Path) -> list[Path]:
     for c in cols:
         labels = [r for r in rows if (r, c) in cells]
         fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(labels), 3))
-        ax.bar(range(len(labels)), [cells[(r, c)][0] for r in labels], color="#4878a8")
+        ses = [cells[(r, c)][3] for r in labels]
+        ax.bar(range(len(labels)), [cells[(r, c)][0] for r in labels], color="#4878a8",
+               yerr=[s or 0.0 for s in ses] if any(s is not None for s in ses) else None, capsize=3)
         ax.set_xticks(range(len(labels)), labels, rotation=20, ha="right", fontsize=8)
         ax.set_title(c)
         path = plots / (c.replace(" ", "_").replace("/", "_") + ".png")

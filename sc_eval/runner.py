@@ -134,6 +134,9 @@ def run_task(task: tasks_api.Task, adapter, run_dir: Path, data_root: Path, limi
         "fingerprint": fp,
         "predictions": str(main_path.relative_to(run_dir)),
     }
+    stderr = task.stderr_records(records)
+    if stderr:
+        entry["stderr"] = stderr
     if task.submission:
         sub = Path(run_dir) / "submissions" / f"{task.name}.json"
         written = task.fn(task.submission)(records, docs, sub)  # may return another path (.xlsx)
@@ -196,18 +199,20 @@ def _fmt(v) -> str:
 
 
 def results_markdown(results: dict) -> str:
-    lines = ["| task | metric | value | n | note |", "|---|---|---|---|---|"]
+    lines = ["| task | metric | value | ± stderr | n | note |", "|---|---|---|---|---|---|"]
     for name, e in results.get("results", {}).items():
         if e.get("skipped"):
-            lines.append(f"| {name} | - | - | - | skipped: {e['skipped']} |")
+            lines.append(f"| {name} | - | - | - | - | skipped: {e['skipped']} |")
             continue
         n = e.get("n_docs", {})
         note = "limited: not comparable to the full split" if e.get("limited") else ""
         if e.get("submission"):
             note = (note + "; " if note else "") + f"submission file {e['submission']}"
         metrics = e.get("metrics") or {"(none)": None}
+        stderr = e.get("stderr") or {}
         for m, v in metrics.items():
-            lines.append(f"| {name} | {m} | {_fmt(v)} | {n.get('evaluated')}/{n.get('total')} | {note} |")
+            lines.append(f"| {name} | {m} | {_fmt(v)} | {_fmt(stderr.get(m))} | "
+                         f"{n.get('evaluated')}/{n.get('total')} | {note} |")
     from sc_eval.table11 import battery_tasks_in, table11_markdown
 
     if len(battery_tasks_in(results)) >= 2:  # the LLaVA battery: also as the paper lays it out
@@ -226,9 +231,13 @@ def score_predictions(task: tasks_api.Task, docs: list[dict], predictions: dict[
                         f"(first: {unknown[0]!r}); check that --annotations matches the predictions")
     covered = [d for d in docs if d["doc_id"] in predictions]
     records = [make_record(task, d, "", predictions[d["doc_id"]]) for d in covered]
-    return {
+    out = {
         "task": task.name,
         "n_docs": len(records),
         "n_docs_annotated": len(docs),
         "metrics": task.aggregate_records(records) if records else {},
     }
+    stderr = task.stderr_records(records) if records else {}
+    if stderr:
+        out["stderr"] = stderr
+    return out

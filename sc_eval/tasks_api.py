@@ -129,6 +129,20 @@ class Task:
             out[m] = 100.0 * sum(vals) / len(vals) if vals else None
         return out
 
+    def stderr_records(self, records: list[dict]) -> dict:
+        """Standard error of each mean metric (same units), where it is one: metrics a task's own
+        `aggregate` computes over the corpus (CIDEr, F1, MME totals) get none."""
+        if self.aggregate:
+            return {}
+        from sc_eval.metrics.stderr import mean_stderr
+
+        out = {}
+        for m in self.metrics:
+            se = mean_stderr([r["scores"][m] for r in records if m in r.get("scores", {})])
+            if se is not None:
+                out[m] = se
+        return out
+
     def describe(self) -> dict:
         return {"task": self.name, "version": self.version, "prompt_hash": self.prompt_hash,
                 "generation_kwargs": self.generation_kwargs}

@@ -125,3 +125,15 @@ def test_mme_bad_records():
         mme_scores([{"category": "colour", "image": "x", "answer": "Yes", "prediction": "Yes"}])
     with pytest.raises(DataError, match="two questions"):
         mme_scores([{"category": "OCR", "image": "x", "answer": "Yes", "prediction": "Yes"}])
+
+
+def test_mean_stderr_is_the_sample_std_over_sqrt_n():
+    import statistics
+
+    from sc_eval.metrics.stderr import mean_stderr
+
+    vals = [1, 0, 1, 1, 0.5, 0, 1, 0.3]
+    assert mean_stderr(vals) == pytest.approx(100 * statistics.stdev(vals) / len(vals) ** 0.5)
+    # half right on 100 questions: sqrt(0.25 * 100/99 / 100) = 5.03 points
+    assert mean_stderr([1] * 50 + [0] * 50) == pytest.approx(5.0252, abs=1e-4)
+    assert mean_stderr([1.0]) is None and mean_stderr([]) is None

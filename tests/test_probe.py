@@ -2,6 +2,7 @@
 errors, and a second run reuses the cached features."""
 import json
 import math
+import statistics
 
 import pytest
 import torch
@@ -137,6 +138,12 @@ def test_fewshot_same_seed_identical_different_seeds_differ():
     mean = sum(tops) / 3
     assert r1["metrics"]["top1_std"] == pytest.approx(math.sqrt(sum((t - mean) ** 2 for t in tops) / 2))
     assert r1["metrics"]["top1"] > 40  # 4 classes: chance 25
+    # one seed: each test image is right or wrong, so top-1's standard error over the n images is
+    # sqrt(p (1 - p) / (n - 1)); with three seeds an image scores the share of seeds right
+    one = run_fewshot(x, y, xt, yt, list("abcd"), 5, [1])
+    p, n = one["metrics"]["top1"] / 100, len(yt)
+    assert one["stderr"]["top1"] == pytest.approx(100 * math.sqrt(p * (1 - p) / (n - 1)))
+    assert 0 < r1["stderr"]["top1"] < 100 * math.sqrt(0.25 / (n - 1))
 
 
 # ---------------------------------------------------------------- the command
@@ -190,6 +197,11 @@ def test_probe_command_end_to_end_and_feature_reuse(tmp_path, monkeypatch):
         assert "top5" not in e["metrics"]  # only 4 classes
     assert len(res["results"]["probe_5shot"]["per_seed"]) == 2
     preds = (tmp_path / "run" / "predictions" / "probe_linear.jsonl").read_text().splitlines()
+    right = [json.loads(x)["scores"]["correct"] for x in preds]
+    # top-1's standard error over the 24 test images, from the predictions written beside it
+    assert res["results"]["probe_linear"]["stderr"]["top1"] == pytest.approx(
+        100 * statistics.stdev(right) / 24 ** 0.5)
+    assert "top1" in res["results"]["probe_5shot"]["stderr"]
     assert len(preds) == 24 and json.loads(preds[0])["targets"][0] in COLOURS
     assert "probe_linear" in (tmp_path / "run" / "results.md").read_text()
 

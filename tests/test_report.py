@@ -73,3 +73,36 @@ def test_report_puts_a_probe_run_on_its_encoders_row(tmp_path, folder):
 def test_report_on_a_folder_without_results_fails_clearly(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "no results.json under" in capsys.readouterr().err
+
+
+def test_report_shows_each_scores_standard_error_where_the_run_recorded_one(tmp_path):
+    runs = tmp_path / "runs"
+    _run(runs / "a", "superclass", {
+        "vqav2_val": {"metrics": {"vqa_acc": 48.27}, "stderr": {"vqa_acc": 4.0512}, "limited": True},
+        "coco_caption": {"metrics": {"cider": 37.7}, "limited": False},  # a corpus score: no stderr
+    })
+    out = tmp_path / "report"
+    assert main(["report", str(runs), "--output", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "| superclass | 48.27 ± 4.05* | 37.70 |" in md
+    assert "± one standard error" in md
+    rows = {r["task"]: r["stderr"] for r in csv.DictReader(open(out / "report.csv"))}
+    assert rows == {"vqav2_val": "4.0512", "coco_caption": ""}
+
+
+def test_report_reads_the_standard_error_off_the_predictions_of_an_older_run(tmp_path):
+    import statistics
+
+    runs = tmp_path / "runs"
+    scores = [1.0, 0.0, 1.0, 0.3, 0.6, 1.0, 0.0]
+    _run(runs / "a", "superclass", {"vqav2_val": {"metrics": {"vqa_acc": 100 * sum(scores) / 7},
+                                                   "n_docs": {"total": 7, "evaluated": 7}, "limited": False,
+                                                   "predictions": "predictions/vqav2_val.jsonl"}})
+    (runs / "a" / "predictions").mkdir()
+    (runs / "a" / "predictions" / "vqav2_val.jsonl").write_text("".join(
+        json.dumps({"doc_id": str(i), "task": "vqav2_val", "prediction": "x", "scores": {"vqa_acc": v}}) + "\n"
+        for i, v in enumerate(scores)))
+    out = tmp_path / "report"
+    assert main(["report", str(runs), "--output", str(out), "--no-plots"]) == 0
+    se = 100 * statistics.stdev(scores) / 7 ** 0.5
+    assert f"| superclass | {100 * sum(scores) / 7:.2f} ± {se:.2f} |" in (out / "report.md").read_text()

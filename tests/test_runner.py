@@ -69,7 +69,10 @@ def test_evaluate_scores_and_writes_the_run_dir(tmp_path, data_root):
     on_disk = json.loads((run / "results.json").read_text())
     assert on_disk["results"]["toy_upper"]["metrics"] == entry["metrics"]
     assert on_disk["schema_version"] == 1 and on_disk["versions"]["torch"]
-    assert "| toy_upper | exact | 72.73 | 11/11 |" in (run / "results.md").read_text()
+    # 8 ones and 3 zeros: sample variance (8*(3/11)^2 + 3*(8/11)^2) / 10 = 264/1210, over sqrt(11)
+    assert entry["stderr"] == {"exact": pytest.approx(100 * (264 / 1210 / 11) ** 0.5)}
+    assert on_disk["results"]["toy_upper"]["stderr"] == entry["stderr"]
+    assert "| toy_upper | exact | 72.73 | 14.08 | 11/11 |" in (run / "results.md").read_text()
 
 
 def test_limit_is_flagged(tmp_path, data_root):

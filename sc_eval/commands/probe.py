@@ -69,6 +69,7 @@ def run(args) -> int:
     import torch
 
     from sc_eval import load_encoder
+    from sc_eval.metrics.stderr import mean_stderr
     from sc_eval.probe import datasets as D
     from sc_eval.probe.fewshot import run_fewshot
     from sc_eval.probe.linear import ProbeConfig, fit_logreg, logreg_sweep, predict_scores, train_linear_probe
@@ -147,9 +148,13 @@ def run(args) -> int:
                 continue
             out = run_fewshot(train_x, train_y, test_x, test_y, data.classes, k, seeds, wd)
             results.put(name, entry(out["metrics"], n_total, n_eval, fp, shots=k, seeds=seeds,
-                                    weight_decay=wd, per_seed=out["per_seed"]))
+                                    weight_decay=wd, per_seed=out["per_seed"],
+                                    **({"stderr": out["stderr"]} if out["stderr"] else {})))
             continue
         metrics = classification_metrics(scores, test_y, len(data.classes))
+        se = mean_stderr((torch.as_tensor(scores).argmax(1) == test_y).float().tolist())
+        if se is not None:
+            extra["stderr"] = {"top1": se}
         extra["predictions"] = write_predictions(rd.path, name, test_images, test_y.tolist(), scores, data.classes)
         results.put(name, entry(metrics, n_total, n_eval, fp, **extra))
         log.info("%s: %s", name, ", ".join(f"{m} {v:.2f}" for m, v in metrics.items()))

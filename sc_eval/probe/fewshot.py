@@ -49,19 +49,25 @@ def select_kshot(labels, k: int, seed: int, classes: list[str]) -> list[int]:
 def run_fewshot(train_x, train_y, test_x, test_y, classes: list[str], k: int, seeds,
                 weight_decay: float = DEFAULT_FEWSHOT_WD) -> dict:
     """Fit and score one classifier per seed. Returns the results entry's ``metrics`` and
-    ``per_seed`` (each seed's own metrics), means in percent and the sample std of top-1."""
+    ``per_seed`` (each seed's own metrics), means in percent and the sample std of top-1 over the
+    seeds; ``stderr`` holds top-1's standard error over the test images (each image scored by
+    the share of seeds that classify it right), which the seeds' std does not cover."""
     import torch
 
     from sc_eval.probe.linear import fit_logreg
+    from sc_eval.metrics.stderr import mean_stderr
     from sc_eval.probe.metrics import classification_metrics, mean_std
 
     train_x = torch.as_tensor(train_x, dtype=torch.float32)
     train_y = torch.as_tensor(train_y, dtype=torch.long)
-    per_seed = []
+    per_seed, right = [], torch.zeros(len(test_y))
+    test_y = torch.as_tensor(test_y, dtype=torch.long)
     for seed in seeds:
         idx = torch.tensor(select_kshot(train_y, k, seed, classes))
         model = fit_logreg(train_x[idx], train_y[idx], len(classes), weight_decay)
-        m = classification_metrics(model.scores(test_x), test_y, len(classes))
+        scores = model.scores(test_x)
+        right += (scores.argmax(1) == test_y).float()
+        m = classification_metrics(scores, test_y, len(classes))
         log.info("%d-shot seed %d: top1 %.2f", k, seed, m["top1"])
         per_seed.append({"seed": int(seed), **m})
     metrics = {}
@@ -72,4 +78,6 @@ def run_fewshot(train_x, train_y, test_x, test_y, classes: list[str], k: int, se
         metrics[name] = mean
         if name == "top1":
             metrics["top1_std"] = std
-    return {"metrics": metrics, "per_seed": per_seed, "weight_decay": weight_decay}
+    se = mean_stderr((right / len(per_seed)).tolist())
+    return {"metrics": metrics, "per_seed": per_seed, "weight_decay": weight_decay,
+            "stderr": {"top1": se} if se is not None else {}}
