@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from sc_eval.errors import DataError
+from sc_eval.errors import DataError, ScEvalError
 from sc_eval.io import atomic_write_bytes, atomic_write_text, iter_jsonl
 
 log = logging.getLogger(__name__)
@@ -103,8 +103,8 @@ def collect(runs: list[Path], labels: dict | None = None) -> tuple[list[str], li
 
 
 def _stderr_from_predictions(run: Path, task: str, metric: str, entry: dict) -> float | None:
-    """A mean metric's standard error from the run's predictions file, for runs written before
-    results.json recorded it (None when the task or the file does not allow it)."""
+    """A score's standard error recomputed from the run's predictions file, for runs written
+    before results.json recorded it (None when the task or the file does not allow it)."""
     rel = entry.get("predictions")
     path = run / rel if isinstance(rel, str) else None
     if path is None or not path.exists():
@@ -116,7 +116,7 @@ def _stderr_from_predictions(run: Path, task: str, metric: str, entry: dict) -> 
     except Exception:  # an unknown or user task: no standard error rather than no report
         return None
     probe = t is None and task.startswith("probe_") and metric == "top1"  # records score `correct`
-    if not probe and (t is None or t.aggregate or metric not in t.metrics):
+    if not probe and (t is None or not (t.aggregate or metric in t.metrics)):
         return None
     records = list(iter_jsonl(path, skip_truncated_tail=True))
     n = (entry.get("n_docs") or {}).get("evaluated")
@@ -126,7 +126,11 @@ def _stderr_from_predictions(run: Path, task: str, metric: str, entry: dict) -> 
         from sc_eval.metrics.stderr import mean_stderr
 
         return mean_stderr([r.get("scores", {}).get("correct", 0.0) for r in records])
-    return t.stderr_records(records).get(metric)
+    try:  # a task's own aggregate may need more than the records (captions: Java)
+        return t.score_records(records)[1].get(metric)
+    except ScEvalError as e:
+        log.warning("%s: no standard error for %s (%s)", run, task, e)
+        return None
 
 
 def markdown(rows, cols, cells) -> str:
@@ -148,9 +152,10 @@ def markdown(rows, cols, cells) -> str:
     if any_limited or any_constant or any_se:
         lines.append("")
     if any_se:
-        lines.append("± one standard error over the evaluated questions (sample std / sqrt(n), as lm-eval "
-                     "reports it): two rows closer than about 2.8 standard errors (the 95% level for two "
-                     "independent scores) are not told apart by these questions.")
+        lines.append("± one standard error over the evaluated questions or images (a mean's: sample std / "
+                     "sqrt(n), as lm-eval reports it; POPE F1: bootstrap): two rows closer than about 2.8 "
+                     "standard errors (the 95% level for two independent scores) are not told apart by "
+                     "these questions.")
     if any_limited:
         lines.append("\\* scored on a `--limit` subset: not comparable with full-split numbers.")
     if any_constant:

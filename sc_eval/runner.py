@@ -124,8 +124,9 @@ def run_task(task: tasks_api.Task, adapter, run_dir: Path, data_root: Path, limi
     missing = len(docs) - len(records)
     if missing:
         raise RuntimeError(f"{task.name}: {missing} docs have no prediction after the run")
+    metrics, stderr = task.score_records(records) if task.metrics or task.aggregate else ({}, {})
     entry = {
-        "metrics": task.aggregate_records(records) if task.metrics or task.aggregate else {},
+        "metrics": metrics,
         "n_docs": {"total": n_total, "evaluated": len(records)},
         "limited": len(records) < n_total,
         "task_version": task.version,
@@ -134,7 +135,6 @@ def run_task(task: tasks_api.Task, adapter, run_dir: Path, data_root: Path, limi
         "fingerprint": fp,
         "predictions": str(main_path.relative_to(run_dir)),
     }
-    stderr = task.stderr_records(records)
     if stderr:
         entry["stderr"] = stderr
     if task.submission:
@@ -231,13 +231,13 @@ def score_predictions(task: tasks_api.Task, docs: list[dict], predictions: dict[
                         f"(first: {unknown[0]!r}); check that --annotations matches the predictions")
     covered = [d for d in docs if d["doc_id"] in predictions]
     records = [make_record(task, d, "", predictions[d["doc_id"]]) for d in covered]
+    metrics, stderr = task.score_records(records) if records else ({}, {})
     out = {
         "task": task.name,
         "n_docs": len(records),
         "n_docs_annotated": len(docs),
-        "metrics": task.aggregate_records(records) if records else {},
+        "metrics": metrics,
     }
-    stderr = task.stderr_records(records) if records else {}
     if stderr:
         out["stderr"] = stderr
     return out

@@ -119,10 +119,20 @@ class Task:
             return {}
         return dict(self.fn(self.process_results)(doc, prediction))
 
+    def score_records(self, records: list[dict]) -> tuple[dict, dict]:
+        """(corpus metrics, their standard errors). The utils aggregate when given (it may return
+        ``(metrics, stderr)``), else the mean of each per-doc score x100 and its standard error."""
+        if self.aggregate:
+            out = self.fn(self.aggregate)(records)
+            metrics, stderr = out if isinstance(out, tuple) else (out, {})
+            return dict(metrics), {k: float(v) for k, v in dict(stderr).items() if v is not None}
+        return self._means(records), self.stderr_records(records)
+
     def aggregate_records(self, records: list[dict]) -> dict:
         """Corpus metrics: the utils aggregate when given, else the mean of each per-doc score x100."""
-        if self.aggregate:
-            return dict(self.fn(self.aggregate)(records))
+        return self.score_records(records)[0]
+
+    def _means(self, records: list[dict]) -> dict:
         out = {}
         for m in self.metrics:
             vals = [r["scores"][m] for r in records if m in r.get("scores", {})]
@@ -130,8 +140,8 @@ class Task:
         return out
 
     def stderr_records(self, records: list[dict]) -> dict:
-        """Standard error of each mean metric (same units), where it is one: metrics a task's own
-        `aggregate` computes over the corpus (CIDEr, F1, MME totals) get none."""
+        """Standard error of each mean metric (same units): sample std of the per-doc scores over
+        sqrt(n). Tasks with their own `aggregate` (CIDEr, F1, MME totals) return theirs from it."""
         if self.aggregate:
             return {}
         from sc_eval.metrics.stderr import mean_stderr

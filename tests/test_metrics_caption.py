@@ -107,6 +107,17 @@ def test_hand_worked_corpus_and_first_duplicate_kept(tmp_path):
 
 
 @needs_java
+def test_cider_and_rouge_standard_errors_over_the_images():
+    # The hand-worked corpus above: image 1 scores CIDEr-D 1000 and ROUGE-L 100, image 2 zero.
+    # The standard error of two values a, 0 is stdev / sqrt(2) = (a / sqrt(2)) / sqrt(2) = a / 2.
+    gts = {1: ["Red kite flies over hills."], 2: ["small dog sleeps near door"]}
+    res = {1: "red kite flies over hills", 2: "blue car parked beside tree"}
+    m, se = score_captions(gts, res, spice=False, meteor=False, with_stderr=True)
+    assert m["cider"] == pytest.approx(500.0, abs=1e-9)
+    assert se == {"cider": pytest.approx(500.0, abs=1e-6), "rouge_l": pytest.approx(50.0, abs=1e-6)}
+
+
+@needs_java
 def test_identical_captions_score_full_marks():
     gts = {"a": ["a man rides a red bike down the street"],
            "b": ["two cats sleep on the old sofa"]}

@@ -137,3 +137,29 @@ def test_mean_stderr_is_the_sample_std_over_sqrt_n():
     # half right on 100 questions: sqrt(0.25 * 100/99 / 100) = 5.03 points
     assert mean_stderr([1] * 50 + [0] * 50) == pytest.approx(5.0252, abs=1e-4)
     assert mean_stderr([1.0]) is None and mean_stderr([]) is None
+
+
+def test_pope_standard_errors_accuracy_by_formula_and_f1_by_an_independent_bootstrap():
+    import random
+    import statistics
+
+    from sc_eval.metrics.pope import pope_stderr
+
+    labels = ["yes", "no"] * 30
+    rng = random.Random(5)
+    preds = [g if rng.random() < 0.75 else ("no" if g == "yes" else "yes") for g in labels]
+    acc = pope_metrics(preds, labels)["accuracy"] / 100
+    se = pope_stderr({"random": (preds, labels)})
+    assert se["accuracy"] == pytest.approx(100 * (acc * (1 - acc) / 59) ** 0.5)
+    # resample the 60 (prediction, label) pairs themselves and rescore with pope_metrics
+    pairs = list(zip(preds, labels))
+    f1s = []
+    for _ in range(2000):
+        draw = [pairs[rng.randrange(60)] for _ in range(60)]
+        f1s.append(pope_metrics([p for p, _ in draw], [g for _, g in draw])["f1"])
+    assert se["f1"] == pytest.approx(statistics.stdev(f1s), rel=0.1)
+    # two splits: the mean F1's error shrinks by about sqrt(2) against one split
+    two = pope_stderr({"random": (preds, labels), "popular": (preds, labels)})
+    assert two["f1"] == pytest.approx(se["f1"] / 2 ** 0.5, rel=0.1)
+    # a model that says "no" to everything has F1 0 on every resample
+    assert pope_stderr({"random": (["no"] * 60, labels)})["f1"] == 0.0

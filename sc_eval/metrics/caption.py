@@ -115,7 +115,7 @@ def _meteor(ref_tok: dict, hyp_tok: dict) -> float:
 
 
 def score_captions(gts: Mapping[Hashable, list[str]], res: Mapping[Hashable, str],
-                   spice: str | bool = "auto", meteor: bool = True) -> dict[str, float | None]:
+                   spice: str | bool = "auto", meteor: bool = True, with_stderr: bool = False):
     """Corpus metrics of candidate captions ``res`` (id -> caption) against references ``gts``
     (id -> list of captions), on exactly the ids of ``res``.
 
@@ -123,6 +123,11 @@ def score_captions(gts: Mapping[Hashable, list[str]], res: Mapping[Hashable, str
     ``spice``: a number when its jars are installed, else None (logged why); ``spice=True``
     raises when unavailable, ``spice=False`` skips it (no key). ``meteor=False`` skips METEOR
     and its ~10 s JVM start-up (no key), for quick validation scores during training.
+
+    ``with_stderr`` returns ``(metrics, stderr)``: the standard error of CIDEr and ROUGE-L over
+    the images (both corpus scores are means of per-image scores; CIDEr's document frequencies are
+    held at the whole corpus's). BLEU and METEOR pool n-gram / alignment counts over the corpus
+    and get none.
     """
     require_java()
     if spice not in ("auto", True, False):
@@ -153,8 +158,10 @@ def score_captions(gts: Mapping[Hashable, list[str]], res: Mapping[Hashable, str
     out: dict[str, float | None] = {f"bleu{n + 1}": 100.0 * float(b) for n, b in enumerate(bleu)}
     if meteor:
         out["meteor"] = 100.0 * _meteor(ref_tok, hyp_tok)
-    out["rouge_l"] = 100.0 * float(Rouge().compute_score(ref_tok, hyp_tok)[0])
-    out["cider"] = 100.0 * float(Cider().compute_score(ref_tok, hyp_tok)[0])
+    rouge, rouge_each = Rouge().compute_score(ref_tok, hyp_tok)
+    cider, cider_each = Cider().compute_score(ref_tok, hyp_tok)
+    out["rouge_l"] = 100.0 * float(rouge)
+    out["cider"] = 100.0 * float(cider)
     if want_spice:
         from pycocoevalcap.spice.spice import Spice
 
@@ -162,6 +169,11 @@ def score_captions(gts: Mapping[Hashable, list[str]], res: Mapping[Hashable, str
     elif spice == "auto":
         log.warning("%s; reporting spice as null", why)
         out["spice"] = None
+    if with_stderr:
+        from sc_eval.metrics.stderr import mean_stderr
+
+        stderr = {"rouge_l": mean_stderr(list(rouge_each)), "cider": mean_stderr(list(cider_each))}
+        return out, {k: v for k, v in stderr.items() if v is not None}
     return out
 
 

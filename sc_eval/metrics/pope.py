@@ -36,6 +36,22 @@ def pope_metrics(predictions: Sequence[str], labels: Sequence[str]) -> dict[str,
     Undefined ratios (no positive prediction, no positive label) are 0 instead of a crash; the
     reference divides by zero there.
     """
+    tp, fp, tn, fn = _confusion(predictions, labels)
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    n = tp + fp + tn + fn
+    return {
+        "accuracy": 100.0 * (tp + tn) / n,
+        "precision": 100.0 * precision,
+        "recall": 100.0 * recall,
+        "f1": 100.0 * f1,
+        "yes_ratio": 100.0 * (tp + fp) / n,
+    }
+
+
+def _confusion(predictions: Sequence[str], labels: Sequence[str]) -> tuple[int, int, int, int]:
+    """(true positives, false positives, true negatives, false negatives), "yes" positive."""
     if len(predictions) != len(labels):
         raise DataError(f"POPE scoring: {len(predictions)} predictions for {len(labels)} labels")
     if not predictions:
@@ -45,18 +61,34 @@ def pope_metrics(predictions: Sequence[str], labels: Sequence[str]) -> dict[str,
     tp = sum(1 for p, g in zip(preds, gold) if p and g)
     fp = sum(1 for p, g in zip(preds, gold) if p and not g)
     tn = sum(1 for p, g in zip(preds, gold) if not p and not g)
-    fn = sum(1 for p, g in zip(preds, gold) if not p and g)
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    n = len(preds)
-    return {
-        "accuracy": 100.0 * (tp + tn) / n,
-        "precision": 100.0 * precision,
-        "recall": 100.0 * recall,
-        "f1": 100.0 * f1,
-        "yes_ratio": 100.0 * sum(preds) / n,
-    }
+    return tp, fp, tn, len(preds) - tp - fp - tn
+
+
+def pope_stderr(per_split: Mapping[str, tuple[Sequence[str], Sequence[str]]], iters: int = 2000,
+                seed: int = 0) -> dict[str, float]:
+    """Standard errors of the headline ``f1`` and ``accuracy`` (means over the splits given as
+    split -> (predictions, labels)), in percent.
+
+    Accuracy is a mean of per-question scores: sample std over sqrt(n) per split. F1 is not, so
+    its standard error is bootstrapped: each split's questions are resampled with replacement
+    (``iters`` times, a fixed seed, so the number is reproducible) and the F1 recomputed.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    f1 = np.zeros(iters)
+    acc_var = 0.0
+    for preds, labels in per_split.values():
+        tp, fp, tn, fn = _confusion(preds, labels)
+        n = tp + fp + tn + fn
+        # resampling n questions = drawing the four confusion counts from their observed shares
+        draws = rng.multinomial(n, np.array([tp, fp, fn, tn], dtype=float) / n, size=iters)
+        denom = 2 * draws[:, 0] + draws[:, 1] + draws[:, 2]
+        f1 += np.where(denom > 0, 2 * draws[:, 0] / np.maximum(denom, 1), 0.0)
+        acc = (tp + tn) / n
+        acc_var += acc * (1 - acc) / (n - 1) if n > 1 else 0.0
+    k = len(per_split)
+    return {"f1": 100.0 * float((f1 / k).std(ddof=1)), "accuracy": 100.0 * acc_var ** 0.5 / k}
 
 
 def pope_summary(per_split: Mapping[str, Mapping[str, float]]) -> dict[str, float]:

@@ -136,10 +136,11 @@ def _refs(record) -> list[str]:
     return list(t)
 
 
-def aggregate(records) -> dict:
-    """BLEU-1..4, METEOR, ROUGE-L, CIDEr-D (and SPICE when its jars exist), in percent."""
+def aggregate(records) -> tuple[dict, dict]:
+    """BLEU-1..4, METEOR, ROUGE-L, CIDEr-D (and SPICE when its jars exist), in percent, and the
+    standard errors of CIDEr-D and ROUGE-L over the images."""
     from sc_eval.metrics.caption import score_captions
 
     gts = {str(r["doc_id"]): _refs(r) for r in records}
     res = {str(r["doc_id"]): str(r["prediction"]) for r in records}
-    return score_captions(gts, res)
+    return score_captions(gts, res, with_stderr=True)

@@ -107,13 +107,14 @@ def _split_of(doc_id: str) -> str:
     return split
 
 
-def aggregate(records: list[dict]) -> dict:
-    """Per split accuracy/precision/recall/f1/yes_ratio (``random_f1``...) and the split means.
+def aggregate(records: list[dict]) -> tuple[dict, dict]:
+    """Per split accuracy/precision/recall/f1/yes_ratio (``random_f1``...) and the split means,
+    with the standard errors of the means ``f1`` (bootstrapped) and ``accuracy``.
 
     Each split is scored on its own, as LLaVA's eval_pope.py does; ``f1`` is the mean of the
     splits' F1, the number papers report as POPE.
     """
-    from sc_eval.metrics.pope import pope_metrics, pope_summary
+    from sc_eval.metrics.pope import pope_metrics, pope_stderr, pope_summary
 
     by_split: dict[str, tuple[list, list]] = {}
     for r in records:
@@ -122,7 +123,7 @@ def aggregate(records: list[dict]) -> dict:
         labels.append(r["targets"])
     order = [s for s in SPLITS if s in by_split] + sorted(s for s in by_split if s not in SPLITS)
     per_split = {s: pope_metrics(*by_split[s]) for s in order}
-    return pope_summary(per_split)
+    return pope_summary(per_split), pope_stderr({s: by_split[s] for s in order})
 
 
 # ---- reading answer files ----------------------------------------------------------------------
