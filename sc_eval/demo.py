@@ -142,7 +142,8 @@ def run_demo(args) -> int:
             labels[str(run_dir)] = enc
 
     if "report" in stages and eval_dirs:
-        table = build_report(eval_dirs, out / "report", labels=labels, extra_runs=pretrain_dirs)
+        table = build_report(eval_dirs, out / "report", labels=labels, extra_runs=pretrain_dirs,
+                             baseline="random" if "random" in specs else None)
         print(table)
         log.info("demo: report in %s (%.0f s in all)", out / "report", time.time() - t_start)
     return 0

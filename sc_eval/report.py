@@ -76,9 +76,10 @@ def constant_answer(metrics: dict) -> bool:
     return isinstance(ratio, (int, float)) and ratio in (0, 100)
 
 
-def collect(runs: list[Path], labels: dict | None = None) -> tuple[list[str], list[str], dict]:
+def collect(runs: list[Path], labels: dict | None = None, sources: dict | None = None):
     """rows (labels), columns ("task metric"), cells {(row, col): (value, limited, constant answer,
-    standard error or None)}."""
+    standard error or None)}; ``sources``, when given, is filled with {(row, col): (run, task,
+    metric, results entry)}."""
     rows, cols, cells = [], [], {}
     for run in runs:
         with open(run / "results.json", encoding="utf-8") as f:
@@ -99,16 +100,73 @@ def collect(runs: list[Path], labels: dict | None = None) -> tuple[list[str], li
                 se = _stderr_from_predictions(run, task, m, entry)
             cells[(label, col)] = (float(metrics[m]), bool(entry.get("limited")), constant_answer(metrics),
                                    float(se) if isinstance(se, (int, float)) else None)
+            if sources is not None:
+                sources[(label, col)] = (run, task, m, entry)
     return rows, cols, cells
+
+
+def _records(run: Path, entry: dict) -> list[dict] | None:
+    """The run's prediction records behind a results entry (None if missing or out of step)."""
+    rel = entry.get("predictions")
+    path = run / rel if isinstance(rel, str) else None
+    if path is None or not path.exists():
+        return None
+    records = list(iter_jsonl(path, skip_truncated_tail=True))
+    n = (entry.get("n_docs") or {}).get("evaluated")
+    return records if n is None or len(records) == n else None
+
+
+def _per_doc(run: Path, task: str, metric: str, entry: dict) -> dict[str, float] | None:
+    """{doc_id: score} for a metric that is a mean of per-doc scores, from the predictions."""
+    records = _records(run, entry)
+    if records is None:
+        return None
+    if task.startswith("probe_") and metric == "top1":  # the probes' records score `correct`
+        return {str(r["doc_id"]): 100.0 * float(r.get("scores", {}).get("correct", 0.0)) for r in records}
+    try:
+        from sc_eval import tasks_api
+
+        t = tasks_api.discover().get(task)
+        return t.per_doc(records, metric) if t is not None else None
+    except ScEvalError as e:  # e.g. captions without Java
+        log.warning("%s: %s not compared question by question (%s)", run, task, e)
+        return None
+    except Exception:  # an unknown or user task: not compared rather than no report
+        return None
+
+
+def compare(rows, cols, sources: dict, baseline: str, alpha: float = 0.05) -> dict:
+    """{(row, col): (difference, its standard error, p-value, mark)} of each row against the
+    baseline row, paired over the docs both runs scored: the mean per-doc difference, the
+    standard error of those differences and the sign-flip permutation test's p-value. mark: "▲" /
+    "▼" when p < ``alpha``, "≈" otherwise. Columns whose metric is not a mean of per-doc scores
+    (POPE's F1) are not compared."""
+    from sc_eval.metrics.stderr import mean_stderr, paired_p_value
+
+    out = {}
+    for c in cols:
+        if (baseline, c) not in sources:
+            continue
+        base = _per_doc(*sources[(baseline, c)])
+        if not base:
+            continue
+        for r in rows:
+            if r == baseline or (r, c) not in sources:
+                continue
+            mine = _per_doc(*sources[(r, c)])
+            shared = [k for k in (mine or {}) if k in base]
+            if len(shared) < 2:
+                continue
+            d = [(mine[k] - base[k]) / 100.0 for k in shared]
+            diff, se, p = 100.0 * sum(d) / len(d), mean_stderr(d), paired_p_value(d)
+            mark = "≈" if p >= alpha else ("▲" if diff > 0 else "▼")
+            out[(r, c)] = (diff, se, p, mark)
+    return out
 
 
 def _stderr_from_predictions(run: Path, task: str, metric: str, entry: dict) -> float | None:
     """A score's standard error recomputed from the run's predictions file, for runs written
     before results.json recorded it (None when the task or the file does not allow it)."""
-    rel = entry.get("predictions")
-    path = run / rel if isinstance(rel, str) else None
-    if path is None or not path.exists():
-        return None
     try:
         from sc_eval import tasks_api
 
@@ -118,10 +176,9 @@ def _stderr_from_predictions(run: Path, task: str, metric: str, entry: dict) -> 
     probe = t is None and task.startswith("probe_") and metric == "top1"  # records score `correct`
     if not probe and (t is None or not (t.aggregate or metric in t.metrics)):
         return None
-    records = list(iter_jsonl(path, skip_truncated_tail=True))
-    n = (entry.get("n_docs") or {}).get("evaluated")
-    if n is not None and len(records) != n:
-        return None  # the file no longer matches the score beside it
+    records = _records(run, entry)
+    if records is None:
+        return None
     if probe:
         from sc_eval.metrics.stderr import mean_stderr
 
@@ -133,7 +190,8 @@ def _stderr_from_predictions(run: Path, task: str, metric: str, entry: dict) -> 
         return None
 
 
-def markdown(rows, cols, cells) -> str:
+def markdown(rows, cols, cells, versus: dict | None = None, baseline: str | None = None) -> str:
+    versus = versus or {}
     lines = ["| encoder | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
     any_limited = any_constant = any_se = False
     for r in rows:
@@ -147,10 +205,13 @@ def markdown(rows, cols, cells) -> str:
             any_constant |= const
             any_se |= se is not None
             vals.append(f"{v:.2f}" + (f" ± {se:.2f}" if se is not None else "") + ("*" if lim else "")
-                        + ("†" if const else ""))
+                        + ("†" if const else "") + (f" {versus[(r, c)][3]}" if (r, c) in versus else ""))
         lines.append(f"| {r} | " + " | ".join(vals) + " |")
-    if any_limited or any_constant or any_se:
+    if any_limited or any_constant or any_se or versus:
         lines.append("")
+    if versus:
+        lines.append(f"▲ / ▼ better / worse than the {baseline} row, ≈ not told apart: a paired sign-flip "
+                     "test over the questions (images) both runs scored, p < 0.05 (unmarked: not compared).")
     if any_se:
         lines.append("± one standard error over the evaluated questions or images (a mean's: sample std / "
                      "sqrt(n), as lm-eval reports it; POPE F1: bootstrap): two rows closer than about 2.8 "
@@ -164,16 +225,20 @@ def markdown(rows, cols, cells) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _csv(rows, cols, cells) -> str:
+def _csv(rows, cols, cells, versus: dict | None = None) -> str:
+    versus = versus or {}
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["encoder", "task", "metric", "value", "stderr", "limited", "constant_answer"])
+    w.writerow(["encoder", "task", "metric", "value", "stderr", "limited", "constant_answer",
+                "diff_vs_baseline", "diff_stderr", "p_value"])
     for r in rows:
         for c in cols:
             if (r, c) in cells:
                 task, metric = c.rsplit(" ", 1)
                 v, lim, const, se = cells[(r, c)]
-                w.writerow([r, task, metric, f"{v:.4f}", "" if se is None else f"{se:.4f}", int(lim), int(const)])
+                diff, dse, p, _ = versus.get((r, c), (None, None, None, None))
+                w.writerow([r, task, metric, f"{v:.4f}", "" if se is None else f"{se:.4f}", int(lim), int(const),
+                            *("" if x is None else f"{x:.4f}" for x in (diff, dse)), "" if p is None else f"{p:.4g}"])
     return buf.getvalue()
 
 
@@ -221,18 +286,24 @@ def plot(rows, cols, cells, runs, out: Path) -> list[Path]:
     return written
 
 
-def build_report(paths, out: Path, plots: bool = True, extra_runs=(), labels: dict | None = None) -> str:
+def build_report(paths, out: Path, plots: bool = True, extra_runs=(), labels: dict | None = None,
+                 baseline: str | None = None) -> str:
     """Write report.md, report.csv (and plots/) under `out`; return the Markdown table.
 
-    labels maps a run directory (as given) to its row name; extra_runs adds training runs whose
+    labels maps a run directory (as given) to its row name; baseline names the row every other
+    row is compared with, question by question (see ``compare``); extra_runs adds training runs whose
     metrics.jsonl loss curves are plotted.
     """
     runs = find_runs(paths)
-    rows, cols, cells = collect(runs, labels)
-    table = markdown(rows, cols, cells)
+    sources: dict = {}
+    rows, cols, cells = collect(runs, labels, sources)
+    if baseline is not None and baseline not in rows:
+        raise DataError(f"--baseline {baseline!r} names no row of the table; rows: {', '.join(rows)}")
+    versus = compare(rows, cols, sources, baseline) if baseline is not None else {}
+    table = markdown(rows, cols, cells, versus, baseline)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "report.md", table)
-    atomic_write_text(out / "report.csv", _csv(rows, cols, cells))
+    atomic_write_text(out / "report.csv", _csv(rows, cols, cells, versus))
     if plots:
         plot(rows, cols, cells, [*runs, *[Path(r) for r in extra_runs]], out)
     return table

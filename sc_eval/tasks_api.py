@@ -49,6 +49,7 @@ class Task:
     submission: str | None = None
     headline: str | None = None   # the metric a comparison table shows (default: the first)
     prediction_reader: str | None = None  # utils fn (path, docs) -> {doc_id: prediction}, for `score`
+    doc_scores: str | None = None  # utils fn (records) -> {metric: {doc_id: score}} for corpus metrics
     raw: dict = field(default_factory=dict)
 
     # -- utils -------------------------------------------------------------------------------
@@ -138,6 +139,18 @@ class Task:
             vals = [r["scores"][m] for r in records if m in r.get("scores", {})]
             out[m] = 100.0 * sum(vals) / len(vals) if vals else None
         return out
+
+    def per_doc(self, records: list[dict], metric: str) -> dict[str, float] | None:
+        """{doc_id: score in the metric's units} when ``metric`` is a mean of per-doc scores (the
+        default aggregate, or what the task's ``doc_scores`` gives), else None. Two runs on the
+        same docs are compared question by question through it."""
+        if not self.aggregate and metric in self.metrics:
+            return {str(r["doc_id"]): 100.0 * float(r["scores"][metric])
+                    for r in records if metric in r.get("scores", {})}
+        if self.doc_scores:
+            got = self.fn(self.doc_scores)(records).get(metric)
+            return {str(k): float(v) for k, v in got.items()} if got is not None else None
+        return None
 
     def stderr_records(self, records: list[dict]) -> dict:
         """Standard error of each mean metric (same units): sample std of the per-doc scores over

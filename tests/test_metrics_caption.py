@@ -118,6 +118,21 @@ def test_cider_and_rouge_standard_errors_over_the_images():
 
 
 @needs_java
+def test_per_image_scores_let_two_runs_be_compared_image_by_image():
+    from sc_eval import tasks_api
+    from sc_eval.metrics.caption import per_image_scores
+
+    gts = {1: ["Red kite flies over hills."], 2: ["small dog sleeps near door"]}
+    res = {1: "red kite flies over hills", 2: "blue car parked beside tree"}
+    assert per_image_scores(gts, res) == {"cider": {1: pytest.approx(1000.0), 2: pytest.approx(0.0)},
+                                          "rouge_l": {1: pytest.approx(100.0), 2: pytest.approx(0.0)}}
+    records = [{"doc_id": i, "prediction": res[i], "targets": gts[i], "scores": {}} for i in (1, 2)]
+    task = tasks_api.discover()["coco_caption"]
+    assert task.per_doc(records, "cider") == {"1": pytest.approx(1000.0), "2": pytest.approx(0.0)}
+    assert task.per_doc(records, "bleu4") is None  # a corpus score: no per-image share
+
+
+@needs_java
 def test_identical_captions_score_full_marks():
     gts = {"a": ["a man rides a red bike down the street"],
            "b": ["two cats sleep on the old sofa"]}

@@ -163,3 +163,22 @@ def test_pope_standard_errors_accuracy_by_formula_and_f1_by_an_independent_boots
     assert two["f1"] == pytest.approx(se["f1"] / 2 ** 0.5, rel=0.1)
     # a model that says "no" to everything has F1 0 on every resample
     assert pope_stderr({"random": (["no"] * 60, labels)})["f1"] == 0.0
+
+
+def test_paired_p_value_is_the_sign_test_on_wins_and_losses():
+    import math
+
+    from sc_eval.metrics.stderr import paired_p_value
+
+    def sign_test(wins, losses):  # two-sided binomial sign test, computed from the binomial law
+        n, k = wins + losses, max(wins, losses)
+        tail = sum(math.exp(math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2))
+                   for i in range(k, n + 1))
+        return min(1.0, 2 * tail)
+
+    # 7 questions lost, 1 won, 142 tied: exact, p = 18/256 (a normal approximation says 0.03)
+    assert paired_p_value([-1.0] * 7 + [1.0] + [0.0] * 142) == pytest.approx(sign_test(1, 7)) == pytest.approx(18 / 256)
+    assert paired_p_value([0.0] * 10) == 1.0 and paired_p_value([0.5, -0.5]) == 1.0
+    # 60 won, 40 lost (seeded random sign patterns) and 1,100 won, 1,000 lost (normal approximation)
+    assert paired_p_value([1.0] * 60 + [-1.0] * 40) == pytest.approx(sign_test(60, 40), rel=0.1)
+    assert paired_p_value([1.0] * 1100 + [-1.0] * 1000) == pytest.approx(sign_test(1100, 1000), rel=0.1)

@@ -201,7 +201,13 @@ def test_probe_command_end_to_end_and_feature_reuse(tmp_path, monkeypatch):
     # top-1's standard error over the 24 test images, from the predictions written beside it
     assert res["results"]["probe_linear"]["stderr"]["top1"] == pytest.approx(
         100 * statistics.stdev(right) / 24 ** 0.5)
-    assert "top1" in res["results"]["probe_5shot"]["stderr"]
+    five = [json.loads(x) for x in (tmp_path / "run" / "predictions" / "probe_5shot.jsonl").read_text().splitlines()]
+    assert len(five) == 24  # one line per test image, scored by the share of the 2 seeds right
+    assert {x["scores"]["correct"] for x in five} <= {0.0, 0.5, 1.0}
+    assert 100 * sum(x["scores"]["correct"] for x in five) / 24 == pytest.approx(
+        res["results"]["probe_5shot"]["metrics"]["top1"])
+    assert res["results"]["probe_5shot"]["stderr"]["top1"] == pytest.approx(
+        100 * statistics.stdev([x["scores"]["correct"] for x in five]) / 24 ** 0.5)
     assert len(preds) == 24 and json.loads(preds[0])["targets"][0] in COLOURS
     assert "probe_linear" in (tmp_path / "run" / "results.md").read_text()
 

@@ -106,3 +106,40 @@ def test_report_reads_the_standard_error_off_the_predictions_of_an_older_run(tmp
     assert main(["report", str(runs), "--output", str(out), "--no-plots"]) == 0
     se = 100 * statistics.stdev(scores) / 7 ** 0.5
     assert f"| superclass | {100 * sum(scores) / 7:.2f} ± {se:.2f} |" in (out / "report.md").read_text()
+
+
+def _scored_run(path, encoder, task, metric, scores):
+    """A run whose predictions file gives each question of `task` the score in `scores`."""
+    n = len(scores)
+    _run(path, encoder, {task: {"metrics": {metric: 100 * sum(scores) / n}, "limited": False,
+                                "n_docs": {"total": n, "evaluated": n},
+                                "predictions": f"predictions/{task}.jsonl"}})
+    (path / "predictions").mkdir()
+    (path / "predictions" / f"{task}.jsonl").write_text("".join(
+        json.dumps({"doc_id": str(i), "task": task, "prediction": "x", "scores": {metric: v}}) + "\n"
+        for i, v in enumerate(scores)))
+
+
+def test_report_compares_each_row_with_the_baseline_question_by_question(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    floor = [0.0] * 8 + [1.0] * 2
+    _scored_run(runs / "a", "better", "vqav2_val", "vqa_acc", [1.0] * 10)
+    _scored_run(runs / "b", "floor", "vqav2_val", "vqa_acc", floor)
+    _scored_run(runs / "c", "same", "vqav2_val", "vqa_acc", [1.0] + floor[1:])  # one question more
+    out = tmp_path / "report"
+    assert main(["report", str(runs), "--output", str(out), "--no-plots", "--baseline", "floor"]) == 0
+    md = (out / "report.md").read_text()
+    # "better" minus floor, per question: eight 1s and two 0s. Mean 0.8; sample variance
+    # (8 * 0.2^2 + 2 * 0.8^2) / 9 = 1.6 / 9, standard error sqrt(1.6 / 90) = 0.1333; of the 2^8
+    # sign patterns of the eight wins, two sum to +-8: p = 2/256.
+    assert "| better | 100.00 ± 0.00 ▲ |" in md
+    # one question of ten: mean 0.1, standard error sqrt(0.9 / 90) = 0.1, p = 1
+    assert "| same | 30.00 ± 15.28 ≈ |" in md
+    assert "| floor | 20.00 ± 13.33 |" in md
+    rows = {r["encoder"]: (r["diff_vs_baseline"], r["diff_stderr"], r["p_value"])
+            for r in csv.DictReader(open(out / "report.csv"))}
+    assert rows == {"better": ("80.0000", "13.3333", "0.007812"), "floor": ("", "", ""),
+                    "same": ("10.0000", "10.0000", "1")}
+
+    assert main(["report", str(runs), "--output", str(out), "--no-plots", "--baseline", "nobody"]) != 0
+    assert "names no row" in capsys.readouterr().err

@@ -147,8 +147,11 @@ def run(args) -> int:
                 log.info("%s: reusing the stored result (same fingerprint)", name)
                 continue
             out = run_fewshot(train_x, train_y, test_x, test_y, data.classes, k, seeds, wd)
+            # one line per test image: the class most seeds chose, scored by the share of seeds right
+            preds = write_predictions(rd.path, name, test_images, test_y.tolist(), out["votes"], data.classes,
+                                      correct=out["share_right"])
             results.put(name, entry(out["metrics"], n_total, n_eval, fp, shots=k, seeds=seeds,
-                                    weight_decay=wd, per_seed=out["per_seed"],
+                                    weight_decay=wd, per_seed=out["per_seed"], predictions=preds,
                                     **({"stderr": out["stderr"]} if out["stderr"] else {})))
             continue
         metrics = classification_metrics(scores, test_y, len(data.classes))

@@ -177,6 +177,25 @@ def score_captions(gts: Mapping[Hashable, list[str]], res: Mapping[Hashable, str
     return out
 
 
+def per_image_scores(gts: Mapping[Hashable, list[str]], res: Mapping[Hashable, str]) -> dict[str, dict]:
+    """{"cider": {id: CIDEr-D}, "rouge_l": {id: ROUGE-L}} per image, in percent: the corpus
+    scores are their means. CIDEr-D's document frequencies come from the references alone, so
+    two runs captioning the same images are scored on the same scale, image by image."""
+    require_java()
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+
+    ids = list(res)
+    if not ids:
+        raise DataError("caption metrics: no candidate captions to score")
+    ref_tok, hyp_tok = _tokenize_once(gts, res, ids)
+    order = list(ref_tok)  # both scorers return per-image scores in the order of the references
+    rouge = Rouge().compute_score(ref_tok, hyp_tok)[1]
+    cider = Cider().compute_score(ref_tok, hyp_tok)[1]
+    return {"cider": {i: 100.0 * float(v) for i, v in zip(order, cider)},
+            "rouge_l": {i: 100.0 * float(v) for i, v in zip(order, rouge)}}
+
+
 def _load(source, what: str):
     if isinstance(source, (str, os.PathLike)):
         from sc_eval.io import read_json

@@ -20,3 +20,35 @@ def mean_stderr(values, scale: float = 100.0) -> float | None:
     mean = sum(vals) / n
     var = sum((v - mean) ** 2 for v in vals) / (n - 1)
     return scale * math.sqrt(var / n)
+
+
+def paired_p_value(diffs, iters: int = 20000, seed: int = 0) -> float:
+    """Two-sided p-value that paired differences (one per question, run A minus run B) have mean
+    zero, by the sign-flip permutation test: under "no difference" each question's difference is
+    as likely to have the other sign. Questions both runs scored alike carry no information.
+
+    Exact (every sign pattern) for up to 16 differing questions, which is where a normal
+    approximation misleads (7 wins to 1 reads as significant at 95% on 150 questions, p = 0.07);
+    ``iters`` seeded random patterns up to 2,000; beyond that the normal approximation, which
+    the central limit theorem makes accurate there.
+    """
+    import itertools
+
+    d = [float(x) for x in diffs if x != 0]
+    m = len(d)
+    if m == 0:
+        return 1.0
+    obs = abs(sum(d)) - 1e-9 * sum(abs(x) for x in d)  # ties count as at least as extreme
+    if m <= 16:
+        hits = sum(1 for signs in itertools.product((1, -1), repeat=m)
+                   if abs(sum(s * x for s, x in zip(signs, d))) >= obs)
+        return hits / 2 ** m
+    if m <= 2000:
+        import numpy as np
+
+        rng = np.random.default_rng(seed)
+        signs = rng.choice(np.array([-1.0, 1.0]), size=(iters, m))
+        hits = int((np.abs(signs @ np.array(d)) >= obs).sum())
+        return (hits + 1) / (iters + 1)
+    z = abs(sum(d)) / math.sqrt(sum(x * x for x in d))  # the sum's spread under random signs
+    return math.erfc(z / math.sqrt(2))

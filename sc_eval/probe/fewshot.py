@@ -51,7 +51,8 @@ def run_fewshot(train_x, train_y, test_x, test_y, classes: list[str], k: int, se
     """Fit and score one classifier per seed. Returns the results entry's ``metrics`` and
     ``per_seed`` (each seed's own metrics), means in percent and the sample std of top-1 over the
     seeds; ``stderr`` holds top-1's standard error over the test images (each image scored by
-    the share of seeds that classify it right), which the seeds' std does not cover."""
+    the share of seeds that classify it right, ``share_right``), which the seeds' std does not
+    cover; ``votes`` counts, per test image and class, the seeds that chose that class."""
     import torch
 
     from sc_eval.probe.linear import fit_logreg
@@ -61,12 +62,14 @@ def run_fewshot(train_x, train_y, test_x, test_y, classes: list[str], k: int, se
     train_x = torch.as_tensor(train_x, dtype=torch.float32)
     train_y = torch.as_tensor(train_y, dtype=torch.long)
     per_seed, right = [], torch.zeros(len(test_y))
+    votes = torch.zeros(len(test_y), len(classes))
     test_y = torch.as_tensor(test_y, dtype=torch.long)
     for seed in seeds:
         idx = torch.tensor(select_kshot(train_y, k, seed, classes))
         model = fit_logreg(train_x[idx], train_y[idx], len(classes), weight_decay)
         scores = model.scores(test_x)
         right += (scores.argmax(1) == test_y).float()
+        votes[torch.arange(len(test_y)), scores.argmax(1)] += 1
         m = classification_metrics(scores, test_y, len(classes))
         log.info("%d-shot seed %d: top1 %.2f", k, seed, m["top1"])
         per_seed.append({"seed": int(seed), **m})
@@ -78,6 +81,7 @@ def run_fewshot(train_x, train_y, test_x, test_y, classes: list[str], k: int, se
         metrics[name] = mean
         if name == "top1":
             metrics["top1_std"] = std
-    se = mean_stderr((right / len(per_seed)).tolist())
+    share = (right / len(per_seed)).tolist()
+    se = mean_stderr(share)
     return {"metrics": metrics, "per_seed": per_seed, "weight_decay": weight_decay,
-            "stderr": {"top1": se} if se is not None else {}}
+            "stderr": {"top1": se} if se is not None else {}, "votes": votes.tolist(), "share_right": share}

@@ -68,8 +68,10 @@ def entry(metrics: dict, total: int, evaluated: int, fp: str, **extra) -> dict:
 
 
 def write_predictions(run_dir: Path, task: str, images, labels, scores, classes: list[str],
-                      prompt: str = "") -> str:
-    """predictions/<task>.jsonl in the runner's record layout: one line per scored image."""
+                      prompt: str = "", correct=None) -> str:
+    """predictions/<task>.jsonl in the runner's record layout: one line per scored image, the
+    prediction being the top-scoring class; ``correct`` (one number per image, e.g. the share of
+    few-shot seeds right) replaces the 0/1 score of that prediction."""
     import torch
 
     scores = torch.as_tensor(scores)
@@ -80,7 +82,8 @@ def write_predictions(run_dir: Path, task: str, images, labels, scores, classes:
         lines.append(json.dumps({
             "doc_id": image if image is not None else str(i),
             "task": task, "prompt": prompt, "image": image, "prediction": classes[p],
-            "targets": [classes[int(label)]], "scores": {"correct": float(p == int(label))},
+            "targets": [classes[int(label)]],
+            "scores": {"correct": float(p == int(label)) if correct is None else float(correct[i])},
         }, ensure_ascii=False) + "\n")
     out = Path(run_dir) / "predictions" / f"{task}.jsonl"
     atomic_write_text(out, "".join(lines))

@@ -144,3 +144,11 @@ def aggregate(records) -> tuple[dict, dict]:
     gts = {str(r["doc_id"]): _refs(r) for r in records}
     res = {str(r["doc_id"]): str(r["prediction"]) for r in records}
     return score_captions(gts, res, with_stderr=True)
+
+
+def doc_scores(records) -> dict:
+    """Per-image CIDEr-D and ROUGE-L (percent), for comparing two runs image by image."""
+    from sc_eval.metrics.caption import per_image_scores
+
+    return per_image_scores({str(r["doc_id"]): _refs(r) for r in records},
+                            {str(r["doc_id"]): str(r["prediction"]) for r in records})
