@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from sc_eval.errors import DataError, ScEvalError
+from sc_eval.errors import DataError
 from sc_eval.io import atomic_write_bytes, atomic_write_text, iter_jsonl
 
 log = logging.getLogger(__name__)
@@ -95,8 +95,9 @@ def collect(runs: list[Path], labels: dict | None = None, sources: dict | None =
             col = f"{task} {m}"
             if col not in cols:
                 cols.append(col)
-            se = (entry.get("stderr") or {}).get(m)
-            if se is None:
+            if "stderr" in entry:  # recorded ({} for scores that have none)
+                se = (entry.get("stderr") or {}).get(m)
+            else:  # a run older than the record
                 se = _stderr_from_predictions(run, task, m, entry)
             cells[(label, col)] = (float(metrics[m]), bool(entry.get("limited")), constant_answer(metrics),
                                    float(se) if isinstance(se, (int, float)) else None)
@@ -116,77 +117,93 @@ def _records(run: Path, entry: dict) -> list[dict] | None:
     return records if n is None or len(records) == n else None
 
 
-def _per_doc(run: Path, task: str, metric: str, entry: dict) -> dict[str, float] | None:
-    """{doc_id: score} for a metric that is a mean of per-doc scores, from the predictions."""
-    records = _records(run, entry)
-    if records is None:
-        return None
-    if task.startswith("probe_") and metric == "top1":  # the probes' records score `correct`
-        return {str(r["doc_id"]): 100.0 * float(r.get("scores", {}).get("correct", 0.0)) for r in records}
+def _task(name: str):
     try:
         from sc_eval import tasks_api
 
-        t = tasks_api.discover().get(task)
-        return t.per_doc(records, metric) if t is not None else None
-    except ScEvalError as e:  # e.g. captions without Java
-        log.warning("%s: %s not compared question by question (%s)", run, task, e)
+        return tasks_api.discover().get(name)
+    except Exception:  # a broken user task folder: that column goes without, the report still builds
         return None
-    except Exception:  # an unknown or user task: not compared rather than no report
+
+
+def _per_doc(task: str, metric: str, records: list[dict]) -> dict[str, float] | None:
+    """{doc_id: score in percent} for a metric that is a mean of per-doc scores, else None."""
+    if task.startswith("probe_") and metric == "top1":  # the probes' records score `correct`
+        if not all("correct" in r.get("scores", {}) for r in records):
+            return None
+        return {str(r["doc_id"]): 100.0 * float(r["scores"]["correct"]) for r in records}
+    t = _task(task)
+    if t is None:
+        return None
+    try:
+        return t.per_doc(records, metric)
+    except Exception as e:  # e.g. captions without Java or pycocoevalcap
+        log.warning("%s %s: no per-question scores (%s: %s)", task, metric, type(e).__name__, e)
         return None
 
 
 def compare(rows, cols, sources: dict, baseline: str, alpha: float = 0.05) -> dict:
-    """{(row, col): (difference, its standard error, p-value, mark)} of each row against the
-    baseline row, paired over the docs both runs scored: the mean per-doc difference, the
-    standard error of those differences and the sign-flip permutation test's p-value. mark: "▲" /
-    "▼" when p < ``alpha``, "≈" otherwise. Columns whose metric is not a mean of per-doc scores
-    (POPE's F1) are not compared."""
+    """{(row, col): (difference, its standard error, p-value, questions compared, mark)} of each
+    row against the baseline row, paired over the docs both runs scored: the mean per-doc
+    difference, the standard error of those differences and the sign-flip permutation test's
+    p-value. Both runs are rescored on their shared docs first (corpus-dependent per-doc scores
+    such as CIDEr-D's are then on one scale). mark: "▲" / "▼" when p < ``alpha``, "≈" otherwise.
+    Columns whose metric is not a mean of per-doc scores (POPE's F1) are not compared."""
+    import math
+
     from sc_eval.metrics.stderr import mean_stderr, paired_p_value
 
     out = {}
     for c in cols:
         if (baseline, c) not in sources:
             continue
-        base = _per_doc(*sources[(baseline, c)])
-        if not base:
+        b_run, task, metric, b_entry = sources[(baseline, c)]
+        base_records = _records(b_run, b_entry)
+        if not base_records:
             continue
         for r in rows:
             if r == baseline or (r, c) not in sources:
                 continue
-            mine = _per_doc(*sources[(r, c)])
-            shared = [k for k in (mine or {}) if k in base]
-            if len(shared) < 2:
+            run, _, _, entry = sources[(r, c)]
+            records = _records(run, entry)
+            if not records:
                 continue
-            d = [(mine[k] - base[k]) / 100.0 for k in shared]
+            shared = {str(x["doc_id"]) for x in records} & {str(x["doc_id"]) for x in base_records}
+            if len(shared) < 2:
+                log.warning("%s: %s and %s share %d scored docs: not compared", c, r, baseline, len(shared))
+                continue
+            mine = _per_doc(task, metric, [x for x in records if str(x["doc_id"]) in shared])
+            base = _per_doc(task, metric, [x for x in base_records if str(x["doc_id"]) in shared])
+            if not mine or not base:
+                continue
+            keys = [k for k in mine if k in base]
+            d = [(mine[k] - base[k]) / 100.0 for k in keys]
+            if len(d) < 2 or not all(math.isfinite(x) for x in d):
+                continue
             diff, se, p = 100.0 * sum(d) / len(d), mean_stderr(d), paired_p_value(d)
             mark = "≈" if p >= alpha else ("▲" if diff > 0 else "▼")
-            out[(r, c)] = (diff, se, p, mark)
+            out[(r, c)] = (diff, se, p, len(d), mark)
     return out
 
 
 def _stderr_from_predictions(run: Path, task: str, metric: str, entry: dict) -> float | None:
     """A score's standard error recomputed from the run's predictions file, for runs written
-    before results.json recorded it (None when the task or the file does not allow it)."""
-    try:
-        from sc_eval import tasks_api
+    before results.json recorded one (None when the task or the file does not allow it)."""
+    from sc_eval.metrics.stderr import mean_stderr
 
-        t = tasks_api.discover().get(task)
-    except Exception:  # an unknown or user task: no standard error rather than no report
-        return None
-    probe = t is None and task.startswith("probe_") and metric == "top1"  # records score `correct`
-    if not probe and (t is None or not (t.aggregate or metric in t.metrics)):
-        return None
     records = _records(run, entry)
-    if records is None:
+    if not records:
         return None
-    if probe:
-        from sc_eval.metrics.stderr import mean_stderr
-
-        return mean_stderr([r.get("scores", {}).get("correct", 0.0) for r in records])
-    try:  # a task's own aggregate may need more than the records (captions: Java)
+    per_doc = _per_doc(task, metric, records)
+    if per_doc is not None:
+        return mean_stderr(list(per_doc.values()), scale=1.0)
+    t = _task(task)
+    if t is None or not t.aggregate:
+        return None
+    try:  # a corpus score without per-doc shares (POPE's F1): the task's own aggregate
         return t.score_records(records)[1].get(metric)
-    except ScEvalError as e:
-        log.warning("%s: no standard error for %s (%s)", run, task, e)
+    except Exception as e:
+        log.warning("%s: no standard error for %s (%s: %s)", run, task, type(e).__name__, e)
         return None
 
 
@@ -205,18 +222,23 @@ def markdown(rows, cols, cells, versus: dict | None = None, baseline: str | None
             any_constant |= const
             any_se |= se is not None
             vals.append(f"{v:.2f}" + (f" ± {se:.2f}" if se is not None else "") + ("*" if lim else "")
-                        + ("†" if const else "") + (f" {versus[(r, c)][3]}" if (r, c) in versus else ""))
+                        + ("†" if const else "") + (f" {versus[(r, c)][4]}" if (r, c) in versus else ""))
         lines.append(f"| {r} | " + " | ".join(vals) + " |")
     if any_limited or any_constant or any_se or versus:
         lines.append("")
     if versus:
         lines.append(f"▲ / ▼ better / worse than the {baseline} row, ≈ not told apart: a paired sign-flip "
-                     "test over the questions (images) both runs scored, p < 0.05 (unmarked: not compared).")
+                     "test over the questions (images) both runs scored, p < 0.05, one test per cell (among "
+                     "twenty cells with no real difference, about one is marked by chance); unmarked: not "
+                     "compared.")
     if any_se:
         lines.append("± one standard error over the evaluated questions or images (a mean's: sample std / "
-                     "sqrt(n), as lm-eval reports it; POPE F1: bootstrap): two rows closer than about 2.8 "
-                     "standard errors (the 95% level for two independent scores) are not told apart by "
-                     "these questions.")
+                     "sqrt(n), as lm-eval reports it; POPE: bootstrap over images), for reading each value. "
+                     + ("Whether two rows differ is what the marks test: pairing the same questions is sharper "
+                        "than setting two rows' errors side by side." if versus else
+                        "Two rows closer than about 2.8 standard errors (the 95% level for independent scores) "
+                        "are not told apart; rows scored on the same questions are compared more sharply by "
+                        "`--baseline`."))
     if any_limited:
         lines.append("\\* scored on a `--limit` subset: not comparable with full-split numbers.")
     if any_constant:
@@ -230,15 +252,16 @@ def _csv(rows, cols, cells, versus: dict | None = None) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["encoder", "task", "metric", "value", "stderr", "limited", "constant_answer",
-                "diff_vs_baseline", "diff_stderr", "p_value"])
+                "diff_vs_baseline", "diff_stderr", "p_value", "n_compared"])
     for r in rows:
         for c in cols:
             if (r, c) in cells:
                 task, metric = c.rsplit(" ", 1)
                 v, lim, const, se = cells[(r, c)]
-                diff, dse, p, _ = versus.get((r, c), (None, None, None, None))
+                diff, dse, p, n, _ = versus.get((r, c), (None,) * 5)
                 w.writerow([r, task, metric, f"{v:.4f}", "" if se is None else f"{se:.4f}", int(lim), int(const),
-                            *("" if x is None else f"{x:.4f}" for x in (diff, dse)), "" if p is None else f"{p:.4g}"])
+                            *("" if x is None else f"{x:.4f}" for x in (diff, dse)), "" if p is None else f"{p:.4g}",
+                            "" if n is None else n])
     return buf.getvalue()
 
 

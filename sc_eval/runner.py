@@ -134,9 +134,8 @@ def run_task(task: tasks_api.Task, adapter, run_dir: Path, data_root: Path, limi
         "generation_kwargs": task.generation_kwargs,
         "fingerprint": fp,
         "predictions": str(main_path.relative_to(run_dir)),
+        "stderr": stderr,  # {} where the task's scores have none: the report need not look again
     }
-    if stderr:
-        entry["stderr"] = stderr
     if task.submission:
         sub = Path(run_dir) / "submissions" / f"{task.name}.json"
         written = task.fn(task.submission)(records, docs, sub)  # may return another path (.xlsx)

@@ -126,7 +126,7 @@ class Task:
         if self.aggregate:
             out = self.fn(self.aggregate)(records)
             metrics, stderr = out if isinstance(out, tuple) else (out, {})
-            return dict(metrics), {k: float(v) for k, v in dict(stderr).items() if v is not None}
+            return dict(metrics), {k: float(v) for k, v in dict(stderr or {}).items() if v is not None}
         return self._means(records), self.stderr_records(records)
 
     def aggregate_records(self, records: list[dict]) -> dict:

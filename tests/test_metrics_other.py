@@ -137,9 +137,10 @@ def test_mean_stderr_is_the_sample_std_over_sqrt_n():
     # half right on 100 questions: sqrt(0.25 * 100/99 / 100) = 5.03 points
     assert mean_stderr([1] * 50 + [0] * 50) == pytest.approx(5.0252, abs=1e-4)
     assert mean_stderr([1.0]) is None and mean_stderr([]) is None
+    assert mean_stderr([1.0, float("nan"), 0.0]) is None  # no number rather than a nan one
 
 
-def test_pope_standard_errors_accuracy_by_formula_and_f1_by_an_independent_bootstrap():
+def test_pope_standard_errors_resample_images_across_the_splits():
     import random
     import statistics
 
@@ -148,21 +149,22 @@ def test_pope_standard_errors_accuracy_by_formula_and_f1_by_an_independent_boots
     labels = ["yes", "no"] * 30
     rng = random.Random(5)
     preds = [g if rng.random() < 0.75 else ("no" if g == "yes" else "yes") for g in labels]
+    one = [("random", f"img{i}", p, g) for i, (p, g) in enumerate(zip(preds, labels))]  # an image each
+    se = pope_stderr(one)
     acc = pope_metrics(preds, labels)["accuracy"] / 100
-    se = pope_stderr({"random": (preds, labels)})
-    assert se["accuracy"] == pytest.approx(100 * (acc * (1 - acc) / 59) ** 0.5)
-    # resample the 60 (prediction, label) pairs themselves and rescore with pope_metrics
+    assert se["accuracy"] == pytest.approx(100 * (acc * (1 - acc) / 60) ** 0.5, rel=0.1)
+    # an independent bootstrap: resample the 60 (prediction, label) pairs, rescore with pope_metrics
     pairs = list(zip(preds, labels))
-    f1s = []
-    for _ in range(2000):
-        draw = [pairs[rng.randrange(60)] for _ in range(60)]
-        f1s.append(pope_metrics([p for p, _ in draw], [g for _, g in draw])["f1"])
+    f1s = [pope_metrics(*zip(*[pairs[rng.randrange(60)] for _ in range(60)]))["f1"] for _ in range(2000)]
     assert se["f1"] == pytest.approx(statistics.stdev(f1s), rel=0.1)
-    # two splits: the mean F1's error shrinks by about sqrt(2) against one split
-    two = pope_stderr({"random": (preds, labels), "popular": (preds, labels)})
-    assert two["f1"] == pytest.approx(se["f1"] / 2 ** 0.5, rel=0.1)
+    # two splits asking the same questions of the same images (as POPE's splits share their "yes"
+    # questions) move together: no smaller error than one split; on other images, sqrt(2) smaller
+    shared = one + [("popular", im, p, g) for _, im, p, g in one]
+    assert pope_stderr(shared)["f1"] == pytest.approx(se["f1"], rel=0.1)
+    apart = one + [("popular", im + "b", p, g) for _, im, p, g in one]
+    assert pope_stderr(apart)["f1"] == pytest.approx(se["f1"] / 2 ** 0.5, rel=0.1)
     # a model that says "no" to everything has F1 0 on every resample
-    assert pope_stderr({"random": (["no"] * 60, labels)})["f1"] == 0.0
+    assert pope_stderr([("random", f"img{i}", "no", g) for i, g in enumerate(labels)])["f1"] == 0.0
 
 
 def test_paired_p_value_is_the_sign_test_on_wins_and_losses():
@@ -179,6 +181,8 @@ def test_paired_p_value_is_the_sign_test_on_wins_and_losses():
     # 7 questions lost, 1 won, 142 tied: exact, p = 18/256 (a normal approximation says 0.03)
     assert paired_p_value([-1.0] * 7 + [1.0] + [0.0] * 142) == pytest.approx(sign_test(1, 7)) == pytest.approx(18 / 256)
     assert paired_p_value([0.0] * 10) == 1.0 and paired_p_value([0.5, -0.5]) == 1.0
+    with pytest.raises(ValueError, match="finite"):
+        paired_p_value([1.0, float("nan")])
     # 60 won, 40 lost (seeded random sign patterns) and 1,100 won, 1,000 lost (normal approximation)
     assert paired_p_value([1.0] * 60 + [-1.0] * 40) == pytest.approx(sign_test(60, 40), rel=0.1)
     assert paired_p_value([1.0] * 1100 + [-1.0] * 1000) == pytest.approx(sign_test(1100, 1000), rel=0.1)

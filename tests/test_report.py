@@ -1,6 +1,9 @@
 """`sc-eval report`: the comparison table rebuilt from run directories."""
 import csv
 import json
+import shutil
+
+import pytest
 
 from sc_eval.cli import main
 
@@ -126,6 +129,7 @@ def test_report_compares_each_row_with_the_baseline_question_by_question(tmp_pat
     _scored_run(runs / "a", "better", "vqav2_val", "vqa_acc", [1.0] * 10)
     _scored_run(runs / "b", "floor", "vqav2_val", "vqa_acc", floor)
     _scored_run(runs / "c", "same", "vqav2_val", "vqa_acc", [1.0] + floor[1:])  # one question more
+    _scored_run(runs / "d", "part", "vqav2_val", "vqa_acc", [1.0] * 5)  # --limit 5: compared on those
     out = tmp_path / "report"
     assert main(["report", str(runs), "--output", str(out), "--no-plots", "--baseline", "floor"]) == 0
     md = (out / "report.md").read_text()
@@ -136,10 +140,46 @@ def test_report_compares_each_row_with_the_baseline_question_by_question(tmp_pat
     # one question of ten: mean 0.1, standard error sqrt(0.9 / 90) = 0.1, p = 1
     assert "| same | 30.00 ± 15.28 ≈ |" in md
     assert "| floor | 20.00 ± 13.33 |" in md
-    rows = {r["encoder"]: (r["diff_vs_baseline"], r["diff_stderr"], r["p_value"])
+    # five wins of five shared questions: p = 2/32, not below 0.05
+    assert "| part | 100.00 ± 0.00 ≈ |" in md
+    rows = {r["encoder"]: (r["diff_vs_baseline"], r["diff_stderr"], r["p_value"], r["n_compared"])
             for r in csv.DictReader(open(out / "report.csv"))}
-    assert rows == {"better": ("80.0000", "13.3333", "0.007812"), "floor": ("", "", ""),
-                    "same": ("10.0000", "10.0000", "1")}
+    assert rows == {"better": ("80.0000", "13.3333", "0.007812", "10"), "floor": ("", "", "", ""),
+                    "same": ("10.0000", "10.0000", "1", "10"), "part": ("100.0000", "0.0000", "0.0625", "5")}
 
     assert main(["report", str(runs), "--output", str(out), "--no-plots", "--baseline", "nobody"]) != 0
     assert "names no row" in capsys.readouterr().err
+
+
+def test_report_compares_captions_image_by_image_on_the_images_both_runs_captioned(tmp_path):
+    if shutil.which("java") is None:
+        pytest.skip("pycocoevalcap needs java")
+    from sc_eval.metrics.caption import per_image_scores
+
+    refs = {"1": ["a red circle on the left"], "2": ["two blue squares at the top"],
+            "3": ["a green star in the center"]}
+    good = {"1": "a red circle on the left", "2": "two blue squares", "3": "a green star"}
+    poor = {"1": "a blue square", "2": "a red circle"}
+
+    def caption_run(path, encoder, caps):
+        path.mkdir(parents=True)
+        (path / "predictions").mkdir()
+        (path / "predictions" / "coco_caption.jsonl").write_text("".join(
+            json.dumps({"doc_id": i, "task": "coco_caption", "prediction": c, "targets": refs[i], "scores": {}}) + "\n"
+            for i, c in caps.items()))
+        (path / "results.json").write_text(json.dumps({"schema_version": 1, "encoder": encoder, "results": {
+            "coco_caption": {"metrics": {"cider": 50.0}, "stderr": {}, "limited": True,
+                             "n_docs": {"total": 3, "evaluated": len(caps)},
+                             "predictions": "predictions/coco_caption.jsonl"}}}))
+
+    caption_run(tmp_path / "runs" / "a", "good", good)
+    caption_run(tmp_path / "runs" / "b", "poor", poor)  # captioned two of the three images
+    out = tmp_path / "report"
+    assert main(["report", str(tmp_path / "runs"), "--output", str(out), "--no-plots", "--baseline", "poor"]) == 0
+    row = next(r for r in csv.DictReader(open(out / "report.csv")) if r["encoder"] == "good")
+    # both rescored on images 1 and 2 alone, so that CIDEr-D's document frequencies are the same
+    shared = {i: refs[i] for i in ("1", "2")}
+    mine = per_image_scores(shared, {i: good[i] for i in shared})["cider"]
+    base = per_image_scores(shared, poor)["cider"]
+    assert row["n_compared"] == "2"
+    assert float(row["diff_vs_baseline"]) == pytest.approx(sum(mine[i] - base[i] for i in shared) / 2, abs=1e-3)

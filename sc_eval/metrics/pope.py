@@ -7,7 +7,7 @@ exact words "No", "no" or "not" occurs, otherwise "yes". So "No." and "not sure"
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Hashable, Mapping, Sequence
 
 from sc_eval.errors import DataError
 
@@ -64,31 +64,39 @@ def _confusion(predictions: Sequence[str], labels: Sequence[str]) -> tuple[int, 
     return tp, fp, tn, len(preds) - tp - fp - tn
 
 
-def pope_stderr(per_split: Mapping[str, tuple[Sequence[str], Sequence[str]]], iters: int = 2000,
+def pope_stderr(questions: Sequence[tuple[str, Hashable, str, str]], iters: int = 2000,
                 seed: int = 0) -> dict[str, float]:
-    """Standard errors of the headline ``f1`` and ``accuracy`` (means over the splits given as
-    split -> (predictions, labels)), in percent.
+    """Standard errors of the headline ``f1`` and ``accuracy`` (means over the splits), in
+    percent, from ``(split, image, prediction, label)`` per question.
 
-    Accuracy is a mean of per-question scores: sample std over sqrt(n) per split. F1 is not, so
-    its standard error is bootstrapped: each split's questions are resampled with replacement
-    (``iters`` times, a fixed seed, so the number is reproducible) and the F1 recomputed.
+    Bootstrapped over images, not questions: POPE asks the same "yes" questions about an image
+    in all three splits (and several questions per image in each), so its questions are not
+    independent draws and resampling them one by one understates the error. Each of ``iters``
+    resamples (a fixed seed: the number is reproducible) draws images with replacement, keeps
+    every question of a drawn image in every split, and recomputes each split's F1 and accuracy.
     """
     import numpy as np
 
+    splits = list(dict.fromkeys(q[0] for q in questions))
+    images = list(dict.fromkeys(q[1] for q in questions))
+    if not splits:
+        raise DataError("POPE scoring: no predictions to score")
+    col, row = {s: i for i, s in enumerate(splits)}, {im: i for i, im in enumerate(images)}
+    counts = np.zeros((len(images), len(splits), 4))  # tp, fp, fn, tn of each image in each split
+    for k, (split, image, pred, label) in enumerate(questions):
+        p, g = pope_parse(pred) == "yes", _label(label, k)
+        counts[row[image], col[split], 0 if p and g else 1 if p else 2 if g else 3] += 1
     rng = np.random.default_rng(seed)
-    f1 = np.zeros(iters)
-    acc_var = 0.0
-    for preds, labels in per_split.values():
-        tp, fp, tn, fn = _confusion(preds, labels)
-        n = tp + fp + tn + fn
-        # resampling n questions = drawing the four confusion counts from their observed shares
-        draws = rng.multinomial(n, np.array([tp, fp, fn, tn], dtype=float) / n, size=iters)
-        denom = 2 * draws[:, 0] + draws[:, 1] + draws[:, 2]
-        f1 += np.where(denom > 0, 2 * draws[:, 0] / np.maximum(denom, 1), 0.0)
-        acc = (tp + tn) / n
-        acc_var += acc * (1 - acc) / (n - 1) if n > 1 else 0.0
-    k = len(per_split)
-    return {"f1": 100.0 * float((f1 / k).std(ddof=1)), "accuracy": 100.0 * acc_var ** 0.5 / k}
+    n = len(images)
+    f1, acc = np.zeros(iters), np.zeros(iters)
+    for start in range(0, iters, 500):  # in chunks: [chunk, images] weights stay small
+        w = rng.multinomial(n, np.full(n, 1.0 / n), size=min(500, iters - start))
+        c = np.einsum("bi,isk->bsk", w, counts)  # [chunk, splits, 4]
+        denom = 2 * c[..., 0] + c[..., 1] + c[..., 2]
+        total = c.sum(-1)
+        f1[start:start + len(w)] = np.where(denom > 0, 2 * c[..., 0] / np.maximum(denom, 1), 0.0).mean(-1)
+        acc[start:start + len(w)] = np.where(total > 0, (c[..., 0] + c[..., 3]) / np.maximum(total, 1), 0.0).mean(-1)
+    return {"f1": 100.0 * float(f1.std(ddof=1)), "accuracy": 100.0 * float(acc.std(ddof=1))}
 
 
 def pope_summary(per_split: Mapping[str, Mapping[str, float]]) -> dict[str, float]:

@@ -12,10 +12,10 @@ import math
 
 
 def mean_stderr(values, scale: float = 100.0) -> float | None:
-    """scale * stdev(values) / sqrt(n), or None for fewer than two values."""
+    """scale * stdev(values) / sqrt(n), or None for fewer than two values or a non-finite one."""
     vals = [float(v) for v in values]
     n = len(vals)
-    if n < 2:
+    if n < 2 or not all(math.isfinite(v) for v in vals):
         return None
     mean = sum(vals) / n
     var = sum((v - mean) ** 2 for v in vals) / (n - 1)
@@ -34,7 +34,10 @@ def paired_p_value(diffs, iters: int = 20000, seed: int = 0) -> float:
     """
     import itertools
 
-    d = [float(x) for x in diffs if x != 0]
+    d = [float(x) for x in diffs]
+    if not all(math.isfinite(x) for x in d):
+        raise ValueError("paired_p_value: the differences must be finite numbers")
+    d = [x for x in d if x != 0]
     m = len(d)
     if m == 0:
         return 1.0
@@ -47,8 +50,10 @@ def paired_p_value(diffs, iters: int = 20000, seed: int = 0) -> float:
         import numpy as np
 
         rng = np.random.default_rng(seed)
-        signs = rng.choice(np.array([-1.0, 1.0]), size=(iters, m))
-        hits = int((np.abs(signs @ np.array(d)) >= obs).sum())
+        x, hits = np.array(d), 0
+        for start in range(0, iters, 1000):  # in chunks: at most 1000 x 2000 signs at a time
+            signs = rng.integers(0, 2, size=(min(1000, iters - start), m), dtype=np.int8) * 2 - 1
+            hits += int((np.abs(signs @ x) >= obs).sum())
         return (hits + 1) / (iters + 1)
     z = abs(sum(d)) / math.sqrt(sum(x * x for x in d))  # the sum's spread under random signs
     return math.erfc(z / math.sqrt(2))

@@ -109,7 +109,7 @@ def _split_of(doc_id: str) -> str:
 
 def aggregate(records: list[dict]) -> tuple[dict, dict]:
     """Per split accuracy/precision/recall/f1/yes_ratio (``random_f1``...) and the split means,
-    with the standard errors of the means ``f1`` (bootstrapped) and ``accuracy``.
+    with the standard errors of the means ``f1`` and ``accuracy`` (bootstrapped over images).
 
     Each split is scored on its own, as LLaVA's eval_pope.py does; ``f1`` is the mean of the
     splits' F1, the number papers report as POPE.
@@ -123,7 +123,11 @@ def aggregate(records: list[dict]) -> tuple[dict, dict]:
         labels.append(r["targets"])
     order = [s for s in SPLITS if s in by_split] + sorted(s for s in by_split if s not in SPLITS)
     per_split = {s: pope_metrics(*by_split[s]) for s in order}
-    return pope_summary(per_split), pope_stderr({s: by_split[s] for s in order})
+    # the image ties a question to the others about the same picture (the same "yes" questions
+    # recur in every split); a record without one stands alone
+    questions = [(_split_of(r["doc_id"]), r.get("image") or ("doc", r["doc_id"]), r["prediction"], r["targets"])
+                 for r in records]
+    return pope_summary(per_split), pope_stderr(questions)
 
 
 # ---- reading answer files ----------------------------------------------------------------------
