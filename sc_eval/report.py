@@ -128,7 +128,7 @@ def _task(name: str):
 
 def _per_doc(task: str, metric: str, records: list[dict]) -> dict[str, float] | None:
     """{doc_id: score in percent} for a metric that is a mean of per-doc scores, else None."""
-    if task.startswith("probe_") and metric == "top1":  # the probes' records score `correct`
+    if task.startswith(("probe_", "zeroshot_")) and metric == "top1":  # these records score `correct`
         if not all("correct" in r.get("scores", {}) for r in records):
             return None
         return {str(r["doc_id"]): 100.0 * float(r["scores"]["correct"]) for r in records}

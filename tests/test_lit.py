@@ -83,6 +83,8 @@ def test_lit_zeroshot_beats_chance_on_colours_and_reloads(tmp_path):
     e = res["results"]["zeroshot_lit"]
     assert e["n_docs"] == {"total": 40, "evaluated": 40} and e["n_templates"] == 2
     assert e["metrics"]["top1"] >= 60, e["metrics"]  # 4 colours: chance is 25
+    p = e["metrics"]["top1"] / 100  # its standard error over the 40 images, each right or wrong
+    assert e["stderr"]["top1"] == pytest.approx(100 * (p * (1 - p) / 39) ** 0.5)
     lit_dir = tmp_path / "run" / "lit"
     assert (lit_dir / "model.safetensors").is_file()
     assert json.loads((lit_dir / "config.json").read_text())["image_width"] == 32

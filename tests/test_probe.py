@@ -3,6 +3,7 @@ errors, and a second run reuses the cached features."""
 import json
 import math
 import statistics
+from pathlib import Path
 
 import pytest
 import torch
@@ -209,6 +210,8 @@ def test_probe_command_end_to_end_and_feature_reuse(tmp_path, monkeypatch):
     assert res["results"]["probe_5shot"]["stderr"]["top1"] == pytest.approx(
         100 * statistics.stdev([x["scores"]["correct"] for x in five]) / 24 ** 0.5)
     assert len(preds) == 24 and json.loads(preds[0])["targets"][0] in COLOURS
+    first = json.loads(preds[0])  # named below the test split's folder: the same on any machine
+    assert Path(first["image"]).relative_to(data / "test").as_posix() == first["doc_id"]
     assert "probe_linear" in (tmp_path / "run" / "results.md").read_text()
 
     # A second run (new directory, other settings) encodes nothing: the shared cache serves it.

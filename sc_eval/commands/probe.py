@@ -156,8 +156,7 @@ def run(args) -> int:
             continue
         metrics = classification_metrics(scores, test_y, len(data.classes))
         se = mean_stderr((torch.as_tensor(scores).argmax(1) == test_y).float().tolist())
-        if se is not None:
-            extra["stderr"] = {"top1": se}
+        extra["stderr"] = {"top1": se} if se is not None else {}
         extra["predictions"] = write_predictions(rd.path, name, test_images, test_y.tolist(), scores, data.classes)
         results.put(name, entry(metrics, n_total, n_eval, fp, **extra))
         log.info("%s: %s", name, ", ".join(f"{m} {v:.2f}" for m, v in metrics.items()))

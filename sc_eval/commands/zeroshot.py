@@ -110,6 +110,10 @@ def run(args) -> int:
     extra = {"predictions": write_predictions(rd.path, "zeroshot_lit", images, y.tolist(), scores, data.classes,
                                               prompt=templates[0]),
              "lit": str(lit_dir), "n_templates": len(templates)}
+    from sc_eval.metrics.stderr import mean_stderr
+
+    se = mean_stderr((scores.argmax(1) == y).float().tolist())
+    extra["stderr"] = {"top1": se} if se is not None else {}
     results.put("zeroshot_lit", entry(metrics, n_total, n_eval, fp, **extra))
     log.info("zeroshot_lit: %s", ", ".join(f"{m} {v:.2f}" for m, v in metrics.items()))
     print(results.markdown())

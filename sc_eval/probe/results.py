@@ -76,11 +76,12 @@ def write_predictions(run_dir: Path, task: str, images, labels, scores, classes:
 
     scores = torch.as_tensor(scores)
     pred = scores.argmax(1).tolist()
+    ids = _doc_ids(images) if images is not None else [str(i) for i in range(len(labels))]
     lines = []
     for i, (label, p) in enumerate(zip(labels, pred)):
         image = str(images[i]) if images is not None else None
         lines.append(json.dumps({
-            "doc_id": image if image is not None else str(i),
+            "doc_id": ids[i],
             "task": task, "prompt": prompt, "image": image, "prediction": classes[p],
             "targets": [classes[int(label)]],
             "scores": {"correct": float(p == int(label)) if correct is None else float(correct[i])},
@@ -88,3 +89,15 @@ def write_predictions(run_dir: Path, task: str, images, labels, scores, classes:
     out = Path(run_dir) / "predictions" / f"{task}.jsonl"
     atomic_write_text(out, "".join(lines))
     return str(out.relative_to(run_dir))
+
+
+def _doc_ids(images) -> list[str]:
+    """Each image's path below the folder all of them share (``<class>/<file>`` in an ImageFolder
+    split): the same on every machine, so runs made elsewhere compare image by image."""
+    import os
+
+    paths = [os.path.abspath(str(x)) for x in images]
+    if not paths:
+        return []
+    base = os.path.commonpath([os.path.dirname(x) for x in paths])
+    return [Path(os.path.relpath(x, base)).as_posix() for x in paths]
