@@ -142,13 +142,26 @@ def _per_doc(task: str, metric: str, records: list[dict]) -> dict[str, float] | 
         return None
 
 
+def _paired(task: str, metric: str, records: list[dict], base_records: list[dict]) -> tuple | None:
+    """(difference, standard error, p-value) from the task's own paired test, if it has one."""
+    t = _task(task)
+    if t is None or not t.paired:
+        return None
+    try:
+        return t.fn(t.paired)(records, base_records).get(metric)
+    except Exception as e:
+        log.warning("%s %s: not compared (%s: %s)", task, metric, type(e).__name__, e)
+        return None
+
+
 def compare(rows, cols, sources: dict, baseline: str, alpha: float = 0.05) -> dict:
     """{(row, col): (difference, its standard error, p-value, questions compared, mark)} of each
     row against the baseline row, paired over the docs both runs scored: the mean per-doc
     difference, the standard error of those differences and the sign-flip permutation test's
     p-value. Both runs are rescored on their shared docs first (corpus-dependent per-doc scores
     such as CIDEr-D's are then on one scale). mark: "▲" / "▼" when p < ``alpha``, "≈" otherwise.
-    Columns whose metric is not a mean of per-doc scores (POPE's F1) are not compared."""
+    A metric that is not a mean of per-doc scores is compared by its task's own paired test
+    (POPE's F1: a paired bootstrap over images), or not at all."""
     import math
 
     from sc_eval.metrics.stderr import mean_stderr, paired_p_value
@@ -175,6 +188,10 @@ def compare(rows, cols, sources: dict, baseline: str, alpha: float = 0.05) -> di
             mine = _per_doc(task, metric, [x for x in records if str(x["doc_id"]) in shared])
             base = _per_doc(task, metric, [x for x in base_records if str(x["doc_id"]) in shared])
             if not mine or not base:
+                got = _paired(task, metric, records, base_records)  # a corpus score (POPE's F1)
+                if got is not None:
+                    diff, se, p = got
+                    out[(r, c)] = (diff, se, p, len(shared), "≈" if p >= alpha else ("▲" if diff > 0 else "▼"))
                 continue
             keys = [k for k in mine if k in base]
             d = [(mine[k] - base[k]) / 100.0 for k in keys]
@@ -227,8 +244,8 @@ def markdown(rows, cols, cells, versus: dict | None = None, baseline: str | None
     if any_limited or any_constant or any_se or versus:
         lines.append("")
     if versus:
-        lines.append(f"▲ / ▼ better / worse than the {baseline} row, ≈ not told apart: a paired sign-flip "
-                     "test over the questions (images) both runs scored, p < 0.05, one test per cell (among "
+        lines.append(f"▲ / ▼ better / worse than the {baseline} row, ≈ not told apart: a paired test over "
+                     "the questions (images) both runs scored (sign flips; POPE's F1: bootstrap over images), p < 0.05, one test per cell (among "
                      "twenty cells with no real difference, about one is marked by chance); unmarked: not "
                      "compared.")
     if any_se:

@@ -50,6 +50,7 @@ class Task:
     headline: str | None = None   # the metric a comparison table shows (default: the first)
     prediction_reader: str | None = None  # utils fn (path, docs) -> {doc_id: prediction}, for `score`
     doc_scores: str | None = None  # utils fn (records) -> {metric: {doc_id: score}} for corpus metrics
+    paired: str | None = None  # utils fn (records_a, records_b) -> {metric: (a - b, stderr, p)}
     raw: dict = field(default_factory=dict)
 
     # -- utils -------------------------------------------------------------------------------

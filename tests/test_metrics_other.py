@@ -186,3 +186,38 @@ def test_paired_p_value_is_the_sign_test_on_wins_and_losses():
     # 60 won, 40 lost (seeded random sign patterns) and 1,100 won, 1,000 lost (normal approximation)
     assert paired_p_value([1.0] * 60 + [-1.0] * 40) == pytest.approx(sign_test(60, 40), rel=0.1)
     assert paired_p_value([1.0] * 1100 + [-1.0] * 1000) == pytest.approx(sign_test(1100, 1000), rel=0.1)
+
+
+def test_pope_paired_bootstrap_compares_two_runs_on_the_same_questions():
+    import random
+    import statistics
+
+    from sc_eval import tasks_api
+    from sc_eval.metrics.pope import pope_paired
+
+    labels = ["yes", "no"] * 30
+    rng = random.Random(3)
+    good = list(labels)                                                   # all right
+    fair = [g if rng.random() < 0.7 else ("no" if g == "yes" else "yes") for g in labels]
+    qa = [("random", f"img{i}", p, g) for i, (p, g) in enumerate(zip(good, labels))]
+    qb = [("random", f"img{i}", p, g) for i, (p, g) in enumerate(zip(fair, labels))]
+    got = pope_paired(qa, qb)
+    diff, se, p = got["f1"]
+    assert diff == pytest.approx(100.0 - pope_metrics(fair, labels)["f1"])
+    # an independent paired bootstrap: resample question indices, rescore both with pope_metrics
+    diffs = []
+    for _ in range(2000):
+        idx = [rng.randrange(60) for _ in range(60)]
+        diffs.append(pope_metrics([good[i] for i in idx], [labels[i] for i in idx])["f1"]
+                     - pope_metrics([fair[i] for i in idx], [labels[i] for i in idx])["f1"])
+    assert se == pytest.approx(statistics.stdev(diffs), rel=0.15)
+    assert p < 0.01  # 100 against about 70: far beyond the noise of 60 questions
+    assert pope_paired(qa, qa)["f1"] == (0.0, 0.0, 1.0)  # a run against itself
+
+    # the task's hook pairs records by doc_id, whatever folder each run read its images from
+    def records(preds, folder):
+        return [{"doc_id": f"random/{i}", "image": f"{folder}/img{i}.jpg", "prediction": p, "targets": g}
+                for i, (p, g) in enumerate(zip(preds, labels))]
+    task = tasks_api.discover()["pope"]
+    hooked = task.fn(task.paired)(records(good, "/here"), list(reversed(records(fair, "/there"))))
+    assert hooked["f1"][0] == pytest.approx(diff)

@@ -64,6 +64,43 @@ def _confusion(predictions: Sequence[str], labels: Sequence[str]) -> tuple[int, 
     return tp, fp, tn, len(preds) - tp - fp - tn
 
 
+def _image_counts(questions, splits: list, images: list):
+    """[images, splits, 4] confusion counts (tp, fp, fn, tn) of (split, image, prediction, label)."""
+    import numpy as np
+
+    col, row = {s: i for i, s in enumerate(splits)}, {im: i for i, im in enumerate(images)}
+    counts = np.zeros((len(images), len(splits), 4))
+    for k, (split, image, pred, label) in enumerate(questions):
+        p, g = pope_parse(pred) == "yes", _label(label, k)
+        counts[row[image], col[split], 0 if p and g else 1 if p else 2 if g else 3] += 1
+    return counts
+
+
+def _bootstrap_scores(counts_list, iters: int, seed: int):
+    """Per resample of the images (the same draw for every counts array): the mean over splits of
+    F1 and of accuracy, in percent, for each array; plus the full-data values. Arrays [images,
+    splits, 4] share their image axis."""
+    import numpy as np
+
+    def scores(c):  # c: [..., splits, 4] -> (F1, accuracy) means over splits
+        denom = 2 * c[..., 0] + c[..., 1] + c[..., 2]
+        total = c.sum(-1)
+        f1 = np.where(denom > 0, 2 * c[..., 0] / np.maximum(denom, 1), 0.0).mean(-1)
+        acc = np.where(total > 0, (c[..., 0] + c[..., 3]) / np.maximum(total, 1), 0.0).mean(-1)
+        return 100.0 * f1, 100.0 * acc
+
+    rng = np.random.default_rng(seed)
+    n = counts_list[0].shape[0]
+    draws = [(np.zeros(iters), np.zeros(iters)) for _ in counts_list]
+    for start in range(0, iters, 500):  # in chunks: [chunk, images] weights stay small
+        w = rng.multinomial(n, np.full(n, 1.0 / n), size=min(500, iters - start))
+        for (f1, acc), counts in zip(draws, counts_list):
+            f, a = scores(np.einsum("bi,isk->bsk", w, counts))
+            f1[start:start + len(w)], acc[start:start + len(w)] = f, a
+    full = [tuple(float(x) for x in scores(c.sum(0))) for c in counts_list]
+    return draws, full
+
+
 def pope_stderr(questions: Sequence[tuple[str, Hashable, str, str]], iters: int = 2000,
                 seed: int = 0) -> dict[str, float]:
     """Standard errors of the headline ``f1`` and ``accuracy`` (means over the splits), in
@@ -75,28 +112,38 @@ def pope_stderr(questions: Sequence[tuple[str, Hashable, str, str]], iters: int 
     resamples (a fixed seed: the number is reproducible) draws images with replacement, keeps
     every question of a drawn image in every split, and recomputes each split's F1 and accuracy.
     """
-    import numpy as np
-
+    if not questions:
+        raise DataError("POPE scoring: no predictions to score")
     splits = list(dict.fromkeys(q[0] for q in questions))
     images = list(dict.fromkeys(q[1] for q in questions))
-    if not splits:
-        raise DataError("POPE scoring: no predictions to score")
-    col, row = {s: i for i, s in enumerate(splits)}, {im: i for i, im in enumerate(images)}
-    counts = np.zeros((len(images), len(splits), 4))  # tp, fp, fn, tn of each image in each split
-    for k, (split, image, pred, label) in enumerate(questions):
-        p, g = pope_parse(pred) == "yes", _label(label, k)
-        counts[row[image], col[split], 0 if p and g else 1 if p else 2 if g else 3] += 1
-    rng = np.random.default_rng(seed)
-    n = len(images)
-    f1, acc = np.zeros(iters), np.zeros(iters)
-    for start in range(0, iters, 500):  # in chunks: [chunk, images] weights stay small
-        w = rng.multinomial(n, np.full(n, 1.0 / n), size=min(500, iters - start))
-        c = np.einsum("bi,isk->bsk", w, counts)  # [chunk, splits, 4]
-        denom = 2 * c[..., 0] + c[..., 1] + c[..., 2]
-        total = c.sum(-1)
-        f1[start:start + len(w)] = np.where(denom > 0, 2 * c[..., 0] / np.maximum(denom, 1), 0.0).mean(-1)
-        acc[start:start + len(w)] = np.where(total > 0, (c[..., 0] + c[..., 3]) / np.maximum(total, 1), 0.0).mean(-1)
-    return {"f1": 100.0 * float(f1.std(ddof=1)), "accuracy": 100.0 * float(acc.std(ddof=1))}
+    [(f1, acc)], _ = _bootstrap_scores([_image_counts(questions, splits, images)], iters, seed)
+    return {"f1": float(f1.std(ddof=1)), "accuracy": float(acc.std(ddof=1))}
+
+
+def pope_paired(questions_a, questions_b, iters: int = 2000, seed: int = 0) -> dict[str, tuple]:
+    """Run A against run B on the same POPE questions: {"f1" | "accuracy": (A - B, its standard
+    error, two-sided p-value)}, in points.
+
+    A paired bootstrap over images: both runs are rescored on the same resampled images; the
+    p-value counts resamples whose difference strays from the observed one by at least the
+    observed difference (the paired bootstrap test common in NLP evaluation), plus one.
+    ``questions_*``: (split, image, prediction, label), the same questions in both.
+    """
+    import numpy as np
+
+    if len(questions_a) != len(questions_b) or not questions_a:
+        raise DataError("POPE comparison: the two runs must answer the same, non-empty set of questions")
+    splits = list(dict.fromkeys(q[0] for q in questions_a))
+    images = list(dict.fromkeys(q[1] for q in questions_a))
+    counts = [_image_counts(questions_a, splits, images), _image_counts(questions_b, splits, images)]
+    (da, db), (fa, fb) = _bootstrap_scores(counts, iters, seed)
+    out = {}
+    for k, name in enumerate(("f1", "accuracy")):
+        d = da[k] - db[k]
+        obs = fa[k] - fb[k]
+        p = (1 + int((np.abs(d - obs) >= abs(obs) - 1e-9).sum())) / (iters + 1) if obs else 1.0
+        out[name] = (obs, float(d.std(ddof=1)), min(1.0, p))
+    return out
 
 
 def pope_summary(per_split: Mapping[str, Mapping[str, float]]) -> dict[str, float]:

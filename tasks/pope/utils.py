@@ -123,11 +123,29 @@ def aggregate(records: list[dict]) -> tuple[dict, dict]:
         labels.append(r["targets"])
     order = [s for s in SPLITS if s in by_split] + sorted(s for s in by_split if s not in SPLITS)
     per_split = {s: pope_metrics(*by_split[s]) for s in order}
-    # the image ties a question to the others about the same picture (the same "yes" questions
-    # recur in every split); a record without one stands alone
-    questions = [(_split_of(r["doc_id"]), r.get("image") or ("doc", r["doc_id"]), r["prediction"], r["targets"])
-                 for r in records]
-    return pope_summary(per_split), pope_stderr(questions)
+    return pope_summary(per_split), pope_stderr(_questions(records))
+
+
+def _questions(records: list[dict]) -> list[tuple]:
+    """(split, image, prediction, label) per record. The image ties a question to the others
+    about the same picture (the same "yes" questions recur in every split); a record without
+    one stands alone."""
+    return [(_split_of(r["doc_id"]), r.get("image") or ("doc", r["doc_id"]), r["prediction"], r["targets"])
+            for r in records]
+
+
+def paired(records_a: list[dict], records_b: list[dict]) -> dict:
+    """{"f1" | "accuracy": (A - B, standard error, p-value)} over the questions both answered,
+    by a paired bootstrap over images (see sc_eval.metrics.pope.pope_paired)."""
+    from sc_eval.metrics.pope import pope_paired
+
+    b = {str(r["doc_id"]): r for r in records_b}
+    a = [r for r in records_a if str(r["doc_id"]) in b]
+    qa = _questions(a)
+    # B's questions tied to A's image keys: the same questions, wherever B's images were stored
+    qb = [(split, image, b[str(r["doc_id"])]["prediction"], b[str(r["doc_id"])]["targets"])
+          for (split, image, _, _), r in zip(qa, a)]
+    return pope_paired(qa, qb)
 
 
 # ---- reading answer files ----------------------------------------------------------------------
