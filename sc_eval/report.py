@@ -112,7 +112,14 @@ def _records(run: Path, entry: dict) -> list[dict] | None:
     path = run / rel if isinstance(rel, str) else None
     if path is None or not path.exists():
         return None
-    records = list(iter_jsonl(path, skip_truncated_tail=True))
+    try:
+        records = list(iter_jsonl(path, skip_truncated_tail=True))
+    except DataError as e:  # a damaged file: that cell goes without, the report still builds
+        log.warning("%s: %s", path, e)
+        return None
+    if not all(isinstance(r, dict) and "doc_id" in r and isinstance(r.get("scores", {}), dict) for r in records):
+        log.warning("%s: records without a doc_id or scores: not used for standard errors or comparisons", path)
+        return None
     n = (entry.get("n_docs") or {}).get("evaluated")
     return records if n is None or len(records) == n else None
 
@@ -148,7 +155,10 @@ def _paired(task: str, metric: str, records: list[dict], base_records: list[dict
     if t is None or not t.paired:
         return None
     try:
-        return t.fn(t.paired)(records, base_records).get(metric)
+        diff, se, p = t.fn(t.paired)(records, base_records)[metric]
+        return float(diff), float(se), float(p)
+    except KeyError:
+        return None
     except Exception as e:
         log.warning("%s %s: not compared (%s: %s)", task, metric, type(e).__name__, e)
         return None

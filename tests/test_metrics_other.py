@@ -221,3 +221,13 @@ def test_pope_paired_bootstrap_compares_two_runs_on_the_same_questions():
     task = tasks_api.discover()["pope"]
     hooked = task.fn(task.paired)(records(good, "/here"), list(reversed(records(fair, "/there"))))
     assert hooked["f1"][0] == pytest.approx(diff)
+
+
+def test_pope_resample_without_a_split_averages_the_splits_it_drew():
+    from sc_eval.metrics.pope import pope_stderr
+
+    # every answer right: F1 100 in every split a resample draws; a --limit that kept only two
+    # images of the second split must not count that split as F1 0 when a resample misses it
+    right = [("random", f"img{i}", g, g) for i, g in enumerate(["yes", "no"] * 30)]
+    right += [("popular", "img0", "yes", "yes"), ("popular", "img2", "yes", "yes")]
+    assert pope_stderr(right) == {"f1": 0.0, "accuracy": 0.0}

@@ -249,3 +249,11 @@ def test_probe_on_a_saved_hf_dataset(tmp_path):
     e = res["results"]["probe_logreg"]
     assert e["n_docs"]["total"] == 16 and e["val_split"] == "20% of train"
     assert e["metrics"]["top1"] > 60
+
+
+def test_prediction_ids_name_images_below_the_whole_split_folder_whatever_the_limit_kept():
+    from sc_eval.probe.results import _doc_ids
+
+    split = ["/d/test/cat/1.jpg", "/d/test/cat/2.jpg", "/d/test/dog/3.jpg"]
+    assert _doc_ids(split[:2], split) == ["cat/1.jpg", "cat/2.jpg"]  # --limit 2 kept one class
+    assert _doc_ids(split) == ["cat/1.jpg", "cat/2.jpg", "dog/3.jpg"]

@@ -183,3 +183,14 @@ def test_report_compares_captions_image_by_image_on_the_images_both_runs_caption
     base = per_image_scores(shared, poor)["cider"]
     assert row["n_compared"] == "2"
     assert float(row["diff_vs_baseline"]) == pytest.approx(sum(mine[i] - base[i] for i in shared) / 2, abs=1e-3)
+
+
+def test_a_damaged_predictions_file_costs_its_cells_their_marks_not_the_report(tmp_path):
+    runs = tmp_path / "runs"
+    _scored_run(runs / "a", "floor", "vqav2_val", "vqa_acc", [0.0, 1.0, 0.0])
+    _scored_run(runs / "b", "other", "vqav2_val", "vqa_acc", [1.0, 1.0, 1.0])
+    (runs / "b" / "predictions" / "vqav2_val.jsonl").write_text(
+        '{"task": "vqav2_val", "scores": {"vqa_acc": 1.0}}\n' * 3)  # no doc_id
+    out = tmp_path / "report"
+    assert main(["report", str(runs), "--output", str(out), "--no-plots", "--baseline", "floor"]) == 0
+    assert "| other | 100.00 |" in (out / "report.md").read_text()  # no ± and no mark: nothing to pair

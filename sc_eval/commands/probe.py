@@ -149,15 +149,16 @@ def run(args) -> int:
             out = run_fewshot(train_x, train_y, test_x, test_y, data.classes, k, seeds, wd)
             # one line per test image: the class most seeds chose, scored by the share of seeds right
             preds = write_predictions(rd.path, name, test_images, test_y.tolist(), out["votes"], data.classes,
-                                      correct=out["share_right"])
+                                      correct=out["share_right"], split_images=test_split.images)
             results.put(name, entry(out["metrics"], n_total, n_eval, fp, shots=k, seeds=seeds,
                                     weight_decay=wd, per_seed=out["per_seed"], predictions=preds,
-                                    **({"stderr": out["stderr"]} if out["stderr"] else {})))
+                                    stderr=out["stderr"]))
             continue
         metrics = classification_metrics(scores, test_y, len(data.classes))
         se = mean_stderr((torch.as_tensor(scores).argmax(1) == test_y).float().tolist())
         extra["stderr"] = {"top1": se} if se is not None else {}
-        extra["predictions"] = write_predictions(rd.path, name, test_images, test_y.tolist(), scores, data.classes)
+        extra["predictions"] = write_predictions(rd.path, name, test_images, test_y.tolist(), scores, data.classes,
+                                                 split_images=test_split.images)
         results.put(name, entry(metrics, n_total, n_eval, fp, **extra))
         log.info("%s: %s", name, ", ".join(f"{m} {v:.2f}" for m, v in metrics.items()))
     print(results.markdown())

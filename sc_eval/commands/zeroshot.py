@@ -108,7 +108,7 @@ def run(args) -> int:
     metrics = classification_metrics(scores, y, len(data.classes))
     images = split.images[:n_eval] if split.images is not None else None
     extra = {"predictions": write_predictions(rd.path, "zeroshot_lit", images, y.tolist(), scores, data.classes,
-                                              prompt=templates[0]),
+                                              prompt=templates[0], split_images=split.images),
              "lit": str(lit_dir), "n_templates": len(templates)}
     from sc_eval.metrics.stderr import mean_stderr
 

@@ -82,12 +82,14 @@ def _bootstrap_scores(counts_list, iters: int, seed: int):
     splits, 4] share their image axis."""
     import numpy as np
 
-    def scores(c):  # c: [..., splits, 4] -> (F1, accuracy) means over splits
+    def scores(c):  # c: [..., splits, 4] -> (F1, accuracy) means over the splits drawn
         denom = 2 * c[..., 0] + c[..., 1] + c[..., 2]
         total = c.sum(-1)
-        f1 = np.where(denom > 0, 2 * c[..., 0] / np.maximum(denom, 1), 0.0).mean(-1)
-        acc = np.where(total > 0, (c[..., 0] + c[..., 3]) / np.maximum(total, 1), 0.0).mean(-1)
-        return 100.0 * f1, 100.0 * acc
+        present = total > 0  # a resample may draw no image of a split (a --limit cut into it)
+        f1 = np.where(denom > 0, 2 * c[..., 0] / np.maximum(denom, 1), 0.0)
+        acc = (c[..., 0] + c[..., 3]) / np.maximum(total, 1)
+        k = np.maximum(present.sum(-1), 1)
+        return 100.0 * (f1 * present).sum(-1) / k, 100.0 * (acc * present).sum(-1) / k
 
     rng = np.random.default_rng(seed)
     n = counts_list[0].shape[0]

@@ -68,15 +68,16 @@ def entry(metrics: dict, total: int, evaluated: int, fp: str, **extra) -> dict:
 
 
 def write_predictions(run_dir: Path, task: str, images, labels, scores, classes: list[str],
-                      prompt: str = "", correct=None) -> str:
+                      prompt: str = "", correct=None, split_images=None) -> str:
     """predictions/<task>.jsonl in the runner's record layout: one line per scored image, the
     prediction being the top-scoring class; ``correct`` (one number per image, e.g. the share of
-    few-shot seeds right) replaces the 0/1 score of that prediction."""
+    few-shot seeds right) replaces the 0/1 score of that prediction. Images are named below the
+    folder that all of ``split_images`` (the whole split; default ``images``) share."""
     import torch
 
     scores = torch.as_tensor(scores)
     pred = scores.argmax(1).tolist()
-    ids = _doc_ids(images) if images is not None else [str(i) for i in range(len(labels))]
+    ids = _doc_ids(images, split_images) if images is not None else [str(i) for i in range(len(labels))]
     lines = []
     for i, (label, p) in enumerate(zip(labels, pred)):
         image = str(images[i]) if images is not None else None
@@ -91,13 +92,15 @@ def write_predictions(run_dir: Path, task: str, images, labels, scores, classes:
     return str(out.relative_to(run_dir))
 
 
-def _doc_ids(images) -> list[str]:
-    """Each image's path below the folder all of them share (``<class>/<file>`` in an ImageFolder
-    split): the same on every machine, so runs made elsewhere compare image by image."""
+def _doc_ids(images, split_images=None) -> list[str]:
+    """Each image's path below the folder all of the split's images share (``<class>/<file>`` in
+    an ImageFolder split): the same on every machine and whatever --limit kept, so runs made
+    elsewhere or on other subsets compare image by image."""
     import os
 
     paths = [os.path.abspath(str(x)) for x in images]
     if not paths:
         return []
-    base = os.path.commonpath([os.path.dirname(x) for x in paths])
+    every = [os.path.abspath(str(x)) for x in (split_images if split_images is not None else images)]
+    base = os.path.commonpath([os.path.dirname(x) for x in every])
     return [Path(os.path.relpath(x, base)).as_posix() for x in paths]
