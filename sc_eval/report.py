@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import logging
@@ -55,14 +56,9 @@ def run_label(run: Path, results: dict) -> str:
 def headline(task: str, metrics: dict) -> str | None:
     if task in HEADLINE and HEADLINE[task] in metrics:
         return HEADLINE[task]
-    try:
-        from sc_eval import tasks_api
-
-        t = tasks_api.discover().get(task)
-        if t and t.headline in metrics:
-            return t.headline
-    except Exception:  # an unknown or user task: fall back to the metric names
-        pass
+    t = _task(task)
+    if t and t.headline in metrics:
+        return t.headline
     for m in PREFERRED:
         if m in metrics:
             return m
@@ -125,12 +121,19 @@ def _records(run: Path, entry: dict) -> list[dict] | None:
 
 
 def _task(name: str):
+    """The registered task of that name, or None (unknown or user tasks)."""
+    return _registry().get(name)
+
+
+@functools.lru_cache(maxsize=1)
+def _registry() -> dict:
+    """The built-in tasks, read once per process (a report asks for them cell after cell)."""
     try:
         from sc_eval import tasks_api
 
-        return tasks_api.discover().get(name)
-    except Exception:  # a broken user task folder: that column goes without, the report still builds
-        return None
+        return tasks_api.discover()
+    except Exception:  # a broken task folder: columns go without, the report still builds
+        return {}
 
 
 def _per_doc(task: str, metric: str, records: list[dict]) -> dict[str, float] | None:
@@ -197,19 +200,17 @@ def compare(rows, cols, sources: dict, baseline: str, alpha: float = 0.05) -> di
                 continue
             mine = _per_doc(task, metric, [x for x in records if str(x["doc_id"]) in shared])
             base = _per_doc(task, metric, [x for x in base_records if str(x["doc_id"]) in shared])
-            if not mine or not base:
+            if mine and base:
+                d = [(mine[k] - base[k]) / 100.0 for k in mine if k in base]
+                if len(d) < 2 or not all(math.isfinite(x) for x in d):
+                    continue
+                diff, se, p, n = 100.0 * sum(d) / len(d), mean_stderr(d), paired_p_value(d), len(d)
+            else:
                 got = _paired(task, metric, records, base_records)  # a corpus score (POPE's F1)
-                if got is not None:
-                    diff, se, p = got
-                    out[(r, c)] = (diff, se, p, len(shared), "≈" if p >= alpha else ("▲" if diff > 0 else "▼"))
-                continue
-            keys = [k for k in mine if k in base]
-            d = [(mine[k] - base[k]) / 100.0 for k in keys]
-            if len(d) < 2 or not all(math.isfinite(x) for x in d):
-                continue
-            diff, se, p = 100.0 * sum(d) / len(d), mean_stderr(d), paired_p_value(d)
-            mark = "≈" if p >= alpha else ("▲" if diff > 0 else "▼")
-            out[(r, c)] = (diff, se, p, len(d), mark)
+                if got is None:
+                    continue
+                (diff, se, p), n = got, len(shared)
+            out[(r, c)] = (diff, se, p, n, "≈" if p >= alpha else ("▲" if diff > 0 else "▼"))
     return out
 
 

@@ -128,18 +128,25 @@ class Task:
             out = self.fn(self.aggregate)(records)
             metrics, stderr = out if isinstance(out, tuple) else (out, {})
             return dict(metrics), {k: float(v) for k, v in dict(stderr or {}).items() if v is not None}
-        return self._means(records), self.stderr_records(records)
+        return self._means(records)
 
     def aggregate_records(self, records: list[dict]) -> dict:
         """Corpus metrics: the utils aggregate when given, else the mean of each per-doc score x100."""
         return self.score_records(records)[0]
 
-    def _means(self, records: list[dict]) -> dict:
-        out = {}
+    def _means(self, records: list[dict]) -> tuple[dict, dict]:
+        """Each metric's mean of the per-doc scores x100 and its standard error (sample std over
+        sqrt(n), same units; left out below two docs)."""
+        from sc_eval.metrics.stderr import mean_stderr
+
+        means, stderr = {}, {}
         for m in self.metrics:
             vals = [r["scores"][m] for r in records if m in r.get("scores", {})]
-            out[m] = 100.0 * sum(vals) / len(vals) if vals else None
-        return out
+            means[m] = 100.0 * sum(vals) / len(vals) if vals else None
+            se = mean_stderr(vals)
+            if se is not None:
+                stderr[m] = se
+        return means, stderr
 
     def per_doc(self, records: list[dict], metric: str) -> dict[str, float] | None:
         """{doc_id: score in the metric's units} when ``metric`` is a mean of per-doc scores (the
@@ -152,20 +159,6 @@ class Task:
             got = self.fn(self.doc_scores)(records).get(metric)
             return {str(k): float(v) for k, v in got.items()} if got is not None else None
         return None
-
-    def stderr_records(self, records: list[dict]) -> dict:
-        """Standard error of each mean metric (same units): sample std of the per-doc scores over
-        sqrt(n). Tasks with their own `aggregate` (CIDEr, F1, MME totals) return theirs from it."""
-        if self.aggregate:
-            return {}
-        from sc_eval.metrics.stderr import mean_stderr
-
-        out = {}
-        for m in self.metrics:
-            se = mean_stderr([r["scores"][m] for r in records if m in r.get("scores", {})])
-            if se is not None:
-                out[m] = se
-        return out
 
     def describe(self) -> dict:
         return {"task": self.name, "version": self.version, "prompt_hash": self.prompt_hash,

@@ -132,6 +132,51 @@ def score_captions(gts: Mapping[Hashable, list[str]], res: Mapping[Hashable, str
     require_java()
     if spice not in ("auto", True, False):
         raise DataError(f"caption metrics: spice must be 'auto', True or False, got {spice!r}")
+    ids = _checked_ids(gts, res)
+    want_spice, why = False, ""
+    if spice is not False:
+        want_spice, why = spice_status()
+        if not want_spice and spice is True:
+            raise MissingDependencyError(f"caption metrics: {why}")
+
+    from pycocoevalcap.bleu.bleu import Bleu
+
+    ref_tok, hyp_tok = _tokenize_once(gts, res, ids)
+    bleu, _ = Bleu(4).compute_score(ref_tok, hyp_tok, verbose=0)
+    out: dict[str, float | None] = {f"bleu{n + 1}": 100.0 * float(b) for n, b in enumerate(bleu)}
+    if meteor:
+        out["meteor"] = 100.0 * _meteor(ref_tok, hyp_tok)
+    each = _rouge_cider(ref_tok, hyp_tok)
+    out["rouge_l"] = 100.0 * float(each["rouge_l"][0])
+    out["cider"] = 100.0 * float(each["cider"][0])
+    if want_spice:
+        from pycocoevalcap.spice.spice import Spice
+
+        out["spice"] = 100.0 * float(Spice().compute_score(ref_tok, hyp_tok)[0])
+    elif spice == "auto":
+        log.warning("%s; reporting spice as null", why)
+        out["spice"] = None
+    if with_stderr:
+        from sc_eval.metrics.stderr import mean_stderr
+
+        stderr = {k: mean_stderr(list(per_image)) for k, (_, per_image) in each.items()}
+        return out, {k: v for k, v in stderr.items() if v is not None}
+    return out
+
+
+def per_image_scores(gts: Mapping[Hashable, list[str]], res: Mapping[Hashable, str]) -> dict[str, dict]:
+    """{"cider": {id: CIDEr-D}, "rouge_l": {id: ROUGE-L}} per image, in percent: the corpus
+    scores are their means. CIDEr-D's document frequencies come from the references alone, so
+    two runs captioning the same images are scored on the same scale, image by image."""
+    require_java()
+    ref_tok, hyp_tok = _tokenize_once(gts, res, _checked_ids(gts, res))
+    order = list(ref_tok)  # both scorers return per-image scores in the order of the references
+    return {k: {i: 100.0 * float(v) for i, v in zip(order, per_image)}
+            for k, (_, per_image) in _rouge_cider(ref_tok, hyp_tok).items()}
+
+
+def _checked_ids(gts: Mapping[Hashable, list[str]], res: Mapping[Hashable, str]) -> list:
+    """The ids of ``res``, each with a string caption and a list of string references."""
     ids = list(res)
     if not ids:
         raise DataError("caption metrics: no candidate captions to score")
@@ -143,57 +188,15 @@ def score_captions(gts: Mapping[Hashable, list[str]], res: Mapping[Hashable, str
             raise DataError(f"caption metrics: image {i!r} has a candidate but no reference captions")
         if isinstance(refs, str) or not all(isinstance(c, str) for c in refs):
             raise DataError(f"caption metrics: the references of image {i!r} must be a list of strings")
-    want_spice, why = False, ""
-    if spice is not False:
-        want_spice, why = spice_status()
-        if not want_spice and spice is True:
-            raise MissingDependencyError(f"caption metrics: {why}")
+    return ids
 
-    from pycocoevalcap.bleu.bleu import Bleu
+
+def _rouge_cider(ref_tok: dict, hyp_tok: dict) -> dict:
+    """{"rouge_l" | "cider": (corpus score, per-image scores in ref_tok's order)}, as fractions."""
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.rouge.rouge import Rouge
 
-    ref_tok, hyp_tok = _tokenize_once(gts, res, ids)
-    bleu, _ = Bleu(4).compute_score(ref_tok, hyp_tok, verbose=0)
-    out: dict[str, float | None] = {f"bleu{n + 1}": 100.0 * float(b) for n, b in enumerate(bleu)}
-    if meteor:
-        out["meteor"] = 100.0 * _meteor(ref_tok, hyp_tok)
-    rouge, rouge_each = Rouge().compute_score(ref_tok, hyp_tok)
-    cider, cider_each = Cider().compute_score(ref_tok, hyp_tok)
-    out["rouge_l"] = 100.0 * float(rouge)
-    out["cider"] = 100.0 * float(cider)
-    if want_spice:
-        from pycocoevalcap.spice.spice import Spice
-
-        out["spice"] = 100.0 * float(Spice().compute_score(ref_tok, hyp_tok)[0])
-    elif spice == "auto":
-        log.warning("%s; reporting spice as null", why)
-        out["spice"] = None
-    if with_stderr:
-        from sc_eval.metrics.stderr import mean_stderr
-
-        stderr = {"rouge_l": mean_stderr(list(rouge_each)), "cider": mean_stderr(list(cider_each))}
-        return out, {k: v for k, v in stderr.items() if v is not None}
-    return out
-
-
-def per_image_scores(gts: Mapping[Hashable, list[str]], res: Mapping[Hashable, str]) -> dict[str, dict]:
-    """{"cider": {id: CIDEr-D}, "rouge_l": {id: ROUGE-L}} per image, in percent: the corpus
-    scores are their means. CIDEr-D's document frequencies come from the references alone, so
-    two runs captioning the same images are scored on the same scale, image by image."""
-    require_java()
-    from pycocoevalcap.cider.cider import Cider
-    from pycocoevalcap.rouge.rouge import Rouge
-
-    ids = list(res)
-    if not ids:
-        raise DataError("caption metrics: no candidate captions to score")
-    ref_tok, hyp_tok = _tokenize_once(gts, res, ids)
-    order = list(ref_tok)  # both scorers return per-image scores in the order of the references
-    rouge = Rouge().compute_score(ref_tok, hyp_tok)[1]
-    cider = Cider().compute_score(ref_tok, hyp_tok)[1]
-    return {"cider": {i: 100.0 * float(v) for i, v in zip(order, cider)},
-            "rouge_l": {i: 100.0 * float(v) for i, v in zip(order, rouge)}}
+    return {"rouge_l": Rouge().compute_score(ref_tok, hyp_tok), "cider": Cider().compute_score(ref_tok, hyp_tok)}
 
 
 def _load(source, what: str):
