@@ -189,6 +189,11 @@ def test_clip_objective_and_jsonl_source(tmp_path):
     assert torch.isfinite(torch.tensor([x["loss"] for x in m])).all()
     assert abs(m[0]["logit_scale"] - 1 / 0.07) < 0.1  # CLIP's initial temperature, 0.07
     assert (run / "encoder" / "model.safetensors").exists()
+    from sc_eval import load_encoder
+
+    # results.json describes the tower by its training objective, from the export and a checkpoint
+    assert load_encoder(str(run / "encoder")).describe()["objective"] == "clip"
+    assert load_encoder(str(run / "checkpoints" / "step_2")).describe()["objective"] == "clip"
 
 
 def test_clip_loss_matches_numpy():

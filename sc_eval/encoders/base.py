@@ -148,6 +148,7 @@ class Encoder(nn.Module):
         self.transform = ImageTransform(image_size, mean, std, interpolation)
         self.fingerprint = fingerprint
         self.config = config or {}
+        self.objective: str | None = None  # what an sc-eval checkpoint was pretrained with, when recorded
         # The pretraining head (SuperClass LayerNorm + Linear), kept out of the forward path.
         self.head = head
         self.head_state = head_state
@@ -191,8 +192,11 @@ class Encoder(nn.Module):
 
     def describe(self) -> dict:
         """A JSON-able summary for run logs and results.json."""
-        return {"spec": self.spec, "kind": self.kind, "width": self.width, "image_size": self.image_size,
-                "patch_size": self.patch_size, "num_patches": self.num_patches, "fingerprint": self.fingerprint}
+        out = {"spec": self.spec, "kind": self.kind, "width": self.width, "image_size": self.image_size,
+               "patch_size": self.patch_size, "num_patches": self.num_patches, "fingerprint": self.fingerprint}
+        if self.objective:
+            out["objective"] = self.objective
+        return out
 
     def _pooled(self, x):  # pragma: no cover - abstract
         raise NotImplementedError

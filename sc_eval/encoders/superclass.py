@@ -223,8 +223,10 @@ def load_encoder_dir(path: Path, spec: str, device="cpu"):
         raise CheckpointError(f"{path}: model.safetensors is missing; re-export the encoder")
     head_path = path / HEAD_FILE
     head_state = _load_safetensors(head_path) if head_path.is_file() else None
-    return encoder_from_state(cfg, _load_safetensors(weights), spec=spec, source=str(weights),
-                              head_state=head_state, device=device)
+    enc = encoder_from_state(cfg, _load_safetensors(weights), spec=spec, source=str(weights),
+                             head_state=head_state, device=device)
+    enc.objective = meta.get("objective")  # `kind` names the checkpoint format, this the training
+    return enc
 
 
 def load_pretrain_checkpoint(step_dir: Path, spec: str, device="cpu"):
@@ -244,7 +246,9 @@ def load_pretrain_checkpoint(step_dir: Path, spec: str, device="cpu"):
     head = {k[len("head."):]: v for k, v in state.items() if k.startswith("head.")}
     if not tower:
         raise CheckpointError(f"{weights}: no 'visual.*' keys; found e.g. {sorted(state)[:5]}")
-    return encoder_from_state(cfg, tower, spec=spec, source=str(weights), head_state=head or None, device=device)
+    enc = encoder_from_state(cfg, tower, spec=spec, source=str(weights), head_state=head or None, device=device)
+    enc.objective = cfg_json.get("objective")
+    return enc
 
 
 def latest_checkpoint(run: Path) -> Path | None:
