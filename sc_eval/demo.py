@@ -15,7 +15,7 @@ from sc_eval.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-# Budgets sized for 2 CPU cores (about 10 minutes in all); --quick shrinks them for smoke tests.
+# Budgets sized for 2 CPU cores (9 to 19 minutes in all, by the machine); --quick shrinks them for smoke tests.
 FULL = {
     "pretrain": ["--batch-size", "64"],
     "caption": ["--steps", "500", "--limit", "100", "--beam", "3"],
