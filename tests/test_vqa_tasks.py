@@ -65,8 +65,14 @@ def test_names_aliases_and_group():
     assert names("gqa") == ["gqa_testdev_balanced"]
     assert set(names("llava")) >= {"vqav2_val", "textvqa_val", "textvqa_val_ocr", "gqa_testdev_balanced"}
     assert names("vqav2_testdev") == ["vqav2_testdev"]
-    for t in tasks_api.resolve("vqav2_val,textvqa_val,textvqa_val_ocr,gqa,vqav2_testdev"):
-        assert t.generation_kwargs == {"max_new_tokens": 16}
+    # LLaVA's evaluation: greedy, 128 new tokens (1024 only for ScienceQA and MMBench). POPE reads
+    # the whole first sentence of an answer ("Yes, ... but it is not ..." is a "no"), so a shorter
+    # cap would change its scores.
+    short = "vqav2_val,textvqa_val,textvqa_val_ocr,gqa,vqav2_testdev,vizwiz_vqa_val,vizwiz_vqa_test,pope,mme,seedbench"
+    for t in tasks_api.resolve(short):
+        assert t.generation_kwargs == {"max_new_tokens": 128}, t.name
+    for t in tasks_api.resolve("scienceqa_img,mmbench_en_dev"):
+        assert t.generation_kwargs == {"max_new_tokens": 1024}, t.name
 
 
 def _docs(name, root):
