@@ -67,13 +67,17 @@ def test_vqav2_reader(world):
 
 
 def test_textvqa_gqa_readers(world):
-    from sc_eval.data.formats import read_gqa, read_textvqa
+    from sc_eval.data.formats import read_gqa, read_textvqa, read_textvqa_ocr
 
     root, counts = world
     for split in ("train", "val"):
         docs = read_textvqa(root / f"textvqa/TextVQA_0.5.1_{split}.json", root / "textvqa/train_images")
         assert len(docs) == counts["textvqa"][split] and _all_exist(docs)
         assert all(len(d["answers"]) == 10 and isinstance(d["ocr_tokens"], list) for d in docs)
+        ocr = read_textvqa_ocr(root / f"textvqa/TextVQA_Rosetta_OCR_v0.2_{split}.json")
+        assert {d["image_id"] for d in docs} <= set(ocr)
+        # the world renders one word per picture and its OCR finds it (maybe misread) or nothing
+        assert sum(bool(t) for t in ocr.values()) > len(ocr) // 2
     docs = read_gqa(root / "gqa/testdev_balanced_questions.json", root / "gqa/images")
     assert len(docs) == counts["gqa"]["testdev"] and _all_exist(docs)
     assert all(d["answer"] and d["doc_id"].isdigit() for d in docs)

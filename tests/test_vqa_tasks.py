@@ -42,12 +42,16 @@ def root(tmp_path):
                          {"image_id": 6, "question": "Is it day?", "question_id": 60},
                          {"image_id": 6, "question": "What is it?", "question_id": 61}]})
     _write(tmp_path / "textvqa/TextVQA_0.5.1_val.json", {"dataset_name": "textvqa", "dataset_version": "0.5.1", "data": [
-        {"question_id": 34602, "question": "what word is written?", "image_id": "abc123", "ocr_tokens": ["CAT", "sale"],
+        {"question_id": 34602, "question": "what word is written?", "image_id": "abc123",
          "answers": ["cat"] * 7 + ["Cat"] * 3, "set_name": "val", "image_classes": [], "image_width": 64,
          "image_height": 64, "flickr_original_url": "", "flickr_300k_url": ""},
-        {"question_id": 34603, "question": "what brand is it?", "image_id": "def456", "ocr_tokens": [],
+        {"question_id": 34603, "question": "what brand is it?", "image_id": "def456",
          "answers": ["nokia"] * 10, "set_name": "val", "image_classes": [], "image_width": 64,
          "image_height": 64, "flickr_original_url": "", "flickr_300k_url": ""}]})
+    # TextVQA's question file has no OCR: LLaVA's OCR prompt joins the Rosetta file on image_id
+    _write(tmp_path / "textvqa/TextVQA_Rosetta_OCR_v0.2_val.json", {"dataset_name": "textvqa", "data": [
+        {"image_id": "abc123", "ocr_tokens": ["CAT", "sale"], "ocr_info": []},
+        {"image_id": "def456", "ocr_tokens": [], "ocr_info": []}]})
     _write(tmp_path / "gqa/testdev_balanced_questions.json", {
         "201307251": {"imageId": "n15740", "question": "Is the cup on the left?", "answer": "no",
                       "fullAnswer": "No, the cup is on the right.", "isBalanced": True, "types": {}},
@@ -102,6 +106,21 @@ def test_prompt_snapshots(root):
     assert [d["doc_id"] for d in docs] == ["201307251", "201640614"]  # unbalanced question left out
     assert task.prompt_for(docs[0]) == "Is the cup on the left?\nAnswer the question using a single word or phrase."
     assert docs[0]["image"].endswith("gqa/images/n15740.jpg")
+
+
+def test_textvqa_ocr_needs_the_rosetta_file(root):
+    from sc_eval.errors import DataError
+
+    ocr = root / "textvqa/TextVQA_Rosetta_OCR_v0.2_val.json"
+    full = json.loads(ocr.read_text())
+    _write(ocr, {**full, "data": full["data"][:1]})  # an OCR file of another split: an image lacks its entry
+    with pytest.raises(DataError, match=r"no entry for image 'def456' \(question 34603"):
+        _docs("textvqa_val_ocr", root)
+    ocr.unlink()  # without it the OCR task would silently be textvqa_val: refused, naming the file
+    with pytest.raises(DataError, match="TextVQA_Rosetta_OCR_v0.2_val.json: not found"):
+        _docs("textvqa_val_ocr", root)
+    task, docs = _docs("textvqa_val", root)  # the plain task does not need it
+    assert len(docs) == 2
 
 
 def test_scores_by_hand(root):

@@ -148,6 +148,20 @@ def read_textvqa(textvqa_json, image_root) -> list[dict]:
     return docs
 
 
+def read_textvqa_ocr(ocr_json) -> dict[str, list[str]]:
+    """`TextVQA_Rosetta_OCR_v0.2_<split>.json` (`data`: image_id, ocr_tokens, ...): image_id -> tokens.
+
+    The question file of TextVQA 0.5.1 carries no OCR; LLaVA's OCR prompt takes these tokens.
+    """
+    out = {}
+    for i, rec in enumerate(_list_field(read_json(ocr_json), "data", ocr_json)):
+        _need(rec, ("image_id", "ocr_tokens"), ocr_json, _rid(rec, "image_id", i))
+        if not isinstance(rec["ocr_tokens"], list):
+            raise DataError(f"{ocr_json}: {_rid(rec, 'image_id', i)}: ocr_tokens is not a list")
+        out[str(rec["image_id"])] = [str(t) for t in rec["ocr_tokens"]]
+    return out
+
+
 def read_gqa(questions_json, image_root, balanced_only: bool = True) -> list[dict]:
     """GQA `<split>_balanced_questions.json` (a dict questionId -> record)."""
     data = read_json(questions_json)

@@ -72,17 +72,19 @@ def write_vqav2(ctx: Context, coco: dict[str, list[Item]]) -> dict[int, list[dic
 
 
 def write_textvqa(ctx: Context) -> list[tuple]:
-    """TextVQA_0.5.1_{train,val}.json; every image holds a word. Returns train (id, path, turns)."""
+    """TextVQA_0.5.1_{train,val}.json and, as upstream, the OCR tokens apart in
+    TextVQA_Rosetta_OCR_v0.2_{train,val}.json; every image holds a word. Returns train (id, path, turns)."""
     rng, size = ctx.rng("textvqa"), ctx.sizes.image_size
     qid, counts, turns = 0, {}, []
     for split, n in (("train", ctx.sizes.textvqa_train), ("val", ctx.sizes.textvqa_val)):
-        data = []
+        data, rosetta = [], []
         for _ in range(n):
             scene = sample_scene(rng, force_word=True)
             image_id = rng.bytes(8).hex()
             rel = f"textvqa/train_images/{image_id}.jpg"   # val images live here too, as upstream
             ctx.write_image(rel, jpeg_bytes(render(scene, size)))
             ocr = ocr_tokens(scene.word, rng)
+            rosetta.append({"image_id": image_id, "ocr_tokens": ocr})
             for q in textvqa_questions(scene, rng):
                 human = human_answers(q["answer"], "word", rng)
                 data.append({"question": q["question"], "image_id": image_id,
@@ -91,7 +93,7 @@ def write_textvqa(ctx: Context) -> list[tuple]:
                              "image_width": size, "image_height": size,
                              "answers": [a for a, _ in human],
                              "question_tokens": q["question"].rstrip("?").split(),
-                             "question_id": qid, "set_name": split, "ocr_tokens": ocr})
+                             "question_id": qid, "set_name": split})
                 if split == "train":
                     ctx.add_text(q["question"], q["answer"])
                     # Half the training turns carry the OCR hint as LLaVA's TextVQA prompt does,
@@ -105,6 +107,9 @@ def write_textvqa(ctx: Context) -> list[tuple]:
         ctx.write_json(f"textvqa/TextVQA_0.5.1_{split}.json",
                        {"dataset_type": split, "dataset_name": "textvqa", "dataset_version": "0.5.1",
                         "data": data})
+        ctx.write_json(f"textvqa/TextVQA_Rosetta_OCR_v0.2_{split}.json",
+                       {"dataset_type": split, "dataset_name": "textvqa", "dataset_version": "0.2",
+                        "data": rosetta})
         counts[split] = len(data)
     ctx.counts["textvqa"] = counts
     return turns

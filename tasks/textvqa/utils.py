@@ -20,19 +20,45 @@ def ocr_line(tokens) -> str:
     return OCR_PREFIX + ", ".join(tokens) if tokens else ""
 
 
-def load_docs(root: Path, annotations: str, images: str = "textvqa/train_images",
+def load_docs(root: Path, annotations: str, images: str = "textvqa/train_images", ocr: str | None = None,
               lmms_dir=None, lmms_split: str = "validation") -> list[dict]:
-    """Docs of the official JSON, or of an lmms-lab textvqa download when the JSON is absent."""
+    """Docs of the official JSON, or of an lmms-lab textvqa download when the JSON is absent.
+
+    ``ocr``: the Rosetta OCR file whose tokens go into the prompt (official layout; the lmms-lab
+    download carries them per row). Without it the JSON's own ``ocr_tokens`` are used, if any.
+    """
     from sc_eval.data.formats import read_textvqa
 
     root = Path(root)
     if (root / annotations).exists():
         docs = read_textvqa(root / annotations, root / images)
+        if ocr:
+            _attach_ocr(docs, root / ocr, root / annotations)
     else:
         docs = _lmms_docs(root, annotations, lmms_dir, lmms_split)
     for d in docs:
         d["ocr_line"] = ocr_line(d.get("ocr_tokens"))
     return docs
+
+
+def _attach_ocr(docs: list[dict], ocr_path: Path, annotations: Path) -> None:
+    """Set each doc's ocr_tokens from the Rosetta OCR file (joined on image_id)."""
+    from sc_eval.data.formats import read_textvqa_ocr
+    from sc_eval.errors import DataError
+
+    if not ocr_path.exists():
+        if any(d["ocr_tokens"] for d in docs):  # a question file that carries its own tokens
+            return
+        raise DataError(f"{ocr_path}: not found, and {annotations} carries no OCR tokens. This task puts "
+                        "the Rosetta OCR tokens in the prompt: download TextVQA_Rosetta_OCR_v0.2_val.json "
+                        "from the TextVQA site into that folder, or run textvqa_val (no OCR in the prompt)")
+    tokens = read_textvqa_ocr(ocr_path)
+    for d in docs:
+        got = tokens.get(str(d["image_id"]))
+        if got is None:
+            raise DataError(f"{ocr_path}: no entry for image {d['image_id']!r} (question {d['question_id']} of "
+                            f"{annotations}); use the Rosetta OCR file of the same split")
+        d["ocr_tokens"] = got
 
 
 def _lmms_docs(root: Path, annotations: str, dirs, split: str) -> list[dict]:
