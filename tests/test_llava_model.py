@@ -316,7 +316,16 @@ def test_cli_trains_evaluates_and_reuses_the_adapter(llm_dir, tmp_path):
     run1 = tmp_path / "run1"
     assert main(["llava", *common, "--stage1-steps", "2", "--stage2-steps", "2", "--batch-size", "4",
                  "--output-dir", str(run1)]) == 0
-    assert (run1 / "adapter" / "mm_projector.bin").exists()
+    # LLaVA's stage-1 artifact (its --pretrain_mm_mlp_adapter): the projector as stage 1 left it,
+    # before stage 2 trained it further; the adapter's copy is the final projector
+    stage1 = torch.load(run1 / "checkpoints" / "stage1" / "mm_projector.bin", weights_only=True)
+    final = torch.load(run1 / "adapter" / "mm_projector.bin", weights_only=True)
+    from safetensors.torch import load_file
+
+    s1 = load_file(str(run1 / "checkpoints" / "stage1" / "step_2" / "trainable.safetensors"))
+    assert set(stage1) == set(final) == {f"model.mm_projector.{i}.{p}" for i in (0, 2) for p in ("weight", "bias")}
+    assert all(torch.equal(stage1[k], s1[k.replace("model.mm_projector.", "projector.")]) for k in stage1)
+    assert not torch.equal(stage1["model.mm_projector.0.weight"], final["model.mm_projector.0.weight"])
     res = json.loads((run1 / "results.json").read_text())["results"]
     assert set(res) == {"vqav2_val", "gqa_testdev_balanced"}
     assert res["vqav2_val"]["n_docs"]["evaluated"] == 3 and res["vqav2_val"]["limited"]
@@ -358,6 +367,7 @@ def test_images_are_padded_to_square_with_the_encoder_mean_colour():
     assert sq.size == (40, 40)
     assert sq.getpixel((0, 0)) == (128, 102, 77) and sq.getpixel((20, 20)) == (255, 0, 0)
     assert sq.getpixel((20, 7)) == (128, 102, 77) and sq.getpixel((20, 8)) == (255, 0, 0)  # (40-24)/2 = 8 rows
-    x = image_tensor(TinyEncoder(), img)  # mean (0.5, 0.4, 0.3) -> fill (128, 102, 76)
+    # mean (0.5, 0.4, 0.3) -> LLaVA's fill int(255 * m): (127, 102, 76), truncated, not rounded
+    x = image_tensor(TinyEncoder(), img)
     assert x.shape == (3, 32, 32)
-    assert torch.allclose(x[:, 0, 0], torch.tensor([128, 102, 76]) / 255.0)
+    assert torch.allclose(x[:, 0, 0], torch.tensor([127, 102, 76]) / 255.0)

@@ -88,6 +88,12 @@ def train(args, encoder, root: Path, run, device: str):
     sum1 = train_stage(model, d1, StageConfig("stage1", _steps(args.stage1_steps, len(d1), bs), bs, lr=args.stage1_lr,
                                               grad_accum=args.grad_accum, grad_checkpointing=args.grad_checkpointing,
                                               save_every=args.save_every, seed=args.seed, precision=args.precision), run.checkpoints, device)
+    from sc_eval.runtime.dist import barrier, is_main
+
+    if is_main():  # the stage-1 projector under LLaVA's keys, for its --pretrain_mm_mlp_adapter
+        from sc_eval.adapters.llava.projector import export_mm_projector
+
+        export_mm_projector(model.projector, Path(run.checkpoints) / "stage1" / "mm_projector.bin")
 
     # Stage 2: vicuna_v1 conversations, LoRA on every LLM linear (or the full LLM) + projector.
     if lora:
@@ -107,8 +113,6 @@ def train(args, encoder, root: Path, run, device: str):
                        run.checkpoints, device)
     log.info("stage 1 loss %.3f -> %.3f; stage 2 loss %.3f -> %.3f", sum1["first_loss"] or 0, sum1["final_loss"] or 0,
              sum2["first_loss"] or 0, sum2["final_loss"] or 0)
-    from sc_eval.runtime.dist import barrier, is_main
-
     if is_main():
         save_adapter(model, run.path / "adapter", merge_lora=args.merge_lora)
     barrier()

@@ -54,9 +54,12 @@ def pad_to_square(img, fill):
 
 
 def image_tensor(encoder, img):
-    """LLaVA-1.5 preprocessing: pad to square with the encoder's mean colour, then its transform."""
+    """LLaVA-1.5 preprocessing: pad to square with the encoder's mean colour, then its transform.
+
+    The colour is LLaVA's ``int(255 * mean)`` (truncated: CLIP's mean gives (122, 116, 104)).
+    """
     mean = getattr(encoder, "mean", None) or (0.5, 0.5, 0.5)
-    return encoder.transform(pad_to_square(img.convert("RGB"), [int(round(255 * m)) for m in mean]))
+    return encoder.transform(pad_to_square(img.convert("RGB"), [int(255 * m) for m in mean]))
 
 
 def llm_dtype(device: str, precision: str):

@@ -5,6 +5,8 @@
                                 projector spec, LLM path, LoRA settings)
       projector.safetensors     the projector (sc-eval's own key names)
       mm_projector.bin          the same weights under LLaVA's keys, torch.save of a tensor dict
+                                (the final projector; the stage-1 one, LLaVA's
+                                --pretrain_mm_mlp_adapter, is <run>/checkpoints/stage1/mm_projector.bin)
       lora/                     PEFT adapter (adapter_config.json + adapter_model.safetensors)
       llm/                      full fine-tuning only: the whole LLM + tokenizer
       merged_llm/               --merge-lora only: LoRA merged into the LLM, + tokenizer
