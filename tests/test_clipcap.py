@@ -271,3 +271,22 @@ def test_score_command_reproduces_the_coco_fake_caption_oracle(tmp_path, capsys,
     m = got["metrics"]
     assert (round(m["bleu4"], 1), round(m["meteor"], 1), round(m["rouge_l"], 1),
             round(m["cider"], 1)) == (19.1, 19.5, 39.6, 60.0)
+
+
+def test_recipes_clip_gradients_only_for_the_world(tmp_path):
+    """The reference trains without gradient clipping (lr 2e-5); the world recipe's lr 1e-3 clips at 1."""
+    import argparse
+
+    from sc_eval.adapters.clipcap.command import _recipe, add_arguments
+    from sc_eval.adapters.clipcap.train import TrainConfig
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    args = p.parse_args(["--encoder", "x"])
+    args.batch_size = None
+    ref = _recipe(args, tmp_path)  # no world.json here: auto picks the reference recipe
+    assert ref["name"] == "reference" and ref["grad_clip"] == 0 and ref["lr"] == 2e-5
+    (tmp_path / "world.json").write_text("{}")
+    world = _recipe(args, tmp_path)
+    assert world["name"] == "world" and world["grad_clip"] == 1.0
+    assert TrainConfig().grad_clip == 0  # the library default is the reference's

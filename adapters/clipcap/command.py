@@ -22,10 +22,11 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 RECIPES = {
+    # grad_clip: the reference does not clip; the world's 50x higher lr does (max grad norm 1.0)
     "reference": dict(prefix_length=40, clip_length=40, mapper_layers=8, epochs=10.0, lr=2e-5,
-                      warmup=5000, batch_size=40, save_every=1000),
+                      warmup=5000, batch_size=40, save_every=1000, grad_clip=0.0),
     "world": dict(prefix_length=10, clip_length=10, mapper_layers=4, epochs=2.0, lr=1e-3,
-                  warmup=50, batch_size=40, save_every=100),
+                  warmup=50, batch_size=40, save_every=100, grad_clip=1.0),
 }
 MLP_PREFIX_LENGTH = 10  # the reference's prefix length for the MLP mapper
 
@@ -137,7 +138,8 @@ def _train(args, rd, data_root, encoder, device, recipe):
                         num_layers=recipe["mapper_layers"])
     model = build_model(mcfg, lm, lm_frozen=(args.mapper == "transformer"))
     tcfg = TrainConfig(epochs=recipe["epochs"], steps=args.steps, batch_size=recipe["batch_size"],
-                       lr=recipe["lr"], warmup=recipe["warmup"], save_every=recipe["save_every"])
+                       lr=recipe["lr"], warmup=recipe["warmup"], save_every=recipe["save_every"],
+                       grad_clip=recipe["grad_clip"])
     examples = tokenize_captions(tok, [d["captions"] for d in docs], tcfg.max_caption_tokens)
     out = fit(model, feats, examples, tcfg, ckpt_dir=rd.checkpoints, seed=args.seed, device=device,
               on_log=lambda s, n, v: log.info("caption step %d/%d loss %.4f", s, n, v))
@@ -145,7 +147,7 @@ def _train(args, rd, data_root, encoder, device, recipe):
     summary = {"recipe": recipe["name"], "steps": out["steps"], "warmup": out["warmup"],
                "resumed_from": out["resumed_from"], "train_images": len(docs), "train_captions": len(examples),
                "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
-               "lr": tcfg.lr, "batch_size": tcfg.batch_size}
+               "lr": tcfg.lr, "batch_size": tcfg.batch_size, "grad_clip": tcfg.grad_clip}
     save_adapter(model, rd.path / "adapter", lm_dir=lm_dir, tokenizer=tok,
                  encoder_fingerprint=encoder.fingerprint,
                  extra={"encoder": args.encoder, "train_data": key, "train": summary})

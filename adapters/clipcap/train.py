@@ -31,7 +31,7 @@ class TrainConfig:
     weight_decay: float = 0.0    # reference: none
     max_caption_tokens: int = 40  # EOS included; longer captions are truncated
     save_every: int = 500        # steps between checkpoints
-    grad_clip: float = 1.0
+    grad_clip: float = 0.0        # max grad norm; 0: none (reference: none)
 
 
 def tokenize_captions(tokenizer, captions_per_image, max_tokens: int):
