@@ -26,7 +26,7 @@ FULL = {
     "llava": ["--stage1-steps", "200", "--stage2-steps", "300", "--lora-r", "16", "--lora-alpha", "32",
               "--lora-dropout", "0", "--projector-lr", "3e-3", "--stage2-lr", "3e-3",
               "--tasks", "vqav2_val,textvqa_val,textvqa_val_ocr,gqa_testdev_balanced,pope", "--limit", "150"],
-    "probe": ["--tasks", "linear,fewshot", "--epochs", "30"],
+    "probe": ["--tasks", "linear,fewshot", "--epochs", "30", "--warmup-epochs", "1"],
 }
 QUICK = {
     "pretrain": ["--batch-size", "16"],

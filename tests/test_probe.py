@@ -83,6 +83,18 @@ def test_metrics_top5_needs_five_classes_and_counts_misses():
     assert m6["top1"] == 50.0 and m6["top5"] == 50.0
 
 
+def test_tied_scores_rank_alike_in_top1_and_top5():
+    """Class weights of unseen words can tie exactly (LiT zero-shot): the class top-1 picks must
+    also be in the top 5. Ten classes all scored 0, label 0; seven of eight tied at 1, label 1."""
+    m = classification_metrics(torch.zeros(1, 10), torch.tensor([0]))
+    assert m["top1"] == 100.0 and m["top5"] == 100.0
+    s = torch.tensor([[0.0, 1, 1, 1, 1, 1, 1, 1]])
+    m = classification_metrics(s, torch.tensor([1]))
+    assert m["top1"] == 100.0 and m["top5"] == 100.0
+    m = classification_metrics(s, torch.tensor([7]))  # tied, but ranked 7th of the seven
+    assert m["top1"] == 0.0 and m["top5"] == 0.0
+
+
 # ---------------------------------------------------------------- classifiers on features
 
 def test_linear_probe_learns_separable_problem():

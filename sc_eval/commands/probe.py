@@ -36,6 +36,8 @@ def add_arguments(parser):
     parser.add_argument("--lr", type=float, default=None, help="linear probe peak lr; None: 0.1 for sgd, 1e-3 for adamw")
     parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adamw"], help="linear probe optimizer")
     parser.add_argument("--probe-wd", type=float, default=0.0, help="linear probe weight decay")
+    parser.add_argument("--warmup-epochs", type=int, default=10,
+                        help="linear probe warm-up epochs (MAE's recipe: 10 of 90; at most half the run)")
 
 
 def _parse_tasks(text: str) -> list[str]:
@@ -111,7 +113,8 @@ def run(args) -> int:
         if task == "linear":
             lr = args.lr if args.lr is not None else (0.1 if args.optimizer == "sgd" else 1e-3)
             cfg = ProbeConfig(epochs=args.epochs, lr=lr, batch_size=args.batch_size or _probe_batch(len(train_y)),
-                              optimizer=args.optimizer, weight_decay=args.probe_wd, seed=args.seed)
+                              optimizer=args.optimizer, weight_decay=args.probe_wd,
+                              warmup_epochs=args.warmup_epochs, seed=args.seed)
             name, fp = "probe_linear", fingerprint(task="linear", v=1, cfg=vars(cfg), **common)
             if results.reusable(name, fp, args.overwrite):
                 log.info("%s: reusing the stored result (same fingerprint)", name)

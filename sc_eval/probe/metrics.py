@@ -10,8 +10,8 @@ from __future__ import annotations
 def classification_metrics(scores, labels, num_classes: int | None = None) -> dict:
     """``scores`` [N, C] (any monotone score: logits, probabilities, similarities), ``labels`` [N].
 
-    Ties in top-k are broken by ``torch.topk`` order; a test with a hand-made confusion matrix
-    pins the definitions.
+    Tied scores rank the lower class index first, in top-1 and top-5 alike (so top-5 is never
+    below top-1); a test with a hand-made confusion matrix pins the definitions.
     """
     import torch
 
@@ -27,7 +27,7 @@ def classification_metrics(scores, labels, num_classes: int | None = None) -> di
     correct = pred == labels
     out = {"top1": 100.0 * correct.float().mean().item()}
     if num_classes >= 5:
-        top5 = scores.topk(5, dim=1).indices
+        top5 = scores.argsort(dim=1, descending=True, stable=True)[:, :5]  # topk's tie order is unspecified
         out["top5"] = 100.0 * (top5 == labels[:, None]).any(dim=1).float().mean().item()
     recalls = []
     for k in labels.unique().tolist():
