@@ -371,3 +371,32 @@ def test_images_are_padded_to_square_with_the_encoder_mean_colour():
     x = image_tensor(TinyEncoder(), img)
     assert x.shape == (3, 32, 32)
     assert torch.allclose(x[:, 0, 0], torch.tensor([127, 102, 76]) / 255.0)
+
+
+def test_projector_init_does_not_depend_on_whether_the_llm_was_trained_first(llm_dir, tmp_path, monkeypatch):
+    """The first `sc-eval llava` on a world trains and caches its tiny Llama (drawing random
+    numbers), later ones load it: the same command and seed must give the same adapter."""
+    from safetensors.torch import load_file
+
+    from sc_eval.adapters.llava import model as model_mod
+    from sc_eval.cli import main
+    from sc_eval.world import write_world
+
+    world = write_world(tmp_path / "world", seed=0, pretrain=12, shard_size=12, coco_train=8, coco_val=6,
+                        coco_test=2, textvqa_train=2, textvqa_val=2, gqa_train=2, gqa_testdev=3, pope_images=2,
+                        scienceqa=4, class_train=1, class_val=1, class_test=1)
+    common = ["llava", "--encoder", "random:sc-vit-micro", "--llm", str(llm_dir), "--data-root", str(world),
+              "--tasks", "vqav2", "--limit", "1", "--lora-r", "4", "--lora-alpha", "8",
+              "--stage1-steps", "1", "--stage2-steps", "1", "--batch-size", "2"]
+    assert main([*common, "--output-dir", str(tmp_path / "cached")]) == 0
+    real = model_mod.load_llm
+
+    def trained_first(*a, **k):  # as ensure_tiny_lm's training would, before the LLM is loaded
+        torch.rand(1000)
+        return real(*a, **k)
+
+    monkeypatch.setattr(model_mod, "load_llm", trained_first)
+    assert main([*common, "--output-dir", str(tmp_path / "first")]) == 0
+    a = load_file(str(tmp_path / "cached" / "adapter" / "projector.safetensors"))
+    b = load_file(str(tmp_path / "first" / "adapter" / "projector.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -136,6 +136,11 @@ def _train(args, rd, data_root, encoder, device, recipe):
                         lm_width=int(lm.get_input_embeddings().embedding_dim),
                         prefix_length=recipe["prefix_length"], clip_length=recipe["clip_length"],
                         num_layers=recipe["mapper_layers"])
+    # The mapper's initial weights come from the seed alone: training the tiny GPT-2 on a first
+    # run (cached afterwards) draws random numbers that a later run does not.
+    from sc_eval.runtime.dist import seed_everything
+
+    seed_everything(args.seed)
     model = build_model(mcfg, lm, lm_frozen=(args.mapper == "transformer"))
     tcfg = TrainConfig(epochs=recipe["epochs"], steps=args.steps, batch_size=recipe["batch_size"],
                        lr=recipe["lr"], warmup=recipe["warmup"], save_every=recipe["save_every"],

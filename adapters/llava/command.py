@@ -76,6 +76,11 @@ def train(args, encoder, root: Path, run, device: str):
     lora = {"r": args.lora_r, "alpha": args.lora_alpha, "dropout": args.lora_dropout} if args.lora_r > 0 else None
     cfg = LlavaConfig(encoder=args.encoder, llm=str(llm_dir), projector=args.projector,
                       select_layer=args.select_layer, template="vicuna_v1", lora=lora, full_finetune=lora is None)
+    # The projector's initial weights come from the seed alone, whether or not the tiny Llama had
+    # to be trained first (that draws random numbers a run with the cached Llama does not).
+    from sc_eval.runtime.dist import seed_everything
+
+    seed_everything(args.seed)
     model = build(encoder, llm, tok, cfg, device=device)
     images = Path(args.image_folder) if args.image_folder else root
     bs = args.batch_size or 16
