@@ -101,7 +101,9 @@ class AppendLog:
         self._f = open(self.path, "a", encoding="utf-8")
 
     def _repair_tail(self) -> None:
-        # A kill mid-write can leave a partial last line; cut it so the next append is clean.
+        # A kill mid-write can leave a partial last line: cut it so the next append is clean.
+        # A whole record that only lacks its newline (killed between the two, or edited by hand)
+        # is kept and completed: readers (iter_jsonl with skip_truncated_tail) count it as done.
         if not self.path.exists() or self.path.stat().st_size == 0:
             return
         with open(self.path, "rb+") as f:
@@ -109,7 +111,16 @@ class AppendLog:
             if data.endswith(b"\n"):
                 return
             cut = data.rfind(b"\n") + 1
-            f.truncate(cut)
+            try:
+                whole = isinstance(json.loads(data[cut:]), dict)
+            except ValueError:
+                whole = False
+            if whole:
+                f.write(b"\n")
+                f.flush()
+                os.fsync(f.fileno())
+            else:
+                f.truncate(cut)
 
     def write_many(self, records) -> None:
         for r in records:

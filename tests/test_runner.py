@@ -100,6 +100,21 @@ def test_interrupted_run_resumes_without_recomputing(tmp_path, data_root):
         (tmp_path / "full" / "predictions" / "toy_upper.jsonl").read_text()
 
 
+def test_a_whole_last_record_without_its_newline_is_kept_on_resume(tmp_path, data_root):
+    """Killed between a record and its newline: the record counts as done and is not lost."""
+    full = evaluate(toy(), Upper(), tmp_path / "full", data_root, batch_size=3, progress=False)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(toy(), Upper(fail_after=2), run, data_root, batch_size=3, progress=False)
+    preds = run / "predictions" / "toy_upper.jsonl"
+    preds.write_bytes(preds.read_bytes()[:-1])  # the 6th record stays whole, its newline gone
+    again = Upper()
+    res = evaluate(toy(), again, run, data_root, batch_size=3, progress=False)
+    assert again.seen == [str(100 + i) for i in range(6, 11)]
+    assert res["results"]["toy_upper"]["metrics"] == full["results"]["toy_upper"]["metrics"]
+    assert preds.read_text() == (tmp_path / "full" / "predictions" / "toy_upper.jsonl").read_text()
+
+
 def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path, data_root):
     run = tmp_path / "run"
     script = textwrap.dedent(f"""
