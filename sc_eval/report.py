@@ -4,14 +4,13 @@ from __future__ import annotations
 import csv
 import functools
 import io
-import json
 import logging
 from pathlib import Path
 
 import yaml
 
 from sc_eval.errors import DataError
-from sc_eval.io import atomic_write_bytes, atomic_write_text, iter_jsonl
+from sc_eval.io import atomic_write_bytes, atomic_write_text, iter_jsonl, read_json
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +76,10 @@ def collect(runs: list[Path], labels: dict | None = None, sources: dict | None =
     standard error or None)}; ``sources``, when given, is filled with {(row, col): (run, task,
     metric, results entry)}."""
     rows, cols, cells = [], [], {}
-    for run in runs:
-        with open(run / "results.json", encoding="utf-8") as f:
-            res = json.load(f)
-        label = (labels or {}).get(str(run)) or run_label(run, res)
+    loaded = [(run, _load_results(run)) for run in runs]
+    names = _row_names(loaded, labels or {})
+    for run, res in loaded:
+        label = names[run]
         if label not in rows:
             rows.append(label)
         for task, entry in res.get("results", {}).items():
@@ -100,6 +99,35 @@ def collect(runs: list[Path], labels: dict | None = None, sources: dict | None =
             if sources is not None:
                 sources[(label, col)] = (run, task, m, entry)
     return rows, cols, cells
+
+
+def _load_results(run: Path) -> dict:
+    res = read_json(run / "results.json")  # malformed JSON: a DataError naming the file
+    if not isinstance(res, dict) or not isinstance(res.get("results", {}), dict):
+        raise DataError(f"{run / 'results.json'}: not an sc-eval results file (expected an object with "
+                        "a 'results' object); rerun that command or leave the directory out")
+    return res
+
+
+def _row_names(loaded: list[tuple[Path, dict]], labels: dict) -> dict:
+    """Each run's row: its encoder label, or, where two runs of one label scored the same task
+    (the same encoder evaluated twice), the label with the run directory's name, so that no cell
+    silently takes one run's number over the other's."""
+    base = {run: labels.get(str(run)) or run_label(run, res) for run, res in loaded}
+    first, clash = {}, set()
+    for run, res in loaded:
+        for task in res.get("results", {}):
+            other = first.setdefault((base[run], task), run)
+            if other != run:
+                clash.add(base[run])
+    dirs = [run.name for run, _ in loaded if base[run] in clash]
+    short = len(dirs) == len(set(dirs))  # else the directory names repeat too: full paths
+    names = {run: (f"{base[run]} ({run.name if short else run})" if base[run] in clash else base[run])
+             for run, _ in loaded}
+    for label in sorted(clash):
+        log.warning("report: several runs of %s scored the same task; their rows are named by run directory",
+                    label)
+    return names
 
 
 def _records(run: Path, entry: dict) -> list[dict] | None:

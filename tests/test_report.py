@@ -78,6 +78,32 @@ def test_report_on_a_folder_without_results_fails_clearly(tmp_path, capsys):
     assert "no results.json under" in capsys.readouterr().err
 
 
+def test_report_names_a_damaged_results_file(tmp_path, capsys):
+    _run(tmp_path / "good", "sc", {"vqav2_val": {"metrics": {"vqa_acc": 50.0}}})
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "results.json").write_text('{"results": {"vqav2_val": ')  # cut short
+    assert main(["report", str(tmp_path), "--output", str(tmp_path / "rep")]) == 2
+    assert f"{tmp_path / 'bad' / 'results.json'}: malformed JSON" in capsys.readouterr().err
+    (tmp_path / "bad" / "results.json").write_text("[1, 2]")
+    assert main(["report", str(tmp_path), "--output", str(tmp_path / "rep")]) == 2
+    assert "not an sc-eval results file" in capsys.readouterr().err
+
+
+def test_two_runs_of_one_encoder_on_one_task_get_a_row_each(tmp_path):
+    """Same encoder, same task, different numbers (say two seeds): no cell may silently take
+    one run's value; the rows are named by run directory, in both argument orders."""
+    _run(tmp_path / "seed0", "random:sc-vit-tiny", {"vqav2_val": {"metrics": {"vqa_acc": 40.0}},
+                                                    "gqa_testdev_balanced": {"metrics": {"accuracy": 30.0}}})
+    _run(tmp_path / "seed1", "random:sc-vit-tiny", {"vqav2_val": {"metrics": {"vqa_acc": 60.0}}})
+    for order in (["seed0", "seed1"], ["seed1", "seed0"]):
+        out = tmp_path / f"rep-{order[0]}"
+        assert main(["report", *[str(tmp_path / r) for r in order], "--output", str(out)]) == 0
+        rows = {(r["encoder"], r["task"]): float(r["value"]) for r in csv.DictReader(open(out / "report.csv"))}
+        assert rows == {("random:sc-vit-tiny (seed0)", "vqav2_val"): 40.0,
+                        ("random:sc-vit-tiny (seed0)", "gqa_testdev_balanced"): 30.0,
+                        ("random:sc-vit-tiny (seed1)", "vqav2_val"): 60.0}
+
+
 def test_report_shows_each_scores_standard_error_where_the_run_recorded_one(tmp_path):
     runs = tmp_path / "runs"
     _run(runs / "a", "superclass", {
