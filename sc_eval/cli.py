@@ -80,6 +80,11 @@ def _apply_config_defaults(parser: argparse.ArgumentParser, argv: list[str]) -> 
             values = yaml.safe_load(f) or {}
     except OSError as e:
         raise ScEvalError(f"--config {path}: cannot read ({e.strerror})") from None
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+        raise ScEvalError(f"--config {path}: not valid YAML{at} ({getattr(e, 'problem', None) or e}); "
+                          "fix the file (flag names as keys, e.g. `steps: 300`)") from None
     if not isinstance(values, dict):
         raise ScEvalError(f"--config {path}: expected a mapping of flag names to values")
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))

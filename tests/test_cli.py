@@ -62,3 +62,7 @@ def test_config_file_sets_defaults_and_rejects_unknown_keys(tmp_path, capsys):
     cfg.write_text("sede: 7\n")
     assert main(["probe", "--encoder", "random:sc-vit-micro", "--config", str(cfg)]) == 2
     assert "unknown key 'sede'" in capsys.readouterr().err
+    cfg.write_text("steps: [3\n")  # a bracket never closed
+    assert main(["probe", "--encoder", "random:sc-vit-micro", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert f"--config {cfg}: not valid YAML at line 2" in err and "Traceback" not in err
