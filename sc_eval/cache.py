@@ -3,8 +3,9 @@
 Probes, few-shot runs and ClipCap training all read frozen-encoder features many times; a
 ViT-L pass over COCO takes far longer than the linear layer trained on it. The cache file is
 ``<cache_dir>/<key>.safetensors`` with ``key = sha256(encoder fingerprint, dataset key, split,
-transform description, kind, layer, image paths)``: anything that could change a feature
-changes the key, so a stale hit is impossible and nothing needs invalidating by hand.
+transform description, kind, layer, image paths with each file's size and modification time)``:
+anything that could change a feature changes the key (a re-downloaded or rewritten image too), so
+nothing needs invalidating by hand.
 Files are written atomically (temp file + rename): a killed run leaves no half file behind.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sc_eval.errors import ConfigError
 log = logging.getLogger(__name__)
 
 KINDS = ("pooled", "tokens")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: file size and mtime in the key
 
 
 def default_cache_dir() -> Path:
@@ -48,7 +49,13 @@ def cache_key(encoder, image_paths, dataset_key: str, split: str, kind: str, lay
     }
     h.update(json.dumps(head, sort_keys=True).encode())
     for p in image_paths:
-        h.update(b"\0" + os.fspath(Path(p).absolute()).encode())
+        path = Path(p).absolute()
+        try:
+            st = path.stat()
+            stamp = f"{st.st_size}:{st.st_mtime_ns}"
+        except OSError:  # a missing image: encoding it names the file
+            stamp = "missing"
+        h.update(b"\0" + os.fspath(path).encode() + b"\0" + stamp.encode())
     return h.hexdigest()
 
 

@@ -64,6 +64,18 @@ def test_cache_hit_does_not_re_encode(images, micro, tmp_path):
     assert enc.calls == 15 and len(list(cache.glob("*.safetensors"))) == 3
 
 
+def test_a_rewritten_image_is_encoded_again(images, micro, tmp_path):
+    """Same paths, new pixels (a re-downloaded dataset, a rewritten world): no stale features."""
+    enc = CountingEncoder(micro)
+    cache = tmp_path / "cache"
+    first = encode_images(enc, images, "shapes", "val", cache_dir=cache, progress=False)
+    Image.new("RGB", (40, 36), (255, 255, 255)).save(images[2])  # another colour at the same path
+    second = encode_images(enc, images, "shapes", "val", cache_dir=cache, progress=False)
+    assert enc.calls == 10
+    torch.testing.assert_close(second[[0, 1, 3, 4]], first[[0, 1, 3, 4]], atol=0, rtol=0)
+    assert not torch.allclose(second[2], first[2])
+
+
 def test_tokens_and_layers_are_cached_separately(images, micro, tmp_path):
     enc = CountingEncoder(micro)
     cache = tmp_path / "cache"
