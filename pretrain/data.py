@@ -26,6 +26,7 @@ import io
 import logging
 import math
 import random
+import os
 import tarfile
 from pathlib import Path
 
@@ -80,6 +81,25 @@ class TarSource:
                 return
             if key is not None:
                 yield key, _tar_loader(tf, shard, key, members)
+            problem = _tail_problem(shard, tf.offset)
+            if problem:  # tarfile reads a cut header as the end of the archive, silently
+                yield f"{shard}:end", _corrupt(f"{shard}: {problem} after member {key!r}: the shard is "
+                                               "truncated (copy it again); the samples before that point are used")
+
+
+def _tail_problem(shard: str, offset: int) -> str | None:
+    """What is wrong with the bytes after the last member (a tar ends with two zero blocks)."""
+    size = os.path.getsize(shard)
+    if offset > size:
+        return "the last member's data runs past the end of the file"
+    with open(shard, "rb") as f:
+        f.seek(offset)
+        tail = f.read(1024)
+    if tail.strip(b"\0"):
+        return "an unreadable member header"
+    if len(tail) < 1024:
+        return "no end-of-archive marker"
+    return None
 
 
 def _corrupt(msg):
@@ -280,7 +300,7 @@ class PretrainStream(_iterable_base()):
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
         b, world = self.local_batch, self.world
         g, epoch = 0, 0
-        images, texts, n_corrupt = [], [], 0
+        images, texts, n_corrupt, last_error = [], [], 0, ""
         while True:
             seen = 0
             for key, load in self.source.epoch_items(epoch, self.seed):
@@ -296,11 +316,12 @@ class PretrainStream(_iterable_base()):
                         texts.append(text)
                     except DataError as e:
                         n_corrupt += 1
+                        last_error = str(e)
                         log.warning("skipping corrupt sample %s", e)
                     if pos == b - 1:
                         if not images:
-                            raise DataError(f"all {b} samples of batch {k} are corrupt (last: {key}); "
-                                            "check the data")
+                            raise DataError(f"all {b} samples of batch {k} are corrupt; the last one: "
+                                            f"{last_error}; check the data ({self.source.describe})")
                         yield {"images": torch.stack(images), "tokens": self.tokenizer(texts),
                                "batch_index": k, "n_corrupt": n_corrupt}
                         images, texts, n_corrupt = [], [], 0
@@ -311,9 +332,34 @@ class PretrainStream(_iterable_base()):
 
 
 def make_loader(stream, workers: int):
-    """DataLoader over a PretrainStream: batches come back in worker round-robin order."""
+    """DataLoader over a PretrainStream: batches come back in worker round-robin order.
+
+    A DataError raised in a worker process reaches the caller with its own message (torch
+    re-raises it wrapped in the worker's traceback, which would bury what to fix)."""
     from torch.utils.data import DataLoader
 
-    return DataLoader(stream, batch_size=None, num_workers=workers, persistent_workers=False,
-                      prefetch_factor=2 if workers else None)
+    loader = DataLoader(stream, batch_size=None, num_workers=workers, persistent_workers=False,
+                        prefetch_factor=2 if workers else None)
+    return _plain_errors(loader) if workers else loader
+
+
+def _plain_errors(loader):
+    it = iter(loader)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except DataError as e:
+            raise DataError(worker_message(str(e))) from None
+        yield batch
+
+
+def worker_message(msg: str) -> str:
+    """The original message of an error torch re-raised from a DataLoader worker."""
+    if "Original Traceback" not in msg:
+        return msg
+    last = [ln for ln in msg.strip().splitlines() if ln.strip()][-1]
+    name = DataError.__module__ + "." + DataError.__name__ + ": "
+    return last[len(name):] if last.startswith(name) else last
 

@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from sc_eval.cli import main
+from sc_eval.errors import DataError
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 COLORS = ["red", "blue", "green", "yellow"]
@@ -144,6 +145,37 @@ def test_corrupt_samples_are_skipped_and_counted(tmp_path):
     full = next(iter(PretrainStream(open_source(data), build_tokenizer("clip"), 32, local_batch=8, world=1)))
     assert torch.equal(torch.cat([f["tokens"] for f in first]), full["tokens"])
     assert torch.equal(torch.cat([f["images"] for f in first]), full["images"])
+
+
+def test_a_truncated_shard_is_reported_not_read_as_a_short_one(tmp_path):
+    """tarfile takes a cut member header for the end of the archive: the shard must be named."""
+    from sc_eval.pretrain.data import TarSource
+
+    data = make_shards(tmp_path / "shards", n_shards=1, per_shard=6)
+    shard = tmp_path / "shards" / "00000.tar"
+    whole = [k for k, _ in TarSource([str(shard)]).epoch_items(0, 0)]
+    assert len(whole) == 6  # an intact shard: its samples, nothing else
+    with tarfile.open(shard) as tf:
+        cut = [m for m in tf.getmembers()][9].offset + 200  # inside the 4th sample's first header
+    shard.write_bytes(shard.read_bytes()[:cut])
+    items = list(TarSource([str(shard)]).epoch_items(0, 0))
+    assert [k for k, _ in items[:3]] == whole[:3] and len(items) == 4
+    with pytest.raises(DataError, match=r"00000\.tar: an unreadable member header after member '000000002'"):
+        items[3][1]()
+    shard.write_bytes(shard.read_bytes()[:cut - 200])  # cut at a member boundary: no end marker
+    with pytest.raises(DataError, match="no end-of-archive marker"):
+        list(TarSource([str(shard)]).epoch_items(0, 0))[-1][1]()
+    del data
+
+
+def test_an_all_corrupt_batch_from_a_worker_names_the_sample_not_a_traceback(tmp_path, capsys):
+    data = make_shards(tmp_path / "shards", n_shards=1, per_shard=8, corrupt=set(range(8)))
+    argv = _args(data, tmp_path / "run", 1)
+    argv[argv.index("--workers") + 1] = "1"
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "all 8 samples of batch 0 are corrupt; the last one: " in err and "00000.tar" in err
+    assert "Traceback" not in err
 
 
 def test_nan_loss_stops_with_step_and_keeps_last_checkpoint(tmp_path, capsys):
