@@ -144,6 +144,22 @@ def run_task(task: tasks_api.Task, adapter, run_dir: Path, data_root: Path, limi
     return entry
 
 
+def check_data(tasks, data_root, skip_missing_data: bool = False) -> None:
+    """Fail now, before any training, if a task named outright has no data under ``data_root``
+    (or, for a group, if not one of its tasks has); `evaluate` would only find out afterwards."""
+    missing = []
+    for task in tasks:
+        try:
+            task.load_docs(data_root)
+        except DataError as e:
+            if not skip_missing_data:
+                raise
+            missing.append(task.name)
+    if missing and len(missing) == len(tasks):
+        raise DataError(f"no data under {data_root} for any of {', '.join(missing)}; "
+                        "check --data-root (`sc-eval world --out DIR` shows the expected layout)")
+
+
 def evaluate(tasks, adapter, run_dir, data_root, limit=None, batch_size: int = 8,
              overwrite: bool = False, info: dict | None = None, progress: bool = True,
              skip_missing_data: bool = False) -> dict | None:

@@ -321,3 +321,18 @@ def test_mapper_init_does_not_depend_on_whether_the_lm_was_trained_first(tmp_pat
     a = load_file(str(tmp_path / "cached" / "adapter" / "mapper.safetensors"))
     b = load_file(str(tmp_path / "first" / "adapter" / "mapper.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_caption_without_java_stops_before_training(tmp_path, monkeypatch, capsys):
+    from sc_eval.cli import main
+    from sc_eval.world import write_world
+
+    world = write_world(tmp_path / "world", seed=0, pretrain=12, shard_size=12, coco_train=6, coco_val=2,
+                        coco_test=2, textvqa_train=2, textvqa_val=2, gqa_train=2, gqa_testdev=2, pope_images=2,
+                        scienceqa=4, class_train=1, class_val=1, class_test=1)
+    monkeypatch.setenv("PATH", str(tmp_path / "no-java-here"))
+    run = tmp_path / "run"
+    assert main(["caption", "--encoder", "random:sc-vit-micro", "--lm", str(tmp_path / "unused"),
+                 "--data-root", str(world), "--steps", "2", "--output-dir", str(run)]) == 2
+    assert "`java` not found on PATH" in capsys.readouterr().err
+    assert not (run / "adapter").exists() and not (run / "checkpoints" / "last.pt").exists()

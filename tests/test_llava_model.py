@@ -400,3 +400,25 @@ def test_projector_init_does_not_depend_on_whether_the_llm_was_trained_first(llm
     a = load_file(str(tmp_path / "cached" / "adapter" / "projector.safetensors"))
     b = load_file(str(tmp_path / "first" / "adapter" / "projector.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_missing_task_data_stops_before_training(llm_dir, tmp_path, capsys):
+    """A named task without its files, or a group without any, fails before hours of training."""
+    from sc_eval.cli import main
+    from sc_eval.world import write_world
+
+    world = write_world(tmp_path / "world", seed=0, pretrain=12, shard_size=12, coco_train=8, coco_val=6,
+                        coco_test=2, textvqa_train=2, textvqa_val=2, gqa_train=2, gqa_testdev=3, pope_images=2,
+                        scienceqa=4, class_train=1, class_val=1, class_test=1)
+    (world / "gqa" / "testdev_balanced_questions.json").unlink()
+    common = ["llava", "--encoder", "random:sc-vit-micro", "--llm", str(llm_dir), "--lora-r", "4",
+              "--stage1-steps", "1", "--stage2-steps", "1", "--batch-size", "2"]
+    run = tmp_path / "run"
+    assert main([*common, "--data-root", str(world), "--tasks", "vqav2,gqa", "--output-dir", str(run)]) == 2
+    assert "testdev_balanced_questions.json" in capsys.readouterr().err
+    assert not (run / "checkpoints" / "stage1").exists()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main([*common, "--data-root", str(empty), "--tasks", "battery", "--output-dir", str(tmp_path / "r2")]) == 2
+    assert f"no data under {empty} for any of" in capsys.readouterr().err
+    assert not (tmp_path / "r2" / "checkpoints" / "stage1").exists()

@@ -208,6 +208,11 @@ def test_score_command_names_bad_input(tmp_path, data_root, capsys):
     assert main(["score", "toy", "--predictions", str(unknown), "--annotations", str(data_root / "toy.jsonl"),
                  "--include-tasks", str(FIXTURES)]) == 2
     assert "'999'" in capsys.readouterr().err
+    empty = tmp_path / "empty.jsonl"  # a run killed before its first answer: not a score of nothing
+    empty.write_text("")
+    assert main(["score", "toy", "--predictions", str(empty), "--annotations", str(data_root / "toy.jsonl"),
+                 "--include-tasks", str(FIXTURES)]) == 2
+    assert f"{empty}: no predictions in it" in capsys.readouterr().err
 
 
 def test_two_ranks_give_the_one_process_result(tmp_path, data_root):

@@ -165,7 +165,7 @@ def run(args) -> int:
     from sc_eval import load_encoder, tasks_api
     from sc_eval.errors import ConfigError
     from sc_eval.rundir import RunDir
-    from sc_eval.runner import evaluate
+    from sc_eval.runner import check_data, evaluate
     from sc_eval.runtime import dist
 
     from .adapter import ClipCapAdapter
@@ -186,6 +186,12 @@ def run(args) -> int:
 
         data_root = Path(ensure_world())
     tasks = tasks_api.resolve(args.task, args.include_tasks, adapter_kind="caption")
+    # What scoring needs, checked before hours of training: the test split's files, and Java
+    # (the PTB tokenizer and METEOR run in the JVM).
+    check_data(tasks, data_root)
+    from sc_eval.metrics.caption import require_java
+
+    require_java()
     encoder = load_encoder(args.encoder, config=args.encoder_config, device=device)
 
     if args.adapter:

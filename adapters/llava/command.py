@@ -130,7 +130,7 @@ def run(args) -> int:
     from sc_eval import load_encoder, tasks_api
     from sc_eval.adapters.llava.generate import LlavaAdapter
     from sc_eval.rundir import RunDir
-    from sc_eval.runner import evaluate
+    from sc_eval.runner import check_data, evaluate
     from sc_eval.runtime.dist import init_distributed, is_main, resolve_device, seed_everything
 
     device = resolve_device(args.device)
@@ -144,6 +144,7 @@ def run(args) -> int:
         from sc_eval.world import ensure_world
 
         root = ensure_world()
+    check_data(tasks, root, skip_missing_data=tasks_api.names_a_group(args.tasks, args.include_tasks))
     encoder = load_encoder(args.encoder, device=device)
     info = {"encoder": args.encoder}
     if args.adapter:

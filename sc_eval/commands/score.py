@@ -36,6 +36,11 @@ def run(args) -> int:
         preds = task.fn(task.prediction_reader)(args.predictions, docs)
     else:
         preds = read_predictions(args.predictions)
+    if not preds:
+        from sc_eval.errors import DataError
+
+        raise DataError(f"{args.predictions}: no predictions in it; give the file the evaluation wrote "
+                        "(jsonl records, or the benchmark's submission JSON)")
     result = score_predictions(task, docs, preds)
     if args.output:
         atomic_write_json(args.output, result)
