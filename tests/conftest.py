@@ -55,6 +55,43 @@ def tiny_world(tmp_path_factory):
     return write_world(tmp_path_factory.mktemp("tiny_world") / "w", seed=0, **TINY)
 
 
+@pytest.fixture
+def cli_world(tmp_path):
+    """A world small enough to run a whole command on in seconds, private to the test (which may
+    delete or rewrite its files)."""
+    from sc_eval.world import write_world
+
+    return write_world(tmp_path / "world", seed=0, pretrain=12, shard_size=12, coco_train=8, coco_val=6,
+                       coco_test=2, textvqa_train=2, textvqa_val=2, gqa_train=2, gqa_testdev=3, pope_images=2,
+                       scienceqa=4, class_train=1, class_val=1, class_test=1)
+
+
+def same_weights_whether_the_lm_was_trained_first(argv, out, patch_target, patch_name, weights_file):
+    """Run the command ``argv`` into ``out/cached`` and again into ``out/first`` with
+    ``patch_target.patch_name`` drawing random numbers before it runs, as training the tiny LM on
+    a first run does; True when both runs wrote the same ``adapter/weights_file``."""
+    import torch
+    from safetensors.torch import load_file
+
+    from sc_eval.cli import main
+
+    assert main([*argv, "--output-dir", str(out / "cached")]) == 0
+    real = getattr(patch_target, patch_name)
+
+    def trained_first(*a, **k):
+        torch.rand(1000)
+        return real(*a, **k)
+
+    mp = pytest.MonkeyPatch()
+    try:
+        mp.setattr(patch_target, patch_name, trained_first)
+        assert main([*argv, "--output-dir", str(out / "first")]) == 0
+    finally:
+        mp.undo()
+    a, b = (load_file(str(out / run / "adapter" / weights_file)) for run in ("cached", "first"))
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def load_benchmark(name: str):
     """A script of benchmarks/ imported as a module (the folder is not a package)."""
     import importlib.util

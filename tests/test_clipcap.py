@@ -292,47 +292,26 @@ def test_recipes_clip_gradients_only_for_the_world(tmp_path):
     assert TrainConfig().grad_clip == 0  # the library default is the reference's
 
 
-def test_mapper_init_does_not_depend_on_whether_the_lm_was_trained_first(tmp_path, monkeypatch):
+def test_mapper_init_does_not_depend_on_whether_the_lm_was_trained_first(cli_world, tmp_path):
     """The first `sc-eval caption` on a world trains and caches its tiny GPT-2 (drawing random
     numbers), later ones load it: the same command and seed must give the same mapper."""
-    from safetensors.torch import load_file
-
     from sc_eval.adapters.clipcap import command as cmd
-    from sc_eval.cli import main
     from sc_eval.tinylm import build_tiny_lm, save_lm
-    from sc_eval.world import write_world
+    from tests.conftest import same_weights_whether_the_lm_was_trained_first
 
     lm, lm_tok = build_tiny_lm("gpt2", seed=0, n_embd=32, n_layer=1, n_head=2)
     lm_dir = save_lm(lm, lm_tok, tmp_path / "gpt2")
-    world = write_world(tmp_path / "world", seed=0, pretrain=12, shard_size=12, coco_train=6, coco_val=2,
-                        coco_test=2, textvqa_train=2, textvqa_val=2, gqa_train=2, gqa_testdev=2, pope_images=2,
-                        scienceqa=4, class_train=1, class_val=1, class_test=1)
-    common = ["caption", "--encoder", "random:sc-vit-micro", "--lm", str(lm_dir), "--data-root", str(world),
-              "--steps", "2", "--limit", "1", "--greedy", "--max-new-tokens", "4"]
-    assert main([*common, "--output-dir", str(tmp_path / "cached")]) == 0
-    real = cmd._lm_dir
-
-    def trained_first(*a, **k):  # as ensure_tiny_lm's training would, before the LM is loaded
-        torch.rand(1000)
-        return real(*a, **k)
-
-    monkeypatch.setattr(cmd, "_lm_dir", trained_first)
-    assert main([*common, "--output-dir", str(tmp_path / "first")]) == 0
-    a = load_file(str(tmp_path / "cached" / "adapter" / "mapper.safetensors"))
-    b = load_file(str(tmp_path / "first" / "adapter" / "mapper.safetensors"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    argv = ["caption", "--encoder", "random:sc-vit-micro", "--lm", str(lm_dir), "--data-root", str(cli_world),
+            "--steps", "2", "--limit", "1", "--greedy", "--max-new-tokens", "4"]
+    assert same_weights_whether_the_lm_was_trained_first(argv, tmp_path, cmd, "_lm_dir", "mapper.safetensors")
 
 
-def test_caption_without_java_stops_before_training(tmp_path, monkeypatch, capsys):
+def test_caption_without_java_stops_before_training(cli_world, tmp_path, monkeypatch, capsys):
     from sc_eval.cli import main
-    from sc_eval.world import write_world
 
-    world = write_world(tmp_path / "world", seed=0, pretrain=12, shard_size=12, coco_train=6, coco_val=2,
-                        coco_test=2, textvqa_train=2, textvqa_val=2, gqa_train=2, gqa_testdev=2, pope_images=2,
-                        scienceqa=4, class_train=1, class_val=1, class_test=1)
     monkeypatch.setenv("PATH", str(tmp_path / "no-java-here"))
     run = tmp_path / "run"
     assert main(["caption", "--encoder", "random:sc-vit-micro", "--lm", str(tmp_path / "unused"),
-                 "--data-root", str(world), "--steps", "2", "--output-dir", str(run)]) == 2
+                 "--data-root", str(cli_world), "--steps", "2", "--output-dir", str(run)]) == 2
     assert "`java` not found on PATH" in capsys.readouterr().err
     assert not (run / "adapter").exists() and not (run / "checkpoints" / "last.pt").exists()

@@ -302,16 +302,12 @@ def test_4bit_without_bitsandbytes_or_gpu_is_a_clear_error(llm_dir):
         load_llm(llm_dir, quantize_4bit=True)
 
 
-def test_cli_trains_evaluates_and_reuses_the_adapter(llm_dir, tmp_path):
+def test_cli_trains_evaluates_and_reuses_the_adapter(cli_world, llm_dir, tmp_path):
     """`sc-eval llava` on a tiny world: both stages, adapter, predictions and results; then
     `--adapter` on another run directory gives the same answers without training."""
     from sc_eval.cli import main
-    from sc_eval.world import write_world
 
-    world = write_world(tmp_path / "world", seed=0, pretrain=12, shard_size=12, coco_train=8, coco_val=6,
-                        coco_test=2, textvqa_train=2, textvqa_val=2, gqa_train=2, gqa_testdev=3, pope_images=2,
-                        scienceqa=4, class_train=1, class_val=1, class_test=1)
-    common = ["--encoder", "random:sc-vit-micro", "--llm", str(llm_dir), "--data-root", str(world),
+    common = ["--encoder", "random:sc-vit-micro", "--llm", str(llm_dir), "--data-root", str(cli_world),
               "--tasks", "vqav2,gqa", "--limit", "3", "--lora-r", "4", "--lora-alpha", "8"]
     run1 = tmp_path / "run1"
     assert main(["llava", *common, "--stage1-steps", "2", "--stage2-steps", "2", "--batch-size", "4",
@@ -373,48 +369,28 @@ def test_images_are_padded_to_square_with_the_encoder_mean_colour():
     assert torch.allclose(x[:, 0, 0], torch.tensor([127, 102, 76]) / 255.0)
 
 
-def test_projector_init_does_not_depend_on_whether_the_llm_was_trained_first(llm_dir, tmp_path, monkeypatch):
+def test_projector_init_does_not_depend_on_whether_the_llm_was_trained_first(cli_world, llm_dir, tmp_path):
     """The first `sc-eval llava` on a world trains and caches its tiny Llama (drawing random
     numbers), later ones load it: the same command and seed must give the same adapter."""
-    from safetensors.torch import load_file
-
     from sc_eval.adapters.llava import model as model_mod
-    from sc_eval.cli import main
-    from sc_eval.world import write_world
+    from tests.conftest import same_weights_whether_the_lm_was_trained_first
 
-    world = write_world(tmp_path / "world", seed=0, pretrain=12, shard_size=12, coco_train=8, coco_val=6,
-                        coco_test=2, textvqa_train=2, textvqa_val=2, gqa_train=2, gqa_testdev=3, pope_images=2,
-                        scienceqa=4, class_train=1, class_val=1, class_test=1)
-    common = ["llava", "--encoder", "random:sc-vit-micro", "--llm", str(llm_dir), "--data-root", str(world),
-              "--tasks", "vqav2", "--limit", "1", "--lora-r", "4", "--lora-alpha", "8",
-              "--stage1-steps", "1", "--stage2-steps", "1", "--batch-size", "2"]
-    assert main([*common, "--output-dir", str(tmp_path / "cached")]) == 0
-    real = model_mod.load_llm
-
-    def trained_first(*a, **k):  # as ensure_tiny_lm's training would, before the LLM is loaded
-        torch.rand(1000)
-        return real(*a, **k)
-
-    monkeypatch.setattr(model_mod, "load_llm", trained_first)
-    assert main([*common, "--output-dir", str(tmp_path / "first")]) == 0
-    a = load_file(str(tmp_path / "cached" / "adapter" / "projector.safetensors"))
-    b = load_file(str(tmp_path / "first" / "adapter" / "projector.safetensors"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    argv = ["llava", "--encoder", "random:sc-vit-micro", "--llm", str(llm_dir), "--data-root", str(cli_world),
+            "--tasks", "vqav2", "--limit", "1", "--lora-r", "4", "--lora-alpha", "8",
+            "--stage1-steps", "1", "--stage2-steps", "1", "--batch-size", "2"]
+    assert same_weights_whether_the_lm_was_trained_first(argv, tmp_path, model_mod, "load_llm",
+                                                         "projector.safetensors")
 
 
-def test_missing_task_data_stops_before_training(llm_dir, tmp_path, capsys):
+def test_missing_task_data_stops_before_training(cli_world, llm_dir, tmp_path, capsys):
     """A named task without its files, or a group without any, fails before hours of training."""
     from sc_eval.cli import main
-    from sc_eval.world import write_world
 
-    world = write_world(tmp_path / "world", seed=0, pretrain=12, shard_size=12, coco_train=8, coco_val=6,
-                        coco_test=2, textvqa_train=2, textvqa_val=2, gqa_train=2, gqa_testdev=3, pope_images=2,
-                        scienceqa=4, class_train=1, class_val=1, class_test=1)
-    (world / "gqa" / "testdev_balanced_questions.json").unlink()
+    (cli_world / "gqa" / "testdev_balanced_questions.json").unlink()
     common = ["llava", "--encoder", "random:sc-vit-micro", "--llm", str(llm_dir), "--lora-r", "4",
               "--stage1-steps", "1", "--stage2-steps", "1", "--batch-size", "2"]
     run = tmp_path / "run"
-    assert main([*common, "--data-root", str(world), "--tasks", "vqav2,gqa", "--output-dir", str(run)]) == 2
+    assert main([*common, "--data-root", str(cli_world), "--tasks", "vqav2,gqa", "--output-dir", str(run)]) == 2
     assert "testdev_balanced_questions.json" in capsys.readouterr().err
     assert not (run / "checkpoints" / "stage1").exists()
     empty = tmp_path / "empty"
