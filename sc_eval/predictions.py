@@ -34,17 +34,23 @@ FORMATS = [
 def _records(path: Path) -> list:
     if not path.exists():
         raise DataError(f"{path}: predictions file not found")
-    with open(path, encoding="utf-8") as f:
-        head = f.read(1).lstrip() or f.read(64).lstrip()[:1]
-    if head == "[":
-        with open(path, encoding="utf-8") as f:
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    text = path.read_text(encoding="utf-8-sig").strip()  # utf-8-sig: a byte-order mark is not data
+    if text.startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
         if not isinstance(data, list):
             raise DataError(f"{path}: expected a JSON list of results")
         return data
+    if text.startswith("{") and "\n" in text:
+        try:
+            whole = json.loads(text)
+        except json.JSONDecodeError:  # JSON lines, as expected
+            whole = None
+        if isinstance(whole, dict):
+            raise DataError(f"{path}: one JSON object over several lines, neither JSON lines (one result "
+                            "object per line) nor a JSON list of results; write it in one of those forms")
     return list(iter_jsonl(path))
 
 

@@ -208,6 +208,16 @@ def test_score_command_names_bad_input(tmp_path, data_root, capsys):
     assert main(["score", "toy", "--predictions", str(unknown), "--annotations", str(data_root / "toy.jsonl"),
                  "--include-tasks", str(FIXTURES)]) == 2
     assert "'999'" in capsys.readouterr().err
+    bom = tmp_path / "bom.json"  # a results list saved by an editor that writes a byte-order mark
+    bom.write_bytes(b"\xef\xbb\xbf" + json.dumps([{"question_id": 100, "answer": "CAT"}]).encode())
+    assert main(["score", "toy", "--predictions", str(bom), "--annotations", str(data_root / "toy.jsonl"),
+                 "--include-tasks", str(FIXTURES), "--output", str(tmp_path / "s.json")]) == 0
+    assert json.loads((tmp_path / "s.json").read_text())["n_docs"] == 1
+    pretty = tmp_path / "pretty.json"
+    pretty.write_text(json.dumps({"100": "CAT", "101": "dog"}, indent=2))
+    assert main(["score", "toy", "--predictions", str(pretty), "--annotations", str(data_root / "toy.jsonl"),
+                 "--include-tasks", str(FIXTURES)]) == 2
+    assert "one JSON object over several lines" in capsys.readouterr().err
     empty = tmp_path / "empty.jsonl"  # a run killed before its first answer: not a score of nothing
     empty.write_text("")
     assert main(["score", "toy", "--predictions", str(empty), "--annotations", str(data_root / "toy.jsonl"),
