@@ -129,6 +129,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("sc-eval: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (`sc-eval score ... | head`): what was written to files
+        # stands; stop quietly, as a pipe's writer does, and let no flush at exit fail again.
+        import os
+
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # stdout is no real file (captured by a test, say)
+            pass
+        return 141
     finally:
         # A run directory mirrors the log into its log.txt for as long as its command runs; when
         # commands run one after another in one process (`sc-eval demo`), the next command's

@@ -66,3 +66,14 @@ def test_config_file_sets_defaults_and_rejects_unknown_keys(tmp_path, capsys):
     assert main(["probe", "--encoder", "random:sc-vit-micro", "--config", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert f"--config {cfg}: not valid YAML at line 2" in err and "Traceback" not in err
+
+
+def test_a_closed_stdout_pipe_ends_quietly():
+    """`sc-eval ... | head`: the reader leaves early; no traceback, SIGPIPE's exit status."""
+    import os
+
+    p = subprocess.Popen([sys.executable, "-m", "sc_eval", "ls", "tasks"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    p.stdout.close()  # before the first write
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipe" not in err
