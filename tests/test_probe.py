@@ -234,6 +234,14 @@ def test_probe_command_end_to_end_and_feature_reuse(tmp_path, monkeypatch):
     e = json.loads((tmp_path / "run2" / "results.json").read_text())["results"]["probe_linear"]
     assert e["n_docs"] == {"total": 24, "evaluated": 10} and e["limited"] is True
 
+    # The same command again reuses the stored result; with its predictions file damaged (the
+    # report pairs runs by it), the result is computed and the file written again.
+    pred2 = tmp_path / "run2" / "predictions" / "probe_linear.jsonl"
+    whole = pred2.read_text()
+    assert main(argv2) == 0 and pred2.read_text() == whole
+    pred2.write_text(whole[: len(whole) // 2])
+    assert main(argv2) == 0 and pred2.read_text() == whole
+
 
 def test_probe_on_a_saved_hf_dataset(tmp_path):
     """hf:DIR: image + ClassLabel columns, train/test splits, encoded in memory."""

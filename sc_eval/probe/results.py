@@ -10,10 +10,13 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import logging
 from pathlib import Path
 
-from sc_eval.errors import ConfigError
-from sc_eval.io import atomic_write_json, atomic_write_text, read_json
+from sc_eval.errors import ConfigError, DataError
+from sc_eval.io import atomic_write_json, atomic_write_text, iter_jsonl, read_json
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 
@@ -39,11 +42,26 @@ class ResultsFile:
         if old is None:
             return None
         if old.get("fingerprint") == fp:
-            return old
+            if self._predictions_intact(old):
+                return old
+            log.warning("%s: the predictions file of %s is missing or damaged; computing it again", self.path, task)
+            return None
         if not overwrite:
             raise ConfigError(f"{self.path}: {task} was computed with a different setup (fingerprint "
                               f"{old.get('fingerprint')} != {fp}); use --overwrite to replace it or another --output-dir")
         return None
+
+    def _predictions_intact(self, entry: dict) -> bool:
+        """The entry's predictions file holds one readable record per evaluated image (what
+        `sc-eval report --baseline` pairs runs by)."""
+        rel = entry.get("predictions")
+        if not rel:
+            return True
+        try:
+            n = sum(1 for _ in iter_jsonl(self.run_dir / rel))
+        except DataError:
+            return False
+        return n == (entry.get("n_docs") or {}).get("evaluated")
 
     def put(self, task: str, entry: dict) -> None:
         from sc_eval.rundir import package_versions
