@@ -25,8 +25,8 @@ import glob
 import io
 import logging
 import math
-import random
 import os
+import random
 import tarfile
 from pathlib import Path
 

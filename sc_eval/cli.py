@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 import yaml
@@ -132,8 +133,6 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader of stdout went away (`sc-eval score ... | head`): what was written to files
         # stands; stop quietly, as a pipe's writer does, and let no flush at exit fail again.
-        import os
-
         try:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         except (OSError, ValueError):  # stdout is no real file (captured by a test, say)

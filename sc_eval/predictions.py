@@ -34,24 +34,31 @@ FORMATS = [
 def _records(path: Path) -> list:
     if not path.exists():
         raise DataError(f"{path}: predictions file not found")
-    text = path.read_text(encoding="utf-8-sig").strip()  # utf-8-sig: a byte-order mark is not data
-    if text.startswith("["):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    with open(path, encoding="utf-8-sig") as f:  # utf-8-sig: a byte-order mark is not data
+        head = f.read(4096).lstrip()[:1]
+    if head == "[":
+        data = _whole(path)
         if not isinstance(data, list):
             raise DataError(f"{path}: expected a JSON list of results")
         return data
-    if text.startswith("{") and "\n" in text:
-        try:
-            whole = json.loads(text)
-        except json.JSONDecodeError:  # JSON lines, as expected
-            whole = None
-        if isinstance(whole, dict):
+    try:
+        return list(iter_jsonl(path))
+    except DataError:
+        if head == "{" and isinstance(_whole(path, quiet=True), dict):
             raise DataError(f"{path}: one JSON object over several lines, neither JSON lines (one result "
-                            "object per line) nor a JSON list of results; write it in one of those forms")
-    return list(iter_jsonl(path))
+                            "object per line) nor a JSON list of results; write it in one of those forms") from None
+        raise
+
+
+def _whole(path: Path, quiet: bool = False):
+    """The file as one JSON document (None when ``quiet`` and it is not one)."""
+    with open(path, encoding="utf-8-sig") as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            if quiet:
+                return None
+            raise DataError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
 
 
 def read_predictions(path, with_records: bool = False):

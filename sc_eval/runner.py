@@ -66,11 +66,13 @@ def _batches(items, size):
 
 
 def run_task(task: tasks_api.Task, adapter, run_dir: Path, data_root: Path, limit=None,
-             batch_size: int = 8, overwrite: bool = False, progress: bool = True) -> dict | None:
-    """Predict (resuming) and, on rank 0, score one task. Returns its results entry (rank 0)."""
+             batch_size: int = 8, overwrite: bool = False, progress: bool = True,
+             docs: list | None = None) -> dict | None:
+    """Predict (resuming) and, on rank 0, score one task (its ``docs`` when already loaded).
+    Returns its results entry (rank 0)."""
     pred_dir = Path(run_dir) / "predictions"
     pred_dir.mkdir(parents=True, exist_ok=True)
-    docs = task.load_docs(data_root)
+    docs = task.load_docs(data_root) if docs is None else docs
     n_total = len(docs)
     if limit is not None:
         docs = docs[:limit]
@@ -144,29 +146,35 @@ def run_task(task: tasks_api.Task, adapter, run_dir: Path, data_root: Path, limi
     return entry
 
 
-def check_data(tasks, data_root, skip_missing_data: bool = False) -> None:
-    """Fail now, before any training, if a task named outright has no data under ``data_root``
-    (or, for a group, if not one of its tasks has); `evaluate` would only find out afterwards."""
-    missing = []
-    for task in tasks:
-        try:
-            task.load_docs(data_root)
-        except DataError as e:
-            if not skip_missing_data:
-                raise
-            missing.append(task.name)
-    if missing and len(missing) == len(tasks):
-        raise DataError(f"no data under {data_root} for any of {', '.join(missing)}; "
+def _docs_or_missing(task, data_root, skip_missing_data: bool):
+    """The task's docs; with skip_missing_data, the DataError saying why its data is missing."""
+    try:
+        return task.load_docs(data_root)
+    except DataError as e:
+        if not skip_missing_data:
+            raise
+        return e
+
+
+def preload_docs(tasks, data_root, skip_missing_data: bool = False) -> dict:
+    """{task name: docs (or, for a group's task, the DataError of its missing data)}, loaded once
+    before any training and handed to `evaluate`: a task named outright without its files, or a
+    group none of whose tasks has data, fails now instead of after the training."""
+    docs = {t.name: _docs_or_missing(t, data_root, skip_missing_data) for t in tasks}
+    if docs and all(isinstance(d, DataError) for d in docs.values()):
+        raise DataError(f"no data under {data_root} for any of {', '.join(docs)}; "
                         "check --data-root (`sc-eval world --out DIR` shows the expected layout)")
+    return docs
 
 
 def evaluate(tasks, adapter, run_dir, data_root, limit=None, batch_size: int = 8,
              overwrite: bool = False, info: dict | None = None, progress: bool = True,
-             skip_missing_data: bool = False) -> dict | None:
+             skip_missing_data: bool = False, docs: dict | None = None) -> dict | None:
     """Run every task; results.json/results.md are rewritten after each one (rank 0).
 
     With skip_missing_data (a group such as `all` asked for), a task whose data files are absent
     under data_root is skipped with a warning and recorded as skipped, instead of stopping the run.
+    ``docs``: what `preload_docs` returned, so that no task's files are read twice.
     """
     run_dir = Path(run_dir)
     results_path = run_dir / "results.json"
@@ -174,18 +182,18 @@ def evaluate(tasks, adapter, run_dir, data_root, limit=None, batch_size: int = 8
     if not results or results.get("schema_version") != RESULTS_SCHEMA:
         results = {"schema_version": RESULTS_SCHEMA, "results": {}}
     for task in tasks:
-        if skip_missing_data:
-            try:
-                task.load_docs(data_root)
-            except DataError as e:
-                log.warning("skipping %s: its data is missing (%s)", task.name, e)
-                if dist.is_main():
-                    results["results"][task.name] = {"skipped": str(e), "metrics": {}}
-                    atomic_write_json(results_path, results)
-                    atomic_write_text(run_dir / "results.md", results_markdown(results))
-                continue
+        got = (docs or {}).get(task.name)
+        if got is None:
+            got = _docs_or_missing(task, data_root, skip_missing_data)
+        if isinstance(got, DataError):
+            log.warning("skipping %s: its data is missing (%s)", task.name, got)
+            if dist.is_main():
+                results["results"][task.name] = {"skipped": str(got), "metrics": {}}
+                atomic_write_json(results_path, results)
+                atomic_write_text(run_dir / "results.md", results_markdown(results))
+            continue
         entry = run_task(task, adapter, run_dir, data_root, limit=limit, batch_size=batch_size,
-                         overwrite=overwrite, progress=progress)
+                         overwrite=overwrite, progress=progress, docs=got)
         if entry is None:
             continue
         from sc_eval.rundir import package_versions

@@ -165,7 +165,7 @@ def run(args) -> int:
     from sc_eval import load_encoder, tasks_api
     from sc_eval.errors import ConfigError
     from sc_eval.rundir import RunDir
-    from sc_eval.runner import check_data, evaluate
+    from sc_eval.runner import evaluate, preload_docs
     from sc_eval.runtime import dist
 
     from .adapter import ClipCapAdapter
@@ -188,7 +188,7 @@ def run(args) -> int:
     tasks = tasks_api.resolve(args.task, args.include_tasks, adapter_kind="caption")
     # What scoring needs, checked before hours of training: the test split's files, and Java
     # (the PTB tokenizer and METEOR run in the JVM).
-    check_data(tasks, data_root)
+    task_docs = preload_docs(tasks, data_root)
     from sc_eval.metrics.caption import require_java
 
     require_java()
@@ -210,25 +210,24 @@ def run(args) -> int:
     beam = 1 if args.greedy else args.beam
     adapter = ClipCapAdapter(model, tok, encoder, adapter_config=acfg, beam=beam,
                              max_new_tokens=args.max_new_tokens, decode_batch_size=args.decode_batch_size,
-                             features=_eval_features(tasks, encoder, data_root, args.limit))
+                             features=_eval_features(task_docs, encoder, data_root, args.limit))
     info = {"command": "caption", "encoder": args.encoder, "encoder_fingerprint": encoder.fingerprint,
             "adapter_dir": str(Path(args.adapter) if args.adapter else rd.path / "adapter"),
             "train": acfg.get("train")}
     evaluate(tasks, adapter, rd.path, data_root, limit=args.limit, batch_size=args.decode_batch_size,
-             overwrite=args.overwrite, info=info)
+             overwrite=args.overwrite, info=info, docs=task_docs)
     return 0
 
 
-def _eval_features(tasks, encoder, data_root: Path, limit):
+def _eval_features(task_docs: dict, encoder, data_root: Path, limit):
     """Features of every image the tasks will caption, from the feature cache (keyed by task)."""
     from sc_eval.cache import encode_images
 
     out = {}
-    for task in tasks:
-        docs = task.load_docs(data_root)[:limit] if limit else task.load_docs(data_root)
-        paths = [str(d["image"]) for d in docs]
+    for name, docs in task_docs.items():
+        paths = [str(d["image"]) for d in (docs[:limit] if limit else docs)]
         if paths:
-            feats = encode_images(encoder, paths, dataset_key=f"{data_root.resolve()}:{task.name}",
+            feats = encode_images(encoder, paths, dataset_key=f"{data_root.resolve()}:{name}",
                                   split=str(limit or "all"), kind="pooled", batch_size=64)
             out.update(zip(paths, feats))
     return out

@@ -130,7 +130,7 @@ def run(args) -> int:
     from sc_eval import load_encoder, tasks_api
     from sc_eval.adapters.llava.generate import LlavaAdapter
     from sc_eval.rundir import RunDir
-    from sc_eval.runner import check_data, evaluate
+    from sc_eval.runner import evaluate, preload_docs
     from sc_eval.runtime.dist import init_distributed, is_main, resolve_device, seed_everything
 
     device = resolve_device(args.device)
@@ -144,7 +144,8 @@ def run(args) -> int:
         from sc_eval.world import ensure_world
 
         root = ensure_world()
-    check_data(tasks, root, skip_missing_data=tasks_api.names_a_group(args.tasks, args.include_tasks))
+    group = tasks_api.names_a_group(args.tasks, args.include_tasks)
+    docs = preload_docs(tasks, root, skip_missing_data=group)
     encoder = load_encoder(args.encoder, device=device)
     info = {"encoder": args.encoder}
     if args.adapter:
@@ -162,6 +163,5 @@ def run(args) -> int:
     adapter = LlavaAdapter(model, device=device, precision=args.precision)
     # A group (`all`, `llava`) skips benchmarks whose files are absent; a task named outright must exist.
     evaluate(tasks, adapter, run_dir.path, root, limit=args.limit, batch_size=args.eval_batch_size,
-             overwrite=args.overwrite, info=info,
-             skip_missing_data=tasks_api.names_a_group(args.tasks, args.include_tasks))
+             overwrite=args.overwrite, info=info, skip_missing_data=group, docs=docs)
     return 0

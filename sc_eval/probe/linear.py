@@ -4,8 +4,9 @@
 initialised ``BatchNorm1d(affine=False)`` followed by ``Linear``, trained with SGD or AdamW on a
 cosine schedule (90 epochs, 10 of warm-up, no weight decay, as MAE). Unlike MAE, the optimizer is
 SGD with momentum rather than LARS and the lr is not scaled by batch / 256 (MAE: base 0.1 at
-batch 16,384, so 6.4); at the default batch of 256 both rules give 0.1. The encoder is frozen and no augmentation is applied, so training on cached
-pooled features is the same computation as training through the tower, only far cheaper.
+batch 16,384, so 6.4); at the default batch of 256 both rules give 0.1. The encoder is frozen
+and no augmentation is applied, so training on cached pooled features is the same computation as
+training through the tower, only far cheaper.
 
 ``fit_logreg`` / ``logreg_sweep`` is the CLIP-paper / CLIP_benchmark variant: multinomial
 logistic regression (full batch, L-BFGS, in torch: no scikit-learn) on standardised features,
