@@ -11,6 +11,7 @@ import yaml
 
 from sc_eval.errors import DataError
 from sc_eval.io import atomic_write_bytes, atomic_write_text, iter_jsonl, read_json
+from sc_eval.table11 import battery_sections, battery_tasks_in
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def _load_results(run: Path) -> dict:
     return res
 
 
-def _row_names(loaded: list[tuple[Path, dict]], labels: dict) -> dict:
+def _row_names(loaded: list[tuple[Path, dict]], labels: dict, warn: bool = True) -> dict:
     """Each run's row: its encoder label, or, where two runs of one label scored the same task
     (the same encoder evaluated twice), the label with the run directory's name, so that no cell
     silently takes one run's number over the other's."""
@@ -124,7 +125,7 @@ def _row_names(loaded: list[tuple[Path, dict]], labels: dict) -> dict:
     short = len(dirs) == len(set(dirs))  # else the directory names repeat too: full paths
     names = {run: (f"{base[run]} ({run.name if short else run})" if base[run] in clash else base[run])
              for run, _ in loaded}
-    for label in sorted(clash):
+    for label in sorted(clash) if warn else ():
         log.warning("report: several runs of %s scored the same task; their rows are named by run directory",
                     label)
     return names
@@ -365,6 +366,17 @@ def plot(rows, cols, cells, runs, out: Path) -> list[Path]:
     return written
 
 
+def _battery(runs: list[Path], labels: dict | None) -> str:
+    """The LLaVA runs (two or more battery tasks) in the paper's Table 11 columns, both layouts
+    with their legends; "" when no run has them."""
+    loaded = [(run, _load_results(run)) for run in runs]
+    names = _row_names(loaded, labels or {}, warn=False)  # collect() has warned
+    battery = [(names[run], res) for run, res in loaded if len(battery_tasks_in(res)) >= 2]
+    if not battery:
+        return ""
+    return "\n" + battery_sections(*[res for _, res in battery], labels=[name for name, _ in battery])
+
+
 def build_report(paths, out: Path, plots: bool = True, extra_runs=(), labels: dict | None = None,
                  baseline: str | None = None) -> str:
     """Write report.md, report.csv (and plots/) under `out`; return the Markdown table.
@@ -379,7 +391,7 @@ def build_report(paths, out: Path, plots: bool = True, extra_runs=(), labels: di
     if baseline is not None and baseline not in rows:
         raise DataError(f"--baseline {baseline!r} names no row of the table; rows: {', '.join(rows)}")
     versus = compare(rows, cols, sources, baseline) if baseline is not None else {}
-    table = markdown(rows, cols, cells, versus, baseline)
+    table = markdown(rows, cols, cells, versus, baseline) + _battery(runs, labels)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "report.md", table)
     atomic_write_text(out / "report.csv", _csv(rows, cols, cells, versus))

@@ -8,6 +8,7 @@ takes docs[r::world], writes its own shard file, and rank 0 merges and scores.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 from pathlib import Path
 
@@ -117,8 +118,6 @@ def run_task(task: tasks_api.Task, adapter, run_dir: Path, data_root: Path, limi
     records_by_id = _read_records([main_path, *shards])
     if shards:  # merge rank files into the main file, in doc order
         merged = [records_by_id[d["doc_id"]] for d in docs if d["doc_id"] in records_by_id]
-        import json
-
         atomic_write_text(main_path, "".join(json.dumps(x, ensure_ascii=False) + "\n" for x in merged))
         for s in shards:
             s.unlink()
@@ -126,6 +125,7 @@ def run_task(task: tasks_api.Task, adapter, run_dir: Path, data_root: Path, limi
     missing = len(docs) - len(records)
     if missing:
         raise RuntimeError(f"{task.name}: {missing} docs have no prediction after the run")
+    records = _rescored(task, docs, records, records_by_id, main_path)
     metrics, stderr = task.score_records(records) if task.metrics or task.aggregate else ({}, {})
     entry = {
         "metrics": metrics,
@@ -144,6 +144,22 @@ def run_task(task: tasks_api.Task, adapter, run_dir: Path, data_root: Path, limi
         sub = Path(written) if written else sub
         entry["submission"] = str(sub.relative_to(run_dir)) if sub.is_relative_to(run_dir) else str(sub)
     return entry
+
+
+def _rescored(task, docs: list[dict], records: list[dict], stored: dict, path: Path) -> list[dict]:
+    """``records`` with their per-doc scores recomputed from the predictions by the task's
+    current scorer. Scores derive from predictions, so a scorer that changed or gained a metric
+    since they were written (a resumed or finished run) needs no new predictions, and one run is
+    never scored by two rules. Where the stored scores differ, the predictions file is rewritten
+    (atomically, every record kept) so that `sc-eval report` reads the same scores."""
+    by_id = {d["doc_id"]: d for d in docs}
+    fresh = [{**r, "scores": task.score_doc(by_id[r["doc_id"]], r["prediction"])} for r in records]
+    if any(a.get("scores") != b["scores"] for a, b in zip(records, fresh)):
+        log.info("%s: per-doc scores recomputed from the stored predictions (the scorer changed)", task.name)
+        new = {r["doc_id"]: r for r in fresh}
+        atomic_write_text(path, "".join(json.dumps(new.get(k, r), ensure_ascii=False) + "\n"
+                                        for k, r in stored.items()))
+    return fresh
 
 
 def _docs_or_missing(task, data_root, skip_missing_data: bool):
@@ -236,10 +252,10 @@ def results_markdown(results: dict) -> str:
         for m, v in metrics.items():
             lines.append(f"| {name} | {m} | {_fmt(v)} | {_fmt(stderr.get(m))} | "
                          f"{n.get('evaluated')}/{n.get('total')} | {note} |")
-    from sc_eval.table11 import battery_tasks_in, table11_markdown
+    from sc_eval.table11 import battery_sections, battery_tasks_in
 
     if len(battery_tasks_in(results)) >= 2:  # the LLaVA battery: also as the paper lays it out
-        lines += ["", "## LLaVA battery (SuperClass paper, Table 11 columns)", "", table11_markdown(results).rstrip("\n")]
+        lines += ["", battery_sections(results).rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 

@@ -2,14 +2,18 @@
 
 Table 11 of arXiv 2411.03313 (appendix) puts OpenCLIP, MAE, DINOv2 and SuperClass towers into
 the same LLaVA-1.5 recipe and reports one row per encoder with nine columns, in this order:
-VQAv2, GQA, VizWiz, T-VQA, SciQA, MME, MMB, PoPE, MMMU. Each cell here shows the number that
-benchmark's community quotes: VQAv2 val under lmms-eval's rule (what the paper ran), GQA
-testdev-balanced, VizWiz val, TextVQA val, ScienceQA-IMG, MME perception/cognition (summed
-scores), MMBench en dev, POPE mean F1 over the three splits, MMMU val. SEED-Bench, which the
-battery also runs but Table 11 does not show, follows as a marked extra column.
+VQAv2, GQA, VizWiz, T-VQA, SciQA, MME, MMB, PoPE, MMMU. SEED-Bench, which the battery also runs
+but Table 11 does not show, follows as a marked extra column.
+
+The paper scored with lmms-eval (released November 2024: v0.2.4 / v0.3.0), and several of its
+scorers differ from LLaVA-1.5's own scripts by whole points, so the same predictions fill two
+layouts: ``PAPER`` (the default) takes each benchmark's score under lmms-eval's rule of that
+era, ``LLAVA`` under LLaVA-1.5's scripts (where LLaVA has none for a split, the same rule as
+``PAPER``). Each layout's legend names the metric and the rule of every column.
 
 A column takes the first of its candidate tasks that a run evaluated, so a run with
 `textvqa_val_ocr` instead of `textvqa_val` still fills "T-VQA" (the header then names the task).
+A run scored before a column's metric existed shows "-" there rather than another rule's value.
 Only plain dict access here: `sc_eval.runner.results_markdown` calls it on every rewrite.
 """
 from __future__ import annotations
@@ -22,23 +26,47 @@ class Column:
     header: str
     tasks: tuple[str, ...]            # candidates, preferred first
     metrics: tuple[str, ...]          # shown joined by "/" (MME: perception/cognition)
+    rule: str                         # whose rule the metric is, for the legend
 
 
-COLUMNS = (
-    Column("VQAv2", ("vqav2_val",), ("vqa_acc_lmms",)),
-    Column("GQA", ("gqa_testdev_balanced",), ("accuracy",)),
-    Column("VizWiz", ("vizwiz_vqa_val",), ("vqa_acc",)),
-    Column("T-VQA", ("textvqa_val", "textvqa_val_ocr"), ("vqa_acc",)),
-    Column("SciQA", ("scienceqa_img",), ("accuracy",)),
-    Column("MME", ("mme",), ("perception", "cognition")),
-    Column("MMB", ("mmbench_en_dev",), ("accuracy",)),
-    Column("PoPE", ("pope",), ("f1",)),
-    Column("MMMU", ("mmmu_val",), ("accuracy",)),
-    Column("SEED\u2020", ("seedbench",), ("accuracy",)),    # not in the paper's table
+_MME = Column("MME", ("mme",), ("perception", "cognition"), "MME's calculation.py (acc + acc+, summed)")
+_MMB = Column("MMB", ("mmbench_en_dev",), ("circular_accuracy",),
+              "CircularEval over the TSV's rotated copies, options matched offline (no LLM judge, "
+              "unlike lmms-eval and the MMBench server)")
+_MMMU = Column("MMMU", ("mmmu_val",), ("accuracy",), "MMMU's own parse, as lmms-eval")
+_DAGGER = "\u2020"  # marks SEED-Bench: a battery task the paper's table does not show
+_SEED = Column("SEED" + _DAGGER, ("seedbench",), ("accuracy",), "lmms-eval (first character)")
+_VIZWIZ = Column("VizWiz", ("vizwiz_vqa_val",), ("vqa_acc",), "EvalAI processor, as lmms-eval")
+
+PAPER = (
+    Column("VQAv2", ("vqav2_val",), ("vqa_acc_lmms_v03",), "lmms-eval up to v0.3.4"),
+    Column("GQA", ("gqa_testdev_balanced",), ("accuracy_lmms",), "lmms-eval"),
+    _VIZWIZ,
+    Column("T-VQA", ("textvqa_val", "textvqa_val_ocr"), ("vqa_acc",),
+           "EvalAI processor, as lmms-eval (whose default prompt has no OCR tokens)"),
+    Column("SciQA", ("scienceqa_img",), ("accuracy_lmms_v03",), "lmms-eval v0.2.2 to v0.3.4"),
+    _MME, _MMB,
+    Column("PoPE", ("pope",), ("f1_lmms",), "lmms-eval, the three splits pooled"),
+    _MMMU, _SEED,
 )
-EXTRA_NOTE = "\u2020 SEED-Bench (image): part of the battery, not a column of the paper's Table 11"
-HEADERS = tuple(c.header for c in COLUMNS)
-BATTERY_TASKS = frozenset(t for c in COLUMNS for t in c.tasks)
+LLAVA = (
+    Column("VQAv2", ("vqav2_val",), ("vqa_acc_lmms_v03",),
+           "LLaVA's test-dev route on val: EvalAI processor, then the official script"),
+    Column("GQA", ("gqa_testdev_balanced",), ("accuracy",), "LLaVA's eval_gqa"),
+    _VIZWIZ,
+    Column("T-VQA", ("textvqa_val_ocr", "textvqa_val"), ("vqa_acc",),
+           "LLaVA's m4c evaluator, OCR tokens in the prompt"),
+    Column("SciQA", ("scienceqa_img",), ("accuracy",), "LLaVA's eval_science_qa"),
+    _MME, _MMB,
+    Column("PoPE", ("pope",), ("f1",), "LLaVA's eval_pope, mean of the three splits"),
+    _MMMU, _SEED,
+)
+LAYOUTS = {"paper": PAPER, "llava": LLAVA}
+TITLES = {"paper": "lmms-eval's rules of the paper's time, as the paper scored",
+          "llava": "LLaVA-1.5's own scoring scripts"}
+EXTRA_NOTE = _DAGGER + " SEED-Bench (image): part of the battery, not a column of the paper's Table 11"
+HEADERS = tuple(c.header for c in PAPER)
+BATTERY_TASKS = frozenset(t for layout in LAYOUTS.values() for c in layout for t in c.tasks)
 
 
 def _evaluated(results: dict) -> dict[str, dict]:
@@ -75,16 +103,29 @@ def cell(results: dict, column: Column) -> tuple[str, str | None, bool]:
     return "-", None, False
 
 
-def table11_markdown(*runs: dict, labels: list[str] | None = None) -> str:
+def legend(layout: str = "paper") -> str:
+    """One line naming each column's metric and whose rule it is (for another layout than the
+    paper's, the columns that differ from it)."""
+    columns = [c for c, p in zip(LAYOUTS[layout], PAPER) if layout == "paper" or c != p]
+    parts = [f"{c.header.rstrip(_DAGGER)} `{'/'.join(c.metrics)}` = {c.rule}" for c in columns]
+    rest = "" if len(columns) == len(PAPER) else "; the other columns as in the paper's layout"
+    return f"Rules ({TITLES[layout]}): " + "; ".join(parts) + rest + "."
+
+
+def table11_markdown(*runs: dict, labels: list[str] | None = None, layout: str = "paper") -> str:
     """One row per results dict (the results.json structure of `sc_eval.runner`), the paper's
-    columns in order, "-" where a run lacks the task. Labels default to each run's encoder."""
+    columns in order, "-" where a run lacks the task or the column's metric, then the legend.
+    ``layout``: "paper" (lmms-eval's rules of the paper's time) or "llava" (LLaVA-1.5's
+    scripts). Labels default to each run's encoder."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout {layout!r}: choose one of {', '.join(LAYOUTS)}")
     labels = list(labels) if labels is not None else [str(r.get("encoder") or "run") for r in runs]
     if len(labels) != len(runs):
         raise ValueError(f"{len(labels)} labels for {len(runs)} runs")
     rows, limited, substitutes = [], False, {}
     for label, results in zip(labels, runs):
         cells = []
-        for column in COLUMNS:
+        for column in LAYOUTS[layout]:
             text, task, lim = cell(results, column)
             if task is not None and task != column.tasks[0]:
                 substitutes[column.header] = task
@@ -95,7 +136,17 @@ def table11_markdown(*runs: dict, labels: list[str] | None = None) -> str:
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
     headers = [f"{h} ({substitutes[h]})" if h in substitutes else h for h in HEADERS]
     lines = ["| encoder | " + " | ".join(headers) + " |", "|---" * (len(headers) + 1) + "|", *rows]
-    lines += ["", EXTRA_NOTE]
+    lines += ["", legend(layout), "", EXTRA_NOTE]
     if limited:
         lines.append("\\* evaluated on a --limit subset: not comparable to the full split")
     return "\n".join(lines) + "\n"
+
+
+def battery_sections(*runs: dict, labels: list[str] | None = None) -> str:
+    """Both layouts under their headings (Markdown), for results.md and `sc-eval report`."""
+    out = []
+    for layout, title in (("paper", "as the paper scored (lmms-eval, late 2024)"),
+                          ("llava", "under LLaVA-1.5's own scripts")):
+        out += [f"## LLaVA battery in the paper's Table 11 columns, {title}", "",
+                table11_markdown(*runs, labels=labels, layout=layout).rstrip("\n"), ""]
+    return "\n".join(out)

@@ -152,6 +152,13 @@ def _pope_expected(m):
     assert m["adversarial_accuracy"] == 0.0 and m["adversarial_f1"] == 0.0
     assert m["f1"] == pytest.approx(60.0)
     assert m["accuracy"] == pytest.approx(175 / 3)
+    # lmms-eval, all eight questions pooled; only an exact "yes"/"no" (after strip + lower) counts:
+    #   random: "Yes." other, "No, there is not." other, "NO" on a yes: FN, "" other
+    #   popular: "yes" TP, "no" TN;  adversarial: "not sure" other, "Yes" on a no: FP
+    # TP 1, FP 1, TN 1, FN 1, 4 others: accuracy 2/8; precision 1/2; recall 1/2; F1 1/2.
+    # (A mean of per-split lmms F1 would be (0 + 100 + 0) / 3 instead.)
+    assert m["accuracy_lmms"] == pytest.approx(25.0)
+    assert (m["precision_lmms"], m["recall_lmms"], m["f1_lmms"]) == pytest.approx((50.0, 50.0, 50.0))
 
 
 def test_pope_three_splits_in_one_task(tmp_path):
@@ -316,6 +323,28 @@ def test_scienceqa_img_prompt_and_llava_parse(tmp_path, capsys):
     write_jsonl(f, [{"question_id": k, "text": v} for k, v in answers.items()])
     out = score(capsys, "scienceqa_img", "--predictions", f, "--annotations", root / "scienceqa")
     assert out["n_docs"] == 5 and out["metrics"]["accuracy"] == pytest.approx(40.0)
+    # lmms-eval up to v0.3.4: only "C" (problem 1) is the bare letter -> 1/5
+    assert out["metrics"]["accuracy_lmms_v03"] == pytest.approx(20.0)
+
+
+def test_scienceqa_img_lmms_rule_of_the_papers_time(tmp_path, capsys):
+    root = tmp_path / "data"
+    _sqa(root)
+    # answers: 1 -> C, 2 -> A, 3 -> B, 4 -> D, 5 -> A
+    #              LLaVA                          lmms-eval <= 0.3.4 (strip, lower, == letter)
+    # "c"          not a capital: FAILED    0     "c" == "c"        1
+    # "A. red"     "A" + ". ": A            1     "a. red" != "a"   0
+    # " B\n"       not stripped: FAILED     0     "b" == "b"        1
+    # "D."         no ". " after it: FAILED 0     "d." != "d"       0
+    # "a"          not a capital: FAILED    0     "a" == "a"        1
+    answers = {"1": "c", "2": "A. red", "3": " B\n", "4": "D.", "5": "a"}
+    entry = run("scienceqa_img", root, answers, tmp_path)
+    assert entry["metrics"]["accuracy"] == pytest.approx(20.0)
+    assert entry["metrics"]["accuracy_lmms_v03"] == pytest.approx(60.0)
+    f = tmp_path / "answers.jsonl"
+    write_jsonl(f, [{"question_id": k, "text": v} for k, v in answers.items()])
+    out = score(capsys, "scienceqa_img", "--predictions", f, "--annotations", root / "scienceqa")
+    assert (out["metrics"]["accuracy"], out["metrics"]["accuracy_lmms_v03"]) == pytest.approx((20.0, 60.0))
 
 
 # ---- MMBench -------------------------------------------------------------------------------------
@@ -354,6 +383,7 @@ def test_mmbench_dev_prompt_accuracy_images_and_submission(tmp_path):
     entry = run("mmbench_en_dev", root, answers, tmp_path)
     assert entry["metrics"]["accuracy"] == pytest.approx(75.0)
     assert entry["metrics"]["circular_accuracy"] == pytest.approx(200 / 3)  # questions 0 and 1 of 3
+    assert t.headline == "circular_accuracy" and list(entry["metrics"]) == ["circular_accuracy", "accuracy"]
     xlsx = tmp_path / "run" / "submissions" / "mmbench_en_dev.xlsx"
     with zipfile.ZipFile(xlsx) as z:
         sheet = z.read("xl/worksheets/sheet1.xml").decode()
@@ -365,6 +395,43 @@ def test_mmbench_dev_prompt_accuracy_images_and_submission(tmp_path):
     assert rows[0] == ["index", "question", "A", "B", "C", "D", "prediction", "answer"]
     assert rows[2] == ["1", "How many cars?", "1", "2", "3", "4", "4", "D"]
     assert rows[1] == ["0", "What color is the ball?", "red", "blue", "green", "The answer is C.", "C"]
+
+
+def test_mmbench_dev_counts_a_question_only_when_every_rotated_copy_is_right(tmp_path, capsys):
+    img = base64.b64encode(png_bytes()).decode()
+    rows = [  # index, question, options A-D, answer; copies at index + k * 1e6, options shifted left by k
+        (0, "What color is the ball?", "red", "blue", "green", "", "C"),
+        (1, "How many cars?", "1", "2", "3", "4", "D"),
+        (2, "Is it raining?", "yes", "no", "", "", "A"),
+        (1000000, "What color is the ball?", "blue", "green", "red", "", "B"),
+        (1000001, "How many cars?", "2", "3", "4", "1", "C"),
+        (1000002, "Is it raining?", "no", "yes", "", "", "B"),
+        (2000000, "What color is the ball?", "green", "red", "blue", "", "A"),
+        (2000001, "How many cars?", "3", "4", "1", "2", "B"),
+        (3000001, "How many cars?", "4", "1", "2", "3", "A"),
+    ]
+    root = tmp_path / "data"
+    (root / "mmbench").mkdir(parents=True)
+    (root / "mmbench" / "mmbench_dev_20230712.tsv").write_text("\t".join(MMB_COLUMNS) + "\n" + "".join(
+        "\t".join(map(str, [i, q, "nan", *options, answer, "c", img, "s", "l2", "nan"])) + "\n"
+        for i, q, *options, answer in rows))
+    # Question 0 is right in its original and first copy but says "B" (red) on the second copy,
+    # whose answer is A (green): it fails. Question 1 answers "4" (the option's text) in all four
+    # rows: right each time. Question 2: "A", then "B" on its copy: right both times.
+    answers = {"0": "C", "1000000": "B", "2000000": "B",
+               "1": "4", "1000001": "4", "2000001": "4", "3000001": "4", "2": "A", "1000002": "B"}
+    # rows right: 8 of 9 -> accuracy 800/9; questions right: 1 and 2 of 0, 1, 2 -> 200/3
+    m = run("mmbench_en_dev", root, answers, tmp_path)["metrics"]
+    assert m == pytest.approx({"circular_accuracy": 200 / 3, "accuracy": 800 / 9})
+    # the same from a LLaVA answer file (question_id = the TSV's index) through `sc-eval score`
+    f = tmp_path / "answers.jsonl"
+    write_jsonl(f, [{"question_id": int(k), "text": v} for k, v in answers.items()])
+    out = score(capsys, "mmbench", "--predictions", f, "--annotations", root / "mmbench" / "mmbench_dev_20230712.tsv")
+    assert out["n_docs"] == 9 and out["metrics"] == pytest.approx(m)
+    # Question 0 now right in every row, question 1 wrong in its last copy only: again 8 of 9
+    # rows and 2 of 3 questions, the other two
+    m = run("mmbench_en_dev", root, {**answers, "2000000": "A", "3000001": "B"}, tmp_path / "again")["metrics"]
+    assert m == pytest.approx({"circular_accuracy": 200 / 3, "accuracy": 800 / 9})
 
 
 def test_mmbench_circular_eval(tmp_path, capsys):

@@ -219,7 +219,7 @@ def test_gqa_parquet_joins_instruction_and_image_configs(tmp_path):
         "id": list(colours), "image": [pic(img(c, "JPEG")) for c in colours.values()]}, {"id": V(), "image": I()})
     a, b = same_docs("gqa_testdev_balanced", off, lm)
     assert [d["doc_id"] for d in b] == ["20968379", "20968380", "201307251"]  # the unbalanced one left out
-    assert task("gqa").score_doc(b[1], "Black.") == {"accuracy": 1.0}
+    assert task("gqa").score_doc(b[1], "Black.") == {"accuracy": 1.0, "accuracy_lmms": 1.0}
 
 
 # ---- VizWiz --------------------------------------------------------------------------------------

@@ -14,12 +14,14 @@ from sc_eval.metrics.vqa import (leave_one_out_accuracy, normalize_evalai, norma
 def test_capitalised_yes_against_ten_identical_answers():
     # The official script normalises only when the ten answers differ: "Yes" != "yes" there.
     s = vqa_scores("Yes", ["yes"] * 10)
-    assert s == {"vqa_acc": 1.0, "vqa_acc_lmms": 1.0, "vqa_acc_official": 0.0}
+    # lmms-eval up to v0.3.4: "Yes" goes through the EvalAI processor ("yes"); answers stay raw.
+    assert s == {"vqa_acc": 1.0, "vqa_acc_lmms": 1.0, "vqa_acc_lmms_v03": 1.0, "vqa_acc_official": 0.0}
 
 
 def test_trailing_period_against_identical_answers():
     s = vqa_scores("yes.", ["yes"] * 10)
     assert s["vqa_acc"] == 1.0 and s["vqa_acc_lmms"] == 1.0 and s["vqa_acc_official"] == 0.0
+    assert s["vqa_acc_lmms_v03"] == 1.0  # the EvalAI processor drops the "." before the raw compare
 
 
 @pytest.mark.parametrize("m, expected", [(0, 0.0), (1, 0.3), (2, 0.6), (3, 0.9), (4, 1.0), (10, 1.0)])
@@ -35,12 +37,14 @@ def test_leave_one_out_by_hand(m, expected):
 
 def test_number_words_and_articles():
     answers = ["2"] * 9 + ["two"]
-    assert vqa_scores("Two", answers) == {"vqa_acc": 1.0, "vqa_acc_lmms": 1.0, "vqa_acc_official": 1.0}
+    assert vqa_scores("Two", answers) == {"vqa_acc": 1.0, "vqa_acc_lmms": 1.0, "vqa_acc_lmms_v03": 1.0,
+                                          "vqa_acc_official": 1.0}
     # Ten identical "2": the official script compares raw strings, so "two" scores 0 there.
     s = vqa_scores("two", ["2"] * 10)
     assert s["vqa_acc"] == 1.0 and s["vqa_acc_official"] == 0.0
     answers = ["dog"] * 4 + ["cat"] * 6
-    assert vqa_scores("a dog", answers) == {"vqa_acc": 1.0, "vqa_acc_lmms": 1.0, "vqa_acc_official": 1.0}
+    assert vqa_scores("a dog", answers) == {"vqa_acc": 1.0, "vqa_acc_lmms": 1.0, "vqa_acc_lmms_v03": 1.0,
+                                            "vqa_acc_official": 1.0}
     assert normalize_evalai("The three dogs") == "3 dogs"
 
 
@@ -50,7 +54,7 @@ def test_article_alone_and_none_quirks():
     assert vqa_acc("the", ["a"] * 4 + ["b"] * 6) == 1.0
     assert normalize_evalai("none") == "0" and normalize_official("None") == "0"
     assert vqa_scores("none", ["0"] * 5 + ["1"] * 5) == {"vqa_acc": 1.0, "vqa_acc_lmms": 1.0,
-                                                         "vqa_acc_official": 1.0}
+                                                         "vqa_acc_lmms_v03": 1.0, "vqa_acc_official": 1.0}
 
 
 def test_digit_comma_digit_switches_punctuation_to_deletion():
@@ -70,8 +74,9 @@ def test_evalai_comma_question_mark_and_possessive():
     assert normalize_official("red,white") == "red white"
     assert normalize_lmms("red,white") == "red white"
     s = vqa_scores("red,white", ["red white"] * 10)
-    # EvalAI: "redwhite" != "red white"; lmms: equal; official: answers identical -> raw compare.
-    assert s == {"vqa_acc": 0.0, "vqa_acc_lmms": 1.0, "vqa_acc_official": 0.0}
+    # EvalAI: "redwhite" != "red white"; lmms: equal; official: answers identical -> raw compare;
+    # lmms up to v0.3.4: the EvalAI processor's "redwhite" against the raw answers.
+    assert s == {"vqa_acc": 0.0, "vqa_acc_lmms": 1.0, "vqa_acc_lmms_v03": 0.0, "vqa_acc_official": 0.0}
     assert normalize_evalai("what's") == "what 's"
     assert normalize_official("what's") == "what's"
     assert normalize_evalai("Why?") == "why"

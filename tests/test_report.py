@@ -220,3 +220,27 @@ def test_a_damaged_predictions_file_costs_its_cells_their_marks_not_the_report(t
     out = tmp_path / "report"
     assert main(["report", str(runs), "--output", str(out), "--no-plots", "--baseline", "floor"]) == 0
     assert "| other | 100.00 |" in (out / "report.md").read_text()  # no ± and no mark: nothing to pair
+
+
+def test_report_lays_llava_runs_out_in_the_papers_table11_columns(tmp_path):
+    runs = tmp_path / "runs"
+    battery = {"vqav2_val": {"metrics": {"vqa_acc": 70.0, "vqa_acc_lmms_v03": 69.5}},
+               "gqa_testdev_balanced": {"metrics": {"accuracy": 55.0, "accuracy_lmms": 56.0}},
+               "pope": {"metrics": {"f1": 80.0, "f1_lmms": 78.25}, "limited": True},
+               "mmbench_en_dev": {"metrics": {"circular_accuracy": 40.0, "accuracy": 61.0}}}
+    _run(runs / "a", "superclass", battery)
+    _run(runs / "b", "random:sc-vit-tiny", {"pope": {"metrics": {"f1": 66.67, "f1_lmms": 0.0}},
+                                           "scienceqa_img": {"metrics": {"accuracy": 30.0, "accuracy_lmms_v03": 35.0}}})
+    _run(runs / "c", "clip", {"coco_caption": {"metrics": {"cider": 50.0}}})   # no battery: no row
+    out = tmp_path / "report"
+    assert main(["report", str(runs), "--output", str(out), "--no-plots"]) == 0
+    md = (out / "report.md").read_text()
+    paper, llava = md.split("Table 11 columns, as the paper scored")[1].split("Table 11 columns, under LLaVA")
+    # columns VQAv2 GQA VizWiz T-VQA SciQA MME MMB PoPE MMMU SEED: lmms-eval's rules, then LLaVA's
+    assert "| superclass | 69.50 | 56.00 | - | - | - | - | 40.00 | 78.25* | - | - |" in paper
+    assert "| random:sc-vit-tiny | - | - | - | - | 35.00 | - | - | 0.00 | - | - |" in paper
+    assert "| superclass | 69.50 | 55.00 | - | - | - | - | 40.00 | 80.00* | - | - |" in llava
+    assert "| random:sc-vit-tiny | - | - | - | - | 30.00 | - | - | 66.67 | - | - |" in llava
+    assert "clip" not in paper + llava
+    assert "PoPE `f1_lmms` = lmms-eval, the three splits pooled" in paper
+    assert "PoPE `f1` = LLaVA's eval_pope, mean of the three splits" in llava

@@ -128,15 +128,19 @@ def test_scores_by_hand(root):
     # "Yes" against ten "yes": the official script compares unnormalised strings when the answers agree
     s = task.score_doc(docs[0], "Yes")
     assert s["vqa_acc"] == 1.0 and s["vqa_acc_lmms"] == 1.0 and s["vqa_acc_official"] == 0.0
+    assert s["vqa_acc_lmms_v03"] == 1.0  # lmms-eval <= 0.3.4 lower-cases the prediction first
     # "red" with 2 x red / 8 x blue: rounds dropping a red give 1/3, dropping a blue 2/3 -> 0.6
     s = task.score_doc(docs[1], "red")
-    assert s["vqa_acc"] == pytest.approx(0.6) and s["vqa_acc_official"] == pytest.approx(0.6)
+    assert s == pytest.approx({"vqa_acc": 0.6, "vqa_acc_lmms": 0.6, "vqa_acc_lmms_v03": 0.6, "vqa_acc_official": 0.6})
 
     task, docs = _docs("textvqa_val_ocr", root)
     assert task.score_doc(docs[0], "CAT.") == {"vqa_acc": 1.0}
     task, docs = _docs("gqa", root)
-    assert task.score_doc(docs[1], "Red.") == {"accuracy": 1.0}
-    assert task.score_doc(docs[1], "red ") == {"accuracy": 0.0}  # LLaVA does not strip whitespace
+    assert task.score_doc(docs[1], "Red.") == {"accuracy": 1.0, "accuracy_lmms": 1.0}
+    # Neither LLaVA nor lmms-eval strips whitespace
+    assert task.score_doc(docs[1], "red ") == {"accuracy": 0.0, "accuracy_lmms": 0.0}
+    # lmms-eval deletes every punctuation mark, LLaVA only trailing periods
+    assert task.score_doc(docs[1], "red!") == {"accuracy": 0.0, "accuracy_lmms": 1.0}
 
 
 def test_score_official_result_files(root, tmp_path):
@@ -148,12 +152,24 @@ def test_score_official_result_files(root, tmp_path):
                  str(root / "vqav2/v2_mscoco_val2014_annotations.json"), "--output", str(out)]) == 0
     got = json.loads(out.read_text())
     assert got["n_docs"] == 2 and got["metrics"]["vqa_acc"] == pytest.approx(80.0)
+    # Every variant from the same file. "Yes" against ten "yes": 1 but under the official script
+    # (raw compare) -> 0. "r,ed" against 2 x red / 8 x blue: EvalAI deletes the comma ("red", 2
+    # matches -> 0.6: vqa_acc and v03, whose EvalAI-processed prediction then matches the
+    # normalised answers); the punctuation step alone makes it "r ed" (lmms, official) -> 0.
+    res = _write(tmp_path / "vqa_res2.json", [{"question_id": 420, "answer": "Yes"},
+                                             {"question_id": 70, "answer": "r,ed"}])
+    out2 = tmp_path / "scores2.json"
+    assert main(["score", "vqav2", "--predictions", str(res), "--annotations",
+                 str(root / "vqav2/v2_mscoco_val2014_annotations.json"), "--output", str(out2)]) == 0
+    assert json.loads(out2.read_text())["metrics"] == pytest.approx(
+        {"vqa_acc": 80.0, "vqa_acc_lmms": 50.0, "vqa_acc_lmms_v03": 80.0, "vqa_acc_official": 0.0})
 
     res = _write(tmp_path / "gqa_res.json", [{"questionId": "201307251", "prediction": "No."},
-                                            {"questionId": "201640614", "prediction": "blue"}])
+                                            {"questionId": "201640614", "prediction": "(Red)"}])
     assert main(["score", "gqa", "--predictions", str(res), "--annotations",
                  str(root / "gqa/testdev_balanced_questions.json"), "--output", str(out)]) == 0
-    assert json.loads(out.read_text())["metrics"] == {"accuracy": 50.0}
+    # "No." is right under both rules; "(Red)" only once its parentheses are deleted (lmms-eval)
+    assert json.loads(out.read_text())["metrics"] == {"accuracy": 50.0, "accuracy_lmms": 100.0}
 
     res = _write(tmp_path / "tvqa_res.json", [{"question_id": 34602, "answer": "cat"}])
     assert main(["score", "textvqa", "--predictions", str(res), "--annotations",
@@ -187,3 +203,32 @@ def test_testdev_submission_covers_all_test2015_questions(root, tmp_path):
     assert res["results"]["vqav2_testdev"]["metrics"] == {}
     m = res["results"]["vqav2_val"]["metrics"]
     assert m["vqa_acc"] == pytest.approx(100 * (1.0 + 1.0) / 2)  # "blue" with 8 of 10 blue: 1.0
+
+
+def test_a_resumed_run_is_scored_by_one_rule_from_its_stored_predictions(root, tmp_path):
+    """Per-doc scores derive from the predictions: a run predicted by an older sc-eval (whose
+    records lack a metric added since) and resumed now is rescored as a whole, not averaged over
+    the newly predicted docs alone, and no prediction is made again."""
+    from sc_eval.runner import evaluate
+
+    t = tasks_api.resolve("vqav2_val")
+    run_dir = tmp_path / "run"
+    evaluate(t, StubAdapter({"420": "Yes"}), run_dir, root, limit=1, progress=False)
+    preds = run_dir / "predictions" / "vqav2_val.jsonl"
+    old = [json.loads(line) for line in preds.read_text().splitlines()]
+    for r in old:  # as an sc-eval without vqa_acc_lmms_v03 wrote it
+        del r["scores"]["vqa_acc_lmms_v03"]
+    preds.write_text("".join(json.dumps(r) + "\n" for r in old))
+
+    class Once(StubAdapter):
+        def predict(self, docs, task):
+            assert [d["doc_id"] for d in docs] == ["70"]  # the stored answer is not asked again
+            return super().predict(docs, task)
+
+    res = evaluate(t, Once({"70": "red"}), run_dir, root, progress=False)
+    # "Yes" against ten "yes" -> 1.0; "red" with 2 x red / 8 x blue -> 0.6: mean 80 over both
+    # questions (the new question alone would give 60)
+    assert res["results"]["vqav2_val"]["metrics"]["vqa_acc_lmms_v03"] == pytest.approx(80.0)
+    stored = [json.loads(line) for line in preds.read_text().splitlines()]
+    assert [(r["doc_id"], r["prediction"], r["scores"]["vqa_acc_lmms_v03"]) for r in stored] == [
+        ("420", "Yes", 1.0), ("70", "red", pytest.approx(0.6))]

@@ -88,12 +88,23 @@ def test_every_loader_reads_its_layout(world):
     assert all(sorted(a) == ["No", "Yes"] for a in pairs.values())
 
     mmb = docs_of("mmbench_en_dev", world)
-    assert len(mmb) == 8 and {len(d["options"]) for d in mmb} == {2, 3, 4}
-    assert [d["answer"] for d in docs_of("mmbench_en_test", world)] == [None] * 4
-    assert all(Path(d["image"]).is_file() for d in mmb)
+    originals = [d for d in mmb if d["index"] < 1_000_000]
+    assert len(originals) == 8 and {len(d["options"]) for d in originals} == {2, 3, 4}
+    # As in the official TSVs, each question's n - 1 rotated copies follow as rows of their own:
+    # kinds of 4, 4, 3 and 2 options, twice -> 2 * (4 + 4 + 3 + 2) = 26 rows.
+    assert len(mmb) == 26 == sum(len(d["options"]) for d in originals)
+    first = {d["index"]: d for d in originals}
+    for d in mmb:
+        o, k = first[d["index"] % 1_000_000], d["index"] // 1_000_000
+        assert d["options"] == o["options"][k:] + o["options"][:k]             # shifted left by k
+        assert d["options"]["ABCD".index(d["answer"])] == o["options"]["ABCD".index(o["answer"])]
+        assert (d["question"], d["hint"], d["category"]) == (o["question"], o["hint"], o["category"])
+        assert Path(d["image"]).read_bytes() == Path(o["image"]).read_bytes()
+    assert [d["answer"] for d in docs_of("mmbench_en_test", world)] == [None] * 13   # 4 + 4 + 3 + 2 rows
     assert {d["category"] for d in mmb} == {"attribute_recognition", "object_localization", "ocr",
                                             "spatial_relationship"}
-    assert len(docs_of("mmbench_en_dev_circular", world)) == sum(len(d["options"]) for d in mmb)
+    # The circular task rotates the originals itself and leaves the TSV's copies out: 26 passes again.
+    assert len(docs_of("mmbench_en_dev_circular", world)) == 26
 
     seed = docs_of("seedbench", world)                           # the two video questions are skipped
     assert len(seed) == 8 and all(len(d["choices"]) == 4 and Path(d["image"]).is_file() for d in seed)
@@ -126,7 +137,7 @@ def test_questions_are_about_the_pixels(world):
             want = COLOURS[row[row["answer"]]]
             assert all(abs(a - b) < 40 for a, b in zip(pixel, want)), (row["index"], pixel, want)
             checked += 1
-    assert checked == 2
+    assert checked == 8  # two colour questions, each with its three rotated copies
 
 
 # ---- scores: perfect and constant answers ---------------------------------------------------------
@@ -149,8 +160,12 @@ def test_constant_answers_score_what_the_construction_fixes(world):
     assert (m["accuracy"], m["precision"], m["recall"], m["yes_ratio"]) == pytest.approx((50, 50, 100, 100))
     assert m["f1"] == pytest.approx(200 / 3)
     assert scored("seedbench", world, lambda t, d: "A")["accuracy"] == pytest.approx(25.0)
-    # MMBench: 4 kinds x 2 questions, letters dealt per kind: A then B -> half are A.
-    assert scored("mmbench_en_dev", world, lambda t, d: "A")["accuracy"] == pytest.approx(50.0)
+    # MMBench: 4 kinds x 2 questions, letters dealt per kind: A then B -> 4 of the 8 originals are
+    # A. Copy k of a question whose answer is letter j with n options has letter (j - k) mod n: the
+    # A-questions' copies are never A; each B-question has exactly one A copy (k = 1): 4 more.
+    # Rows: 8 of 26 are A. No question is A in every row, so none counts under CircularEval.
+    m = scored("mmbench_en_dev", world, lambda t, d: "A")
+    assert m["accuracy"] == pytest.approx(100 * 8 / 26) and m["circular_accuracy"] == 0.0
     assert scored("mmbench_en_dev_circular", world, lambda t, d: "A")["circular_accuracy"] == 0.0
     # MMMU: 8 multiple-choice questions dealt A-D twice (2 are A); "A" never matches an open count.
     assert scored("mmmu_val", world, lambda t, d: "A")["accuracy"] == pytest.approx(20.0)
@@ -168,13 +183,13 @@ def test_sc_eval_score_reads_official_answer_formats(world, tmp_path, capsys):
         csv.field_size_limit(1 << 30)
         answers = [{"question_id": int(r["index"]), "text": r["answer"]} for r in csv.DictReader(f, delimiter="\t")]
     (tmp_path / "mmb.jsonl").write_text("".join(json.dumps(a) + "\n" for a in answers))
-    for name, preds, ann, metric in (("vizwiz_vqa_val", "viz.json", world / "vizwiz/val.json", "vqa_acc"),
-                                     ("mmbench_en_dev", "mmb.jsonl", world / "mmbench/mmbench_dev_20230712.tsv",
-                                      "accuracy")):
+    for name, preds, ann, metric, n in (
+            ("vizwiz_vqa_val", "viz.json", world / "vizwiz/val.json", "vqa_acc", 8),
+            ("mmbench_en_dev", "mmb.jsonl", world / "mmbench/mmbench_dev_20230712.tsv", "circular_accuracy", 26)):
         capsys.readouterr()
         assert main(["score", name, "--predictions", str(tmp_path / preds), "--annotations", str(ann)]) == 0
         out = json.loads(capsys.readouterr().out)
-        assert out["metrics"][metric] == pytest.approx(100.0) and out["n_docs"] == 8
+        assert out["metrics"][metric] == pytest.approx(100.0) and out["n_docs"] == n
 
 
 # ---- determinism and training data ----------------------------------------------------------------
@@ -246,12 +261,16 @@ def test_tasks_all_runs_the_battery_and_lays_out_table11(world, tmp_path):
     for name in ("vizwiz_vqa_test", "mmbench_en_test"):        # test splits: submission files only
         assert (tmp_path / "run" / res["results"][name]["submission"]).is_file()
     md = (tmp_path / "run" / "results.md").read_text()
-    table = md.split("Table 11 columns)\n\n", 1)[1].splitlines()
-    assert table[0] == "| encoder | " + " | ".join(HEADERS) + " |"
-    # The paper's nine columns in its order, then SEED-Bench marked as an extra.
+    # The paper's nine columns in its order, then SEED-Bench marked as an extra; the layout under
+    # the paper's rules first, then under LLaVA's; each with its legend.
     assert HEADERS == ("VQAv2", "GQA", "VizWiz", "T-VQA", "SciQA", "MME", "MMB", "PoPE", "MMMU", "SEED\u2020")
-    cells = [c.strip() for c in table[2].split("|")[2:-1]]
-    assert cells == ["100.00"] * 5 + ["1000.00/400.00"] + ["100.00"] * 4
+    paper, llava = md.split("Table 11 columns, as the paper scored")[1].split("Table 11 columns, under LLaVA")
+    for section, rules in ((paper, "Rules (lmms-eval's"), (llava, "Rules (LLaVA-1.5's")):
+        table = section.split("\n\n", 1)[1].splitlines()
+        assert table[0] == "| encoder | " + " | ".join(HEADERS) + " |"
+        cells = [c.strip() for c in table[2].split("|")[2:-1]]
+        assert cells == ["100.00"] * 5 + ["1000.00/400.00"] + ["100.00"] * 4
+        assert table[4].startswith(rules)
 
 
 def test_table11_fills_gaps_with_a_dash_and_marks_limited_runs():
@@ -259,14 +278,24 @@ def test_table11_fills_gaps_with_a_dash_and_marks_limited_runs():
     from sc_eval.table11 import table11_markdown
 
     results = {"encoder": "random:sc-vit-tiny", "results": {
-        "gqa_testdev_balanced": {"metrics": {"accuracy": 41.5}},
+        "vqav2_val": {"metrics": {"vqa_acc": 50.0, "vqa_acc_lmms": 51.0, "vqa_acc_official": 49.0}},  # older run
+        "gqa_testdev_balanced": {"metrics": {"accuracy": 41.5, "accuracy_lmms": 43.25}},
         "textvqa_val_ocr": {"metrics": {"vqa_acc": 12.0}, "limited": True},
         "mme": {"metrics": {"perception": 812.25, "cognition": 201.0}},
+        "pope": {"metrics": {"f1": 70.0, "f1_lmms": 68.5}},
         "seedbench": {"skipped": "no data", "metrics": {}}}}
     lines = table11_markdown(results).splitlines()
     assert lines[0].startswith("| encoder | VQAv2 | GQA | VizWiz | T-VQA (textvqa_val_ocr) | SciQA | MME |")
-    assert lines[2] == "| random:sc-vit-tiny | - | 41.50 | - | 12.00* | - | 812.25/201.00 | - | - | - | - |"
+    # VQAv2 scored before vqa_acc_lmms_v03 existed: "-", not another rule's number; lmms-eval's
+    # GQA and POPE scores
+    assert lines[2] == "| random:sc-vit-tiny | - | 43.25 | - | 12.00* | - | 812.25/201.00 | - | 68.50 | - | - |"
+    assert "`accuracy_lmms` = lmms-eval" in lines[4] and "`f1_lmms` = lmms-eval, the three splits pooled" in lines[4]
     assert "--limit" in lines[-1]
+    # LLaVA's rules: its GQA and POPE metrics, and LLaVA's TextVQA (with OCR tokens) is the first choice
+    lines = table11_markdown(results, layout="llava").splitlines()
+    assert lines[0].startswith("| encoder | VQAv2 | GQA | VizWiz | T-VQA | SciQA | MME |")
+    assert lines[2] == "| random:sc-vit-tiny | - | 41.50 | - | 12.00* | - | 812.25/201.00 | - | 70.00 | - | - |"
+    assert "GQA `accuracy` = LLaVA's eval_gqa" in lines[4]
     assert "Table 11" in results_markdown(results)
     one = {"results": {"mme": results["results"]["mme"], "coco_caption": {"metrics": {"cider": 50.0}}}}
     assert "Table 11" not in results_markdown(one)                # a single battery task: no table

@@ -1,4 +1,4 @@
-"""Multiple-choice answer parsing: ScienceQA (LLaVA), SEED-Bench (lmms-eval), MMBench.
+"""Multiple-choice answer parsing: ScienceQA (LLaVA, lmms-eval), SEED-Bench (lmms-eval), MMBench.
 
 Each benchmark's published numbers came from a different parser, and the parsers disagree on
 ordinary outputs ("B." is FAILED for ScienceQA, fine for SEED), so each is reproduced as its
@@ -6,6 +6,7 @@ reference wrote it rather than unified.
 """
 from __future__ import annotations
 
+import operator
 import re
 import string
 from typing import Hashable, Mapping, Sequence
@@ -51,6 +52,23 @@ def scienceqa_correct(text: str, answer_index: int, n_options: int) -> float:
     """1.0 when the parsed letter is the answer's (0-based index into the options)."""
     letter = parse_scienceqa(text, n_options)
     return 1.0 if letter != FAILED and string.ascii_uppercase.index(letter) == answer_index else 0.0
+
+
+def scienceqa_correct_lmms_v03(text: str, answer_index: int) -> float:
+    """lmms-eval's ScienceQA rule, v0.2.2 to v0.3.4 (``accuracy_lmms_v03``, the paper's era).
+
+    The stripped, lower-cased output must equal the lower-cased answer letter: "b" and " B\n" are
+    right for answer B, "B." and "B. dog" are wrong. (That version also tests for an upper-case
+    letter followed by "." after lower-casing the output, which can never match.)
+    """
+    text = _text(text, "ScienceQA")
+    try:
+        index = operator.index(answer_index)
+    except TypeError:
+        index = -1
+    if not 0 <= index < 26:
+        raise DataError(f"ScienceQA scoring: answer index {answer_index!r} is not an option number (0-25)")
+    return 1.0 if text.strip().lower() == string.ascii_lowercase[index] else 0.0
 
 
 def seed_correct(text: str, answer_letter: str) -> float:

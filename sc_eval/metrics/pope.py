@@ -1,9 +1,19 @@
-"""POPE (object hallucination) scoring, as LLaVA's ``eval_pope.py`` does it.
+"""POPE (object hallucination) scoring, as LLaVA's ``eval_pope.py`` and as lmms-eval do it.
 
-Parsing is deliberately crude, and the published numbers depend on it: keep the text before
+LLaVA (``accuracy, precision, recall, f1, yes_ratio``, per split and their mean over splits):
+parsing is deliberately crude, and the published numbers depend on it: keep the text before
 the first ".", delete commas, split on single spaces; the answer is "no" only when one of the
 exact words "No", "no" or "not" occurs, otherwise "yes". So "No." and "not sure" are no, while
-"NO", "Nope" and "No!" count as yes. Metrics treat "yes" as the positive class.
+"NO", "Nope" and "No!" count as yes.
+
+lmms-eval (``*_lmms``, every version; what the SuperClass paper ran): the stripped, lower-cased
+output must be exactly "yes" or "no"; anything else ("No.", "yes, there is") is wrong and is
+neither a positive nor a negative prediction (it lowers accuracy, not precision or recall). All
+questions given are pooled into one confusion table: over the three splits, not a mean of
+per-split scores. lmms-eval's own yes-ratio counts the labels (always 50 on POPE), so it has no
+counterpart here.
+
+Metrics treat "yes" as the positive class.
 """
 from __future__ import annotations
 
@@ -13,6 +23,7 @@ from sc_eval.errors import DataError
 
 _NO_WORDS = frozenset({"No", "no", "not"})
 METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio")
+LMMS_METRICS = ("accuracy_lmms", "precision_lmms", "recall_lmms", "f1_lmms")
 
 
 def pope_parse(text: str) -> str:
@@ -22,6 +33,14 @@ def pope_parse(text: str) -> str:
     first = text.split(".")[0]  # no "." -> the whole text, as in the reference
     words = first.replace(",", "").split(" ")
     return "no" if _NO_WORDS.intersection(words) else "yes"
+
+
+def pope_parse_lmms(text: str) -> str | None:
+    """'yes' or 'no' when the stripped, lower-cased output is exactly that word, else None."""
+    if not isinstance(text, str):
+        raise DataError(f"POPE scoring: prediction must be a string, got {text!r}")
+    said = text.strip().lower()
+    return said if said in ("yes", "no") else None
 
 
 def _label(value, index: int) -> int:
@@ -47,6 +66,34 @@ def pope_metrics(predictions: Sequence[str], labels: Sequence[str]) -> dict[str,
         "recall": 100.0 * recall,
         "f1": 100.0 * f1,
         "yes_ratio": 100.0 * (tp + fp) / n,
+    }
+
+
+def pope_metrics_lmms(predictions: Sequence[str], labels: Sequence[str]) -> dict[str, float]:
+    """lmms-eval's accuracy, precision, recall and F1 over all the questions given, in percent.
+
+    An answer other than exactly "yes"/"no" counts in accuracy's denominator only. Undefined
+    ratios are 0, as in lmms-eval.
+    """
+    if len(predictions) != len(labels):
+        raise DataError(f"POPE scoring: {len(predictions)} predictions for {len(labels)} labels")
+    if not predictions:
+        raise DataError("POPE scoring: no predictions to score")
+    tp = fp = tn = fn = 0
+    for i, (pred, label) in enumerate(zip(predictions, labels)):
+        said, gold = pope_parse_lmms(pred), _label(label, i)
+        if said == "yes":
+            tp, fp = tp + gold, fp + (1 - gold)
+        elif said == "no":
+            fn, tn = fn + gold, tn + (1 - gold)
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {
+        "accuracy_lmms": 100.0 * (tp + tn) / len(predictions),
+        "precision_lmms": 100.0 * precision,
+        "recall_lmms": 100.0 * recall,
+        "f1_lmms": 100.0 * f1,
     }
 
 

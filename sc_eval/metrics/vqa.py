@@ -1,4 +1,4 @@
-"""VQA accuracy, three ways: the scorers that published VQAv2/TextVQA/VizWiz numbers came from.
+"""VQA accuracy, four ways: the scorers that published VQAv2/TextVQA/VizWiz numbers came from.
 
 Every VQA-style benchmark scores a short answer against ten human answers with the same soft
 accuracy: for each human answer, drop it, count how many of the other nine equal the
@@ -14,13 +14,19 @@ the differences move scores by whole points, so sc-eval reports each under its o
                       human answer: lower-case, delete "," and "?", split "'s", then the
                       punctuation and number/article/contraction steps. LLaVA's TextVQA scorer
                       (m4c) and lmms-eval's TextVQA/VizWiz scorers.
-``vqa_acc_lmms``      lmms-eval's VQAv2 scorer (what the SuperClass paper's VQAv2 numbers used):
-                      strip, then only the punctuation and number/article steps, always applied.
-                      No lower-casing first, so "," "?" and "'s" are handled by the punctuation
-                      rules, and a digit-comma-digit anywhere turns replacing into deleting.
+``vqa_acc_lmms``      lmms-eval's VQAv2 scorer from v0.4.1 on: strip, then only the punctuation
+                      and number/article steps, always applied to both sides. No lower-casing
+                      first, so "," "?" and "'s" are handled by the punctuation rules, and a
+                      digit-comma-digit anywhere turns replacing into deleting.
+``vqa_acc_lmms_v03``  lmms-eval's VQAv2 scorer up to v0.3.4 (the SuperClass paper's era): the
+                      full EvalAI processor on the prediction; then, only when the ten answers
+                      are not all identical, the punctuation and number/article steps on every
+                      answer and once more on the processed prediction. With identical answers
+                      the answers stay raw, so "t-shirt" (processed to "t shirt") against ten
+                      "t-shirt" scores 0, while "two" and "Yes" against ten "2" / "yes" score 1.
 ``vqa_acc_official``  the official VQA script (GT-Vision-Lab/VQA, vqaEval.py): normalises only
                       when the ten human answers are not all identical, so "Yes" against ten
-                      "yes" scores 0 there and 1 in the other two.
+                      "yes" scores 0 there and 1 in the others.
 
 Quirks all of them share, reproduced on purpose: a "." is removed unless a digit follows it (the
 intended look-behind was mistyped as a look-ahead), at most 32 periods are removed per string
@@ -141,7 +147,7 @@ def normalize_evalai(text: str) -> str:
 
 
 def normalize_lmms(text: str) -> str:
-    """lmms-eval's VQAv2 normalisation (``vqa_acc_lmms``): punctuation + digit/article only."""
+    """lmms-eval's VQAv2 normalisation from v0.4.1 (``vqa_acc_lmms``): punctuation + digit/article only."""
     text = _clean_whitespace(_check_text(text, "answer"))
     return process_digit_article(process_punctuation(text))
 
@@ -177,9 +183,21 @@ def vqa_acc(prediction: str, answers: Sequence[str]) -> float:
 
 
 def vqa_acc_lmms(prediction: str, answers: Sequence[str]) -> float:
-    """lmms-eval's VQAv2 accuracy: strip, punctuation + digit/article steps, always."""
+    """lmms-eval's VQAv2 accuracy from v0.4.1: strip, punctuation + digit/article steps, always."""
     answers = [normalize_lmms(a) for a in answers]
     return leave_one_out_accuracy(normalize_lmms(prediction), answers)
+
+
+def vqa_acc_lmms_v03(prediction: str, answers: Sequence[str]) -> float:
+    """lmms-eval's VQAv2 accuracy up to v0.3.4: the full EvalAI processor on the prediction; the
+    punctuation + digit/article steps on the answers and again on the prediction only when the
+    (whitespace-cleaned) answers differ; otherwise the answers are compared raw."""
+    pred = normalize_evalai(_check_text(prediction, "prediction"))
+    cleaned = [_clean_whitespace(_check_text(a, "answer")) for a in answers]
+    if len(set(cleaned)) > 1:
+        cleaned = [process_digit_article(process_punctuation(a)) for a in cleaned]
+        pred = process_digit_article(process_punctuation(pred))
+    return leave_one_out_accuracy(pred, cleaned)
 
 
 def vqa_acc_official(prediction: str, answers: Sequence[str]) -> float:
@@ -193,11 +211,12 @@ def vqa_acc_official(prediction: str, answers: Sequence[str]) -> float:
 
 
 def vqa_scores(prediction: str, answers: Sequence[str]) -> dict[str, float]:
-    """All three accuracies of one question, under their report names (values 0..1)."""
+    """All four accuracies of one question, under their report names (values 0..1)."""
     _check_text(prediction, "prediction")
     answers = list(answers)
     return {
         "vqa_acc": vqa_acc(prediction, answers),
         "vqa_acc_lmms": vqa_acc_lmms(prediction, answers),
+        "vqa_acc_lmms_v03": vqa_acc_lmms_v03(prediction, answers),
         "vqa_acc_official": vqa_acc_official(prediction, answers),
     }

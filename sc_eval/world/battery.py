@@ -259,11 +259,31 @@ def _tsv_cell(value) -> str:
     return str(value).replace("\t", " ").replace("\r", " ").replace("\n", "\\n")
 
 
+MMBENCH_COPY_OFFSET = 1_000_000  # the k-th rotated copy of question i is row i + k * 1,000,000
+
+
+def _mmbench_copies(cells: list[dict]) -> list[dict]:
+    """The official TSVs' CircularEval rows: for each question with n options, n - 1 copies with
+    the options shifted left by k = 1..n-1 (the answer letter following its option), at index
+    i + k * 1e6, after all the originals, in index order."""
+    copies = []
+    for k in range(1, len(LETTERS)):
+        for cell in cells:
+            options = [cell[x] for x in "ABCD" if cell[x] != "nan"]
+            if k >= len(options):
+                continue
+            shifted = options[k:] + options[:k]
+            answer = LETTERS[(LETTERS.index(cell["answer"]) - k) % len(options)]
+            copies.append({**cell, "index": cell["index"] + k * MMBENCH_COPY_OFFSET, "answer": answer,
+                           **dict(zip("ABCD", shifted + ["nan"] * (4 - len(shifted))))})
+    return copies
+
+
 def _mmbench_tsv(rng, n: int, size: int, split: str) -> bytes:
     kinds = list(MMBENCH_KINDS)
     dealt = {k: 0 for k in kinds}
     columns = [c for c in MMBENCH_COLUMNS if split != "test" or c != "answer"]
-    rows = ["\t".join(columns)]
+    cells = []
     for i in range(n):
         kind = kinds[i % len(kinds)]
         n_opts, category, l2 = MMBENCH_KINDS[kind]
@@ -277,7 +297,9 @@ def _mmbench_tsv(rng, n: int, size: int, split: str) -> bytes:
                 "category": category, "l2-category": l2, "image": image, "source": "sc-shapes",
                 "split": split, "comment": "nan",
                 **dict(zip("ABCD", options + ["nan"] * (4 - n_opts)))}
-        rows.append("\t".join(_tsv_cell(cell[c]) for c in columns))
+        cells.append(cell)
+    rows = ["\t".join(columns)]
+    rows += ["\t".join(_tsv_cell(cell[c]) for c in columns) for cell in cells + _mmbench_copies(cells)]
     return ("\n".join(rows) + "\n").encode("utf-8")
 
 
@@ -285,7 +307,8 @@ def write_mmbench(ctx: Context) -> None:
     """mmbench/mmbench_dev_20230712.tsv and mmbench_test_en_20231003.tsv (no answer column): the
     official columns, base64 PNG images, 2-4 options (kinds asked in turn), "nan" in unused
     option cells; the answer letter of each kind is dealt A, B, C, ... so every letter is
-    equally often right."""
+    equally often right. As in the official files, each question's rotated copies (CircularEval)
+    follow the originals as rows of their own."""
     size = ctx.sizes.image_size
     ctx.write_bytes("mmbench/mmbench_dev_20230712.tsv",
                     _mmbench_tsv(ctx.rng("mmbench"), ctx.sizes.mmbench_dev, size, "dev"))

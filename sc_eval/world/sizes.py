@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from sc_eval.errors import ConfigError
 
 # Bump whenever the bytes a seed produces change: cached worlds are keyed by it.
-VERSION = 4  # 4: TextVQA's OCR tokens moved to the Rosetta OCR files, as upstream
+VERSION = 5  # 5: the MMBench TSVs hold each question's rotated copies (CircularEval), as upstream
 # Picture-difficulty fields and their caps (beyond them a shape can leave the image or an answer
 # stop being true); they are not part of the manifest's "sizes".
 RENDER_LIMITS = {"jitter": 8, "scale_jitter": 15, "noise": 64}

@@ -1,5 +1,5 @@
 """GQA testdev-balanced docs from the official questions JSON or the lmms-lab parquet download,
-LLaVA's exact-match accuracy.
+LLaVA's and lmms-eval's exact-match accuracies.
 
 lmms-lab/GQA keeps questions and images in separate configs:
 ``testdev_balanced_instructions/testdev-*.parquet`` (id, imageId, question, answer, fullAnswer,
@@ -57,10 +57,12 @@ def _lmms_docs(root: Path, questions: str, dirs, config: str, split: str) -> lis
 
 
 def process_results(doc: dict, prediction: str) -> dict:
-    """1.0 when prediction.rstrip('.').lower() == answer (LLaVA's eval_gqa, nothing more)."""
-    from sc_eval.metrics.gqa import gqa_correct
+    """``accuracy``: prediction.rstrip('.').lower() == answer (LLaVA's eval_gqa, nothing more);
+    ``accuracy_lmms``: equal after lower-casing and deleting punctuation (lmms-eval)."""
+    from sc_eval.metrics.gqa import gqa_correct, gqa_correct_lmms
 
-    return {"accuracy": float(gqa_correct(prediction, doc["answer"]))}
+    return {"accuracy": gqa_correct(prediction, doc["answer"]),
+            "accuracy_lmms": gqa_correct_lmms(prediction, doc["answer"])}
 
 
 def load_for_scoring(annotations, questions=None) -> list[dict]:

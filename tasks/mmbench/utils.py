@@ -6,11 +6,13 @@ columns index, question, hint, A..D (E), answer (absent on test), category, l2-c
 "nan" or "none". Images are decoded once into a cache folder (``images.py``).
 
 CircularEval asks every question once per rotation of its options and counts it only when every
-pass is right. The official TSVs already hold the rotated copies as extra rows whose index is the
-original's plus k * 1,000,000; ``mmbench_en_dev`` reports ``circular_accuracy`` over those groups
-when they are present. ``mmbench_en_dev_circular`` instead builds the rotations itself from the
-original rows (LLaVA's ``--all-rounds``: options shifted left, letters fixed), doc_id
-"<index>/<rotation>", for TSVs without copies.
+pass is right: the score LLaVA (through the MMBench server), lmms-eval and VLMEvalKit all report.
+The official TSVs already hold the rotated copies as extra rows whose index is the original's
+plus k * 1,000,000; ``mmbench_en_dev`` groups its rows by index mod 1,000,000 and reports
+``circular_accuracy`` (its headline) over those groups, and ``accuracy``, the mean over every
+row (copies included), which no reference reports. ``mmbench_en_dev_circular`` instead builds
+the rotations itself from the original rows (LLaVA's ``--all-rounds``: options shifted left,
+letters fixed), doc_id "<index>/<rotation>", for TSVs without copies.
 
 lmms-lab/MMBench, config ``en``: ``en/{dev,test}-*.parquet`` with the TSV's columns (index,
 question, hint, answer, A..D, category, image as an image, source, L2-category, comment, split);
@@ -21,10 +23,13 @@ from __future__ import annotations
 import base64
 import binascii
 import csv
+import logging
 import sys
 from pathlib import Path
 
 from sc_eval.errors import DataError
+
+log = logging.getLogger(__name__)
 
 MC_SUFFIX = "\nAnswer with the option's letter from the given choices directly."
 LETTERS = ("A", "B", "C", "D", "E")
@@ -167,16 +172,20 @@ def process_results(doc: dict, prediction: str) -> dict:
 
 
 def aggregate(records: list[dict]) -> dict:
-    """``accuracy`` over all rows; ``circular_accuracy`` too when the TSV holds rotated copies."""
+    """``circular_accuracy``: questions (rows grouped by index mod 1e6) whose every row is right;
+    ``accuracy``: the mean over all rows. Without rotated copies among the rows (a TSV that has
+    none, or a --limit that stops before them) each question is one row and both are equal."""
     from sc_eval.metrics.choice import circular_accuracy
 
-    out = {"accuracy": 100.0 * sum(r["scores"]["accuracy"] for r in records) / len(records)}
-    if any(int(r["doc_id"]) >= COPY_OFFSET for r in records):
-        groups: dict[int, list[bool]] = {}
-        for r in records:
-            groups.setdefault(int(r["doc_id"]) % COPY_OFFSET, []).append(r["scores"]["accuracy"] == 1.0)
-        out["circular_accuracy"] = circular_accuracy(groups)
-    return out
+    groups: dict[int, list[bool]] = {}
+    for r in records:
+        groups.setdefault(int(r["doc_id"]) % COPY_OFFSET, []).append(r["scores"]["accuracy"] == 1.0)
+    if len(groups) == len(records):
+        log.warning("MMBench: none of the %d rows scored is a rotated copy (index >= 1,000,000), so "
+                    "circular_accuracy is single-pass; the official TSVs hold the copies, and "
+                    "mmbench_en_dev_circular makes them for a TSV that lacks them", len(records))
+    return {"circular_accuracy": circular_accuracy(groups),
+            "accuracy": 100.0 * sum(r["scores"]["accuracy"] for r in records) / len(records)}
 
 
 def aggregate_circular(records: list[dict]) -> dict:

@@ -1,4 +1,5 @@
-"""POPE docs over the three splits, LLaVA's yes/no parse, per-split metrics, answer routing.
+"""POPE docs over the three splits, LLaVA's yes/no parse, per-split metrics, lmms-eval's pooled
+metrics, answer routing.
 
 Official layout: ``coco_pope_{random,popular,adversarial}.json`` (JSON lines
 ``{"question_id", "image", "text", "label"}``), images from COCO val2014. Every file numbers its
@@ -109,12 +110,13 @@ def _split_of(doc_id: str) -> str:
 
 def aggregate(records: list[dict]) -> tuple[dict, dict]:
     """Per split accuracy/precision/recall/f1/yes_ratio (``random_f1``...) and the split means,
-    with the standard errors of the means ``f1`` and ``accuracy`` (bootstrapped over images).
+    with the standard errors of the means ``f1`` and ``accuracy`` (bootstrapped over images);
+    then lmms-eval's ``accuracy_lmms`` ... ``f1_lmms`` over all records pooled.
 
     Each split is scored on its own, as LLaVA's eval_pope.py does; ``f1`` is the mean of the
-    splits' F1, the number papers report as POPE.
+    splits' F1, the number LLaVA reports as POPE.
     """
-    from sc_eval.metrics.pope import pope_metrics, pope_stderr, pope_summary
+    from sc_eval.metrics.pope import pope_metrics, pope_metrics_lmms, pope_stderr, pope_summary
 
     by_split: dict[str, tuple[list, list]] = {}
     for r in records:
@@ -123,7 +125,8 @@ def aggregate(records: list[dict]) -> tuple[dict, dict]:
         labels.append(r["targets"])
     order = [s for s in SPLITS if s in by_split] + sorted(s for s in by_split if s not in SPLITS)
     per_split = {s: pope_metrics(*by_split[s]) for s in order}
-    return pope_summary(per_split), pope_stderr(_questions(records))
+    pooled = pope_metrics_lmms([r["prediction"] for r in records], [r["targets"] for r in records])
+    return {**pope_summary(per_split), **pooled}, pope_stderr(_questions(records))
 
 
 def _questions(records: list[dict]) -> list[tuple]:

@@ -1,4 +1,5 @@
-"""ScienceQA-IMG docs from the official layout, the LLaVA-1.5 prompt, LLaVA's letter parse.
+"""ScienceQA-IMG docs from the official layout, the LLaVA-1.5 prompt, LLaVA's and lmms-eval's
+letter rules.
 
 Official layout: ``problems.json`` (pid -> question, choices, answer index, hint, image, ...),
 ``pid_splits.json`` (split -> pids) and images at ``images/<split>/<pid>/image.png``. Only
@@ -99,10 +100,12 @@ def doc_to_text(doc: dict) -> str:
 
 
 def process_results(doc: dict, prediction: str) -> dict:
-    """1 when LLaVA's parse of the output gives the answer's letter, else 0 (FAILED is wrong)."""
-    from sc_eval.metrics.choice import scienceqa_correct
+    """``accuracy``: 1 when LLaVA's parse of the output gives the answer's letter, else 0 (FAILED
+    is wrong); ``accuracy_lmms_v03``: 1 when the output is that letter, any case (lmms-eval)."""
+    from sc_eval.metrics.choice import scienceqa_correct, scienceqa_correct_lmms_v03
 
-    return {"accuracy": scienceqa_correct(prediction, doc["answer"], len(doc["choices"]))}
+    return {"accuracy": scienceqa_correct(prediction, doc["answer"], len(doc["choices"])),
+            "accuracy_lmms_v03": scienceqa_correct_lmms_v03(prediction, doc["answer"])}
 
 
 def load_for_scoring(annotations, questions=None) -> list[dict]:

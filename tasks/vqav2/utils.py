@@ -77,7 +77,7 @@ def _lmms_docs(root: Path, questions: str, dirs, split: str, with_answers: bool,
 
 
 def process_results(doc: dict, prediction: str) -> dict:
-    """The three VQA accuracies (0..1) of one prediction against the ten human answers."""
+    """The four VQA accuracies (0..1) of one prediction against the ten human answers."""
     from sc_eval.metrics.vqa import vqa_scores
 
     return dict(vqa_scores(prediction, doc["answers"]))
