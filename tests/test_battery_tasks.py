@@ -432,6 +432,18 @@ def test_mmbench_dev_counts_a_question_only_when_every_rotated_copy_is_right(tmp
     # rows and 2 of 3 questions, the other two
     m = run("mmbench_en_dev", root, {**answers, "2000000": "A", "3000001": "B"}, tmp_path / "again")["metrics"]
     assert m == pytest.approx({"circular_accuracy": 200 / 3, "accuracy": 800 / 9})
+    # Questions are the original rows scored (as lmms-eval and VLMEvalKit count them): copies of
+    # question 0 without its original row are left out of circular_accuracy, not of accuracy.
+    # Rows: 1000000 wrong ("C" is red; answer B, green), the other five right -> 5/6; questions:
+    # only 1, all four rows right -> 100.
+    write_jsonl(f, [{"question_id": k, "text": v} for k, v in
+                    [(1000000, "C"), (2000000, "A"), (1, "4"), (1000001, "4"), (2000001, "4"), (3000001, "4")]])
+    out = score(capsys, "mmbench", "--predictions", f, "--annotations", root / "mmbench" / "mmbench_dev_20230712.tsv")
+    assert out["metrics"] == pytest.approx({"circular_accuracy": 100.0, "accuracy": 500 / 6})
+    write_jsonl(f, [{"question_id": 1000000, "text": "B"}])   # copies only: no question to count
+    assert main(["score", "mmbench", "--predictions", str(f), "--annotations",
+                 str(root / "mmbench" / "mmbench_dev_20230712.tsv")]) == 2
+    assert "original question" in capsys.readouterr().err
 
 
 def test_mmbench_circular_eval(tmp_path, capsys):

@@ -173,13 +173,20 @@ def process_results(doc: dict, prediction: str) -> dict:
 
 def aggregate(records: list[dict]) -> dict:
     """``circular_accuracy``: questions (rows grouped by index mod 1e6) whose every row is right;
-    ``accuracy``: the mean over all rows. Without rotated copies among the rows (a TSV that has
-    none, or a --limit that stops before them) each question is one row and both are equal."""
+    ``accuracy``: the mean over all rows. As in lmms-eval and VLMEvalKit, the questions are the
+    original rows (index < 1e6) scored, each with whichever of its copies were scored. Without
+    rotated copies among the rows (a TSV that has none, or a --limit that stops before them)
+    each question is one row and both are equal."""
     from sc_eval.metrics.choice import circular_accuracy
 
-    groups: dict[int, list[bool]] = {}
+    groups: dict[int, list[bool]] = {int(r["doc_id"]): [] for r in records if int(r["doc_id"]) < COPY_OFFSET}
+    if not groups:
+        raise DataError("MMBench: none of the rows scored is an original question (index < 1,000,000); "
+                        "score the whole TSV, whose rotated copies follow their originals")
     for r in records:
-        groups.setdefault(int(r["doc_id"]) % COPY_OFFSET, []).append(r["scores"]["accuracy"] == 1.0)
+        group = groups.get(int(r["doc_id"]) % COPY_OFFSET)
+        if group is not None:
+            group.append(r["scores"]["accuracy"] == 1.0)
     if len(groups) == len(records):
         log.warning("MMBench: none of the %d rows scored is a rotated copy (index >= 1,000,000), so "
                     "circular_accuracy is single-pass; the official TSVs hold the copies, and "
