@@ -25,7 +25,7 @@ def find_runs(paths) -> list[Path]:
     """Run directories among `paths`: each path itself, or its sub-directories with results.json.
     A named folder that yields none is skipped with a warning saying so (an error when none of
     them yields a run)."""
-    runs = []
+    runs, skipped = [], []
     for p in paths:
         p = Path(p)
         if (p / "results.json").exists():
@@ -33,8 +33,7 @@ def find_runs(paths) -> list[Path]:
         elif p.is_dir():
             found = sorted(q.parent for q in p.glob("*/results.json"))
             if not found:
-                log.warning("report: skipped %s: no results.json in it or in its sub-directories (a run that "
-                            "has not finished a task yet, or not a run directory)", p)
+                skipped.append(p)
             runs += found
         elif p.exists():
             raise DataError(f"{p}: a file, not a run directory; name the directory holding results.json")
@@ -42,6 +41,9 @@ def find_runs(paths) -> list[Path]:
             raise DataError(f"{p}: no such run directory")
     if not runs:
         raise DataError(f"no results.json under {', '.join(map(str, paths))}")
+    for p in skipped:
+        log.warning("report: skipped %s: no results.json in it or in its sub-directories (a run that has not "
+                    "finished a task yet, or not a run directory)", p)
     return runs
 
 

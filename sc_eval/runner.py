@@ -150,9 +150,14 @@ def run_task(task: tasks_api.Task, adapter, run_dir: Path, data_root: Path, limi
 
 
 def _docs_or_missing(task, data_root, skip_missing_data: bool):
-    """The task's docs; with skip_missing_data, the DataError saying why its data is missing."""
+    """The task's docs; with skip_missing_data, the DataError saying why its data is missing.
+    Files that hold no document count as missing: a score of nothing is no score."""
     try:
-        return task.load_docs(data_root)
+        docs = task.load_docs(data_root)
+        if not docs:
+            raise DataError(f"task {task.name}: its data under {data_root} holds no documents; check "
+                            "--data-root and that the files are the split this task reads")
+        return docs
     except DataError as e:
         if not skip_missing_data:
             raise

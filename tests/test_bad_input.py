@@ -162,6 +162,9 @@ def setup(kind: str, tmp: Path, encoder_template: Path) -> dict:
         return extra
     if kind == "evil_tasks":
         return {"evil": _evil_tasks(tmp), **setup("score", tmp, encoder_template)}
+    if kind == "report_file":
+        (tmp / "rep.txt").write_text("an earlier report\n")
+        return {}
     if kind == "world_file":
         (tmp / "world.txt").write_text("not a folder\n")
         return {}
@@ -289,6 +292,7 @@ CASES = [
     # the run directory lives on after any of these: a finished run given to each run command
     ("report-file-as-run", None, ["report", "run/results.json", "--output", "rep"], ["results.json", "file"]),
     ("report-missing-run", None, ["report", "nowhere", "--output", "rep"], ["nowhere"]),
+    ("report-output-is-a-file", "report_file", ["report", "run", "--output", "rep.txt"], ["--output rep.txt", "file"]),
 ]
 RUN_COMMANDS = {"probe", "caption", "llava", "pretrain", "zeroshot", "demo"}
 
@@ -375,6 +379,21 @@ def test_the_installed_command_exits_2_without_a_traceback(tmp_path):
                        capture_output=True, text=True, cwd=tmp_path)
     assert p.returncode == 2 and "Traceback" not in p.stderr and "--limit" in p.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_task_whose_files_hold_no_document_is_not_scored_as_nothing(tmp_path):
+    from sc_eval.errors import DataError
+    from sc_eval.runner import evaluate
+    from tests.test_runner import Upper, toy
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "toy.jsonl").write_text("")
+    with pytest.raises(DataError, match="toy_upper: its data under .* holds no documents"):
+        evaluate(toy(), Upper(), tmp_path / "run", tmp_path / "data", progress=False)
+    assert not (tmp_path / "run" / "results.json").exists()
+    # in a group, it is skipped with the reason recorded, as missing files are
+    res = evaluate(toy("toys"), Upper(), tmp_path / "run", tmp_path / "data", progress=False, skip_missing_data=True)
+    assert all("holds no documents" in e["skipped"] for e in res["results"].values())
 
 
 # -- visible warnings where the command still runs --------------------------------------------------

@@ -55,7 +55,8 @@ def add_arguments(p) -> None:
     t.add_argument("--train-images", default=None, help="image folder for --train-data (default: "
                    "<data-root>/coco/images for Karpathy, <data-root>/coco/images/train2014 for captions json)")
     t.add_argument("--epochs", type=positive_float, default=None, help="training epochs over the caption pairs (recipe default)")
-    t.add_argument("--steps", type=nonneg_int, default=None, help="train this many steps (overrides --epochs)")
+    t.add_argument("--steps", type=nonneg_int, default=None,
+                   help="train this many steps (overrides --epochs; 0: evaluate the mapper as initialised)")
     t.add_argument("--lr", type=positive_float, default=None, help="peak AdamW learning rate (recipe default: 2e-5 reference, 1e-3 world)")
     t.add_argument("--warmup", type=nonneg_int, default=None, help="warm-up steps (capped at 10%% of the run)")
     t.add_argument("--save-every", type=positive_int, default=None, help="steps between checkpoints")
