@@ -38,28 +38,28 @@ RUN_COMMANDS = {"pretrain", "caption", "llava", "probe", "zeroshot", "demo"}
 
 
 # -- numeric flag types: a value out of range is refused by the parser, naming the flag ---------
-def _number_type(kind, low, low_inclusive: bool = True, high=None, high_inclusive: bool = False, hint: str = ""):
-    """An argparse ``type`` that accepts numbers of ``kind`` in [low, high) (bounds as given)."""
+def _number_type(kind, low, low_inclusive: bool = True, high=None, hint: str = ""):
+    """An argparse ``type`` accepting finite numbers of ``kind`` from ``low`` (itself too when
+    ``low_inclusive``) up to, not including, ``high``."""
     lo = f">= {low}" if low_inclusive else f"> {low}"
-    hi = "" if high is None else (f" and <= {high}" if high_inclusive else f" and < {high}")
+    hi = "" if high is None else f" and < {high}"
     want = f"{'an integer' if kind is int else 'a number'} {lo}{hi}"
 
     def check(text):
         try:
-            if kind is int and (isinstance(text, float) or isinstance(text, bool)):
+            if kind is int and isinstance(text, (float, bool)):  # a config file's 2.5 or true
                 raise ValueError
             value = kind(text)
         except (TypeError, ValueError):
             raise argparse.ArgumentTypeError(f"expected {want}, got {text!r}") from None
         ok = math.isfinite(value) and (value >= low if low_inclusive else value > low)
         if ok and high is not None:
-            ok = value <= high if high_inclusive else value < high
+            ok = value < high
         if not ok:
             raise argparse.ArgumentTypeError(f"expected {want}, got {text!r}{hint}")
         return value
 
-    check.__name__ = f"{kind.__name__} {lo}{hi}"  # what argparse names in its own messages
-    check.range_checked = True
+    check.range_checked = True  # --config values are put through it too
     return check
 
 
@@ -67,8 +67,8 @@ positive_int = _number_type(int, 1)
 nonneg_int = _number_type(int, 0)
 positive_float = _number_type(float, 0, low_inclusive=False)
 nonneg_float = _number_type(float, 0)
-fraction = _number_type(float, 0, high=1)                                # [0, 1): dropout
-open_unit = _number_type(float, 0, low_inclusive=False, high=1)        # (0, 1): Adam's betas
+fraction = _number_type(float, 0, high=1)                        # [0, 1): dropout
+open_unit = _number_type(float, 0, low_inclusive=False, high=1)  # (0, 1): Adam's betas
 limit_type = _number_type(int, 1, hint=" (the number of docs to evaluate; leave --limit out for the whole split)")
 
 _DEVICE = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)")
@@ -102,7 +102,7 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("common")
     g.add_argument("--output-dir", default=None, help="run directory (default: runs/<command>-<timestamp>)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
+    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default: cuda if available)")
     g.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="autocast precision (default fp32; bf16 on GPUs)")
     g.add_argument("--batch-size", type=positive_int, default=None,
