@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 
+from sc_eval.cli import nonneg_float, nonneg_int, open_unit, positive_float, positive_int
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("pretraining")
@@ -25,12 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "or a datasets.save_to_disk folder (default: the embedded world)")
     g.add_argument("--objective", default="superclass", choices=["superclass", "clip"],
                    help="SuperClass subword classification, or the CLIP contrastive baseline on the same tower")
-    g.add_argument("--steps", type=int, default=400, help="optimizer steps")
-    g.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (official recipe: 5e-4 at batch 16k)")
-    g.add_argument("--warmup", type=int, default=None, help="warm-up steps (None: min(500, steps // 10))")
-    g.add_argument("--wd", type=float, default=0.2, help="AdamW weight decay (not on norms, biases, 1-D params)")
-    g.add_argument("--beta2", type=float, default=0.98, help="AdamW beta2 (0.95 for the large-batch recipe)")
-    g.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
+    g.add_argument("--steps", type=positive_int, default=400, help="optimizer steps")
+    g.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate (official recipe: 5e-4 at batch 16k)")
+    g.add_argument("--warmup", type=nonneg_int, default=None, help="warm-up steps (None: min(500, steps // 10))")
+    g.add_argument("--wd", type=nonneg_float, default=0.2, help="AdamW weight decay (not on norms, biases, 1-D params)")
+    g.add_argument("--beta2", type=open_unit, default=0.98, help="AdamW beta2 (0.95 for the large-batch recipe)")
+    g.add_argument("--grad-accum", type=positive_int, default=1, help="micro-batches per optimizer step")
     g.add_argument("--grad-checkpointing", action="store_true", help="recompute activations in backward")
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     g.add_argument("--lean-blocks", action=argparse.BooleanOptionalAction, default=True,
@@ -40,18 +42,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="under torchrun: DDP (full copy per process) or FSDP (weights, gradients and AdamW "
                         "states sharded per transformer block: for L towers); checkpoints are the same either way")
     g.add_argument("--fsdp", dest="strategy", action="store_const", const="fsdp", help="same as --strategy fsdp")
-    g.add_argument("--workers", type=int, default=1, help="DataLoader worker processes per rank")
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (None: torch's choice)")
+    g.add_argument("--workers", type=nonneg_int, default=1, help="DataLoader worker processes per rank")
+    g.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (None: torch's choice)")
     g.add_argument("--tokenizer", default="clip", help="'clip' (the CLIP BPE, 49,408 ids) or a local HF tokenizer folder")
-    g.add_argument("--save-every", type=int, default=100, help="checkpoint (and export the encoder) every N steps")
-    g.add_argument("--log-every", type=int, default=20, help="log loss and images/s every N steps")
+    g.add_argument("--save-every", type=positive_int, default=100, help="checkpoint (and export the encoder) every N steps")
+    g.add_argument("--log-every", type=positive_int, default=20, help="log loss and images/s every N steps")
     g.add_argument("--resume", nargs="?", const="latest", default=None,
                    help="'latest' (the run's last checkpoint; starts fresh if none) or a checkpoints/step_N folder")
     g.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     a = parser.add_argument_group("SuperClass loss (ablations)")
     a.add_argument("--idf", default="online", choices=["online", "paper", "none"],
                    help="online cumulative IDF (official code), the paper's static |D| formula, or none")
-    a.add_argument("--dataset-size", type=int, default=None, help="|D| for --idf paper")
+    a.add_argument("--dataset-size", type=positive_int, default=None, help="|D| for --idf paper")
     a.add_argument("--loss", default="softmax", choices=["softmax", "bce", "softmargin", "asl", "twoway"],
                    help="classification loss (paper Table 6); softmax is the official one")
     a.add_argument("--mask-special", action="store_true", help="leave SOT/EOT/pad out of the targets")

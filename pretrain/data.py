@@ -301,6 +301,7 @@ class PretrainStream(_iterable_base()):
         b, world = self.local_batch, self.world
         g, epoch = 0, 0
         images, texts, n_corrupt, last_error = [], [], 0, ""
+        warned_empty = False
         while True:
             seen = 0
             for key, load in self.source.epoch_items(epoch, self.seed):
@@ -322,6 +323,11 @@ class PretrainStream(_iterable_base()):
                         if not images:
                             raise DataError(f"all {b} samples of batch {k} are corrupt; the last one: "
                                             f"{last_error}; check the data ({self.source.describe})")
+                        if not any(str(t).strip() for t in texts) and not warned_empty:
+                            warned_empty = True  # once per stream: the data, not the batch, is at fault
+                            log.warning("batch %d: every caption is empty (%s); SuperClass has no word to "
+                                        "classify and such a batch trains nothing (loss 0): check the data's "
+                                        "caption field", k, self.source.describe)
                         yield {"images": torch.stack(images), "tokens": self.tokenizer(texts),
                                "batch_index": k, "n_corrupt": n_corrupt}
                         images, texts, n_corrupt = [], [], 0

@@ -58,7 +58,7 @@ def _check_args(args, world: int):
 
 def _prepare_run_dir(args, is_main: bool):
     """Create or reopen the run directory; refuse to clobber a run unless told."""
-    from sc_eval.rundir import RunDir, default_output_dir
+    from sc_eval.rundir import RunDir, default_output_dir, lock_run_dir
     from sc_eval.runtime import dist as D
 
     out = Path(args.output_dir) if args.output_dir else default_output_dir("pretrain")
@@ -68,6 +68,7 @@ def _prepare_run_dir(args, is_main: bool):
         box = [str(out)]
         tdist.broadcast_object_list(box, src=0)
         out = Path(box[0])
+    lock_run_dir(out, main_process=is_main, collective=True)  # before --overwrite deletes anything
     ckpts = out / "checkpoints"
     exists = ckpts.exists() and any(ckpts.iterdir())
     if exists and not args.resume and not args.overwrite:

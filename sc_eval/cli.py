@@ -9,12 +9,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
 import os
+import re
 import sys
 
 import yaml
 
-from sc_eval.errors import ScEvalError
+from sc_eval import rundir
+from sc_eval.errors import ConfigError, ScEvalError
 
 # name -> (module, one-line help)
 COMMANDS = {
@@ -34,15 +37,77 @@ COMMANDS = {
 RUN_COMMANDS = {"pretrain", "caption", "llava", "probe", "zeroshot", "demo"}
 
 
+# -- numeric flag types: a value out of range is refused by the parser, naming the flag ---------
+def _number_type(kind, low, low_inclusive: bool = True, high=None, hint: str = ""):
+    """An argparse ``type`` accepting finite numbers of ``kind`` from ``low`` (itself too when
+    ``low_inclusive``) up to, not including, ``high``."""
+    lo = f">= {low}" if low_inclusive else f"> {low}"
+    hi = "" if high is None else f" and < {high}"
+    want = f"{'an integer' if kind is int else 'a number'} {lo}{hi}"
+
+    def check(text):
+        try:
+            if kind is int and isinstance(text, (float, bool)):  # a config file's 2.5 or true
+                raise ValueError
+            value = kind(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected {want}, got {text!r}") from None
+        ok = math.isfinite(value) and (value >= low if low_inclusive else value > low)
+        if ok and high is not None:
+            ok = value < high
+        if not ok:
+            raise argparse.ArgumentTypeError(f"expected {want}, got {text!r}{hint}")
+        return value
+
+    check.range_checked = True  # --config values are put through it too
+    return check
+
+
+positive_int = _number_type(int, 1)
+nonneg_int = _number_type(int, 0)
+positive_float = _number_type(float, 0, low_inclusive=False)
+nonneg_float = _number_type(float, 0)
+fraction = _number_type(float, 0, high=1)                        # [0, 1): dropout
+open_unit = _number_type(float, 0, low_inclusive=False, high=1)  # (0, 1): Adam's betas
+limit_type = _number_type(int, 1, hint=" (the number of docs to evaluate; leave --limit out for the whole split)")
+
+_DEVICE = re.compile(r"(auto|cpu|mps|cuda(:\d+)?)")
+
+
+def check_device(device) -> None:
+    """``--device`` names a device this machine has: refused up front, not at the first tensor."""
+    if device is None or device == "auto":
+        return
+    if not _DEVICE.fullmatch(str(device)):
+        raise ConfigError(f"--device {device}: expected cpu, cuda, cuda:N, mps or auto")
+    if device == "cpu":
+        return
+    import torch
+
+    if device == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError("--device mps: no Apple GPU is available to torch here; use --device cpu or auto")
+        return
+    if not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: torch sees no CUDA GPU on this machine (torch.cuda.is_available() "
+                          "is False: no GPU, no driver, a CPU-only torch, or CUDA_VISIBLE_DEVICES empty); "
+                          "use --device cpu or auto")
+    index = int(device.partition(":")[2] or 0)
+    if index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                          f"numbered from 0; use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+
+
 def add_common_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("common")
     g.add_argument("--output-dir", default=None, help="run directory (default: runs/<command>-<timestamp>)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda if available)")
+    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default: cuda if available)")
     g.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="autocast precision (default fp32; bf16 on GPUs)")
-    g.add_argument("--batch-size", type=int, default=None, help="global batch size (command default if omitted)")
-    g.add_argument("--limit", type=int, default=None,
+    g.add_argument("--batch-size", type=positive_int, default=None,
+                   help="global batch size (command default if omitted)")
+    g.add_argument("--limit", type=limit_type, default=None,
                    help="evaluate only the first N docs of each task (results flagged as not comparable)")
     g.add_argument("--config", default=None, help="YAML file whose keys set flag defaults (flag names, - or _)")
     g.add_argument("--overwrite", action="store_true", help="replace results whose fingerprint differs")
@@ -93,7 +158,8 @@ def _apply_config_defaults(parser: argparse.ArgumentParser, argv: list[str]) -> 
     if cmd is None:
         return
     subp = sub.choices[cmd]
-    known = {a.dest for a in subp._actions}
+    actions = {a.dest: a for a in subp._actions}
+    known = set(actions)
     clean = {}
     for k, v in values.items():
         dest = str(k).replace("-", "_")
@@ -102,6 +168,12 @@ def _apply_config_defaults(parser: argparse.ArgumentParser, argv: list[str]) -> 
 
             raise ScEvalError(f"--config {path}: unknown key {k!r} for `sc-eval {cmd}`"
                               f"{did_you_mean(dest, known)}")
+        check = actions[dest].type
+        if v is not None and getattr(check, "range_checked", False):  # a default skips argparse's check
+            try:
+                v = check(v)
+            except argparse.ArgumentTypeError as e:
+                raise ScEvalError(f"--config {path}: {k}: {e}") from None
         clean[dest] = v
     subp.set_defaults(**clean)
 
@@ -112,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(selected if selected in COMMANDS else "")
     root = logging.getLogger()
     handlers_before = list(root.handlers)
+    locks_before = rundir.lock_mark()
     try:
         _apply_config_defaults(parser, argv)
         args = parser.parse_args(argv)
@@ -122,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
+        check_device(getattr(args, "device", None))
         mod = importlib.import_module(args._module)
         return int(mod.run(args) or 0)
     except ScEvalError as e:
@@ -139,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             pass
         return 141
     finally:
+        rundir.release_locks(locks_before)  # the run directories this command wrote are free again
         # A run directory mirrors the log into its log.txt for as long as its command runs; when
         # commands run one after another in one process (`sc-eval demo`), the next command's
         # lines must not land in the last one's log.

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sc_eval.errors import ConfigError, ScEvalError
 from sc_eval.io import atomic_write_text
+from sc_eval.rundir import lock_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ def run_demo(args) -> int:
     from sc_eval.world import ensure_world
 
     out = Path(args.output_dir or "runs/demo")
-    out.mkdir(parents=True, exist_ok=True)
+    lock_run_dir(out)  # one demo at a time in a folder; each stage also locks its own directory
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     encoders = [e.strip() for e in args.encoders.split(",") if e.strip()]
     unknown = [e for e in encoders if e not in ("superclass", "clip", "random")]

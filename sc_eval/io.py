@@ -4,11 +4,26 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from sc_eval.errors import DataError
+from sc_eval.errors import ConfigError, DataError
+
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def check_name(name, what: str, error=ConfigError) -> str:
+    """``name`` if it can become part of a file name as it is: letters, digits, '_', '.' and '-',
+    no '..' and no leading '.'; else ``error`` naming ``what`` (e.g. "path/x.yaml: task").
+
+    Names read from files (task names, splits, ids) are joined into paths below a run or cache
+    directory; a name like ``../../x`` would write outside it."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name or name.startswith("."):
+        raise error(f"{what} {name!r} cannot be used as a name: use letters, digits, '_', '.' and '-' "
+                    "only (no '..', no leading '.')")
+    return name
 
 
 def _atomic_replace(path: Path, write) -> None:
@@ -61,11 +76,15 @@ def read_json(path) -> Any:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: a directory, where a JSON file was expected")
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a JSON file (its bytes are not UTF-8 text)") from None
 
 
 def iter_jsonl(path, skip_truncated_tail: bool = False) -> Iterator[dict]:
@@ -77,6 +96,8 @@ def iter_jsonl(path, skip_truncated_tail: bool = False) -> Iterator[dict]:
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: a directory, where a JSON lines file was expected")
     with open(path, "rb") as f:
         lines = f.read().split(b"\n")
     last = len(lines) - 1
@@ -85,10 +106,11 @@ def iter_jsonl(path, skip_truncated_tail: bool = False) -> Iterator[dict]:
             continue
         try:
             yield json.loads(raw)
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:  # bytes that are no text: the latter
             if skip_truncated_tail and i == last:
                 return
-            raise DataError(f"{path}:{i + 1}: malformed JSON line ({e.msg}); fix or delete that line") from None
+            why = e.msg if isinstance(e, json.JSONDecodeError) else "not UTF-8 text"
+            raise DataError(f"{path}:{i + 1}: malformed JSON line ({why}); fix or delete that line") from None
 
 
 class AppendLog:

@@ -34,8 +34,14 @@ FORMATS = [
 def _records(path: Path) -> list:
     if not path.exists():
         raise DataError(f"{path}: predictions file not found")
-    with open(path, encoding="utf-8-sig") as f:  # utf-8-sig: a byte-order mark is not data
-        head = f.read(4096).lstrip()[:1]
+    if not path.is_file():
+        raise DataError(f"{path}: not a file; give the predictions file itself")
+    try:
+        with open(path, encoding="utf-8-sig") as f:  # utf-8-sig: a byte-order mark is not data
+            head = f.read(4096).lstrip()[:1]
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text file (not UTF-8); give the predictions as JSON lines or a "
+                        "JSON list of results") from None
     if head == "[":
         data = _whole(path)
         if not isinstance(data, list):
@@ -62,11 +68,13 @@ def _whole(path: Path, quiet: bool = False):
 
 
 def read_predictions(path, with_records: bool = False):
-    """{doc_id: prediction}; duplicates keep the first and are counted in a warning."""
+    """{doc_id: prediction}; duplicates keep the first and are counted in a warning. A prediction
+    that is not a string (null, a number) is an error: scoring it as some text would be a guess."""
     path = Path(path)
     out: dict[str, str] = {}
     raw: dict[str, dict] = {}
     dups = 0
+    not_text = []
     for i, rec in enumerate(_records(path)):
         if not isinstance(rec, dict):
             raise DataError(f"{path}: record {i} is not an object")
@@ -81,8 +89,16 @@ def read_predictions(path, with_records: bool = False):
             dups += 1
             continue
         pred = rec[pred_key]
-        out[key] = "" if pred is None else str(pred)
+        if not isinstance(pred, str):
+            not_text.append((i, key, pred_key, pred))
+            continue
+        out[key] = pred
         raw[key] = rec
+    if not_text:
+        i, key, field, value = not_text[0]
+        raise DataError(f"{path}: {len(not_text)} prediction(s) are not strings (first: record {i}, id {key!r}, "
+                        f"{field!r} is {json.dumps(value)}); write every answer as a JSON string "
+                        '(an empty answer as "")')
     if dups:
         log.warning("%s: %d duplicate ids; the first prediction of each was kept", path, dups)
     return (out, raw) if with_records else out

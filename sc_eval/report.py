@@ -15,24 +15,36 @@ from sc_eval.table11 import battery_sections, battery_tasks_in
 
 log = logging.getLogger(__name__)
 
+UNREAD = "?"  # the mark of a cell that could not be compared with the baseline: a predictions file is unreadable
+
 # What a comparison table shows per task when the task does not say (first metric otherwise).
 HEADLINE = {"coco_caption": "cider", "pope": "f1", "mme": "perception"}
 PREFERRED = ("cider", "vqa_acc", "accuracy", "f1", "top1", "mean", "perception")
 
 
 def find_runs(paths) -> list[Path]:
-    """Run directories among `paths`: each path itself, or its sub-directories with results.json."""
-    runs = []
+    """Run directories among `paths`: each path itself, or its sub-directories with results.json.
+    A named folder that yields none is skipped with a warning saying so (an error when none of
+    them yields a run)."""
+    runs, skipped = [], []
     for p in paths:
         p = Path(p)
         if (p / "results.json").exists():
             runs.append(p)
         elif p.is_dir():
-            runs += sorted(q.parent for q in p.glob("*/results.json"))
+            found = sorted(q.parent for q in p.glob("*/results.json"))
+            if not found:
+                skipped.append(p)
+            runs += found
+        elif p.exists():
+            raise DataError(f"{p}: a file, not a run directory; name the directory holding results.json")
         else:
-            raise DataError(f"{p}: not a run directory (no results.json) and not a folder")
+            raise DataError(f"{p}: no such run directory")
     if not runs:
         raise DataError(f"no results.json under {', '.join(map(str, paths))}")
+    for p in skipped:
+        log.warning("report: skipped %s: no results.json in it or in its sub-directories (a run that has not "
+                    "finished a task yet, or not a run directory)", p)
     return runs
 
 
@@ -83,7 +95,16 @@ def collect(runs: list[Path], labels: dict | None = None, sources: dict | None =
         label = names[run]
         if label not in rows:
             rows.append(label)
+        scored = [t for t, e in res.get("results", {}).items()
+                  if isinstance(e, dict) and any(isinstance(v, (int, float)) for v in (e.get("metrics") or {}).values())]
+        if not scored:
+            skipped = [t for t, e in res.get("results", {}).items() if isinstance(e, dict) and e.get("skipped")]
+            log.warning("report: %s has no scored task%s; its row %r stays empty", run / "results.json",
+                        f" (skipped for missing data: {', '.join(skipped)})" if skipped else "", label)
         for task, entry in res.get("results", {}).items():
+            if not isinstance(entry, dict):
+                log.warning("report: %s: the entry of %s is not an object; left out", run / "results.json", task)
+                continue
             metrics = {k: v for k, v in (entry.get("metrics") or {}).items() if isinstance(v, (int, float))}
             m = headline(task, metrics)
             if m is None:
@@ -133,20 +154,29 @@ def _row_names(loaded: list[tuple[Path, dict]], labels: dict, warn: bool = True)
 
 def _records(run: Path, entry: dict) -> list[dict] | None:
     """The run's prediction records behind a results entry (None if missing or out of step)."""
+    return _read_records(run, entry)[0]
+
+
+def _read_records(run: Path, entry: dict) -> tuple[list[dict] | None, str | None]:
+    """(the prediction records behind a results entry, None) or (None, why they cannot be used)."""
     rel = entry.get("predictions")
     path = run / rel if isinstance(rel, str) else None
-    if path is None or not path.exists():
-        return None
+    if path is None:
+        return None, f"{run}: its results entry names no predictions file"
+    if not path.is_file():
+        return None, f"{path}: missing"
     try:
         records = list(iter_jsonl(path, skip_truncated_tail=True))
     except DataError as e:  # a damaged file: that cell goes without, the report still builds
         log.warning("%s: %s", path, e)
-        return None
+        return None, str(e)
     if not all(isinstance(r, dict) and "doc_id" in r and isinstance(r.get("scores", {}), dict) for r in records):
         log.warning("%s: records without a doc_id or scores: not used for standard errors or comparisons", path)
-        return None
+        return None, f"{path}: records without a doc_id or scores"
     n = (entry.get("n_docs") or {}).get("evaluated")
-    return records if n is None or len(records) == n else None
+    if n is not None and len(records) != n:
+        return None, f"{path}: {len(records)} records where results.json counts {n} (changed since it was scored)"
+    return records, None
 
 
 def _task(name: str):
@@ -209,19 +239,26 @@ def compare(rows, cols, sources: dict, baseline: str, alpha: float = 0.05) -> di
     from sc_eval.metrics.stderr import mean_stderr, paired_p_value
 
     out = {}
+
+    def unread(r, c, why):  # a comparison the data would allow but a file prevents: said, and marked
+        log.warning("report --baseline: %s, %s not compared with %s: %s", r, c, baseline, why)
+        out[(r, c)] = (None, None, None, 0, UNREAD)
+
     for c in cols:
         if (baseline, c) not in sources:
             continue
         b_run, task, metric, b_entry = sources[(baseline, c)]
-        base_records = _records(b_run, b_entry)
-        if not base_records:
-            continue
+        base_records, base_why = _read_records(b_run, b_entry)
         for r in rows:
             if r == baseline or (r, c) not in sources:
                 continue
+            if not base_records:
+                unread(r, c, base_why or "the baseline's predictions file is empty")
+                continue
             run, _, _, entry = sources[(r, c)]
-            records = _records(run, entry)
+            records, why = _read_records(run, entry)
             if not records:
+                unread(r, c, why or "its predictions file is empty")
                 continue
             shared = {str(x["doc_id"]) for x in records} & {str(x["doc_id"]) for x in base_records}
             if len(shared) < 2:
@@ -283,6 +320,9 @@ def markdown(rows, cols, cells, versus: dict | None = None, baseline: str | None
         lines.append(f"| {r} | " + " | ".join(vals) + " |")
     if any_limited or any_constant or any_se or versus:
         lines.append("")
+    if any(v[4] == UNREAD for v in versus.values()):
+        lines.append(f"{UNREAD} not compared with the {baseline} row: a predictions file behind it is missing or "
+                     "unreadable (the log names it); the value itself stands.")
     if versus:
         lines.append(f"▲ / ▼ better / worse than the {baseline} row, ≈ not told apart: a paired test over "
                      "the questions (images) both runs scored (sign flips; POPE's F1: bootstrap over images), p < 0.05, one test per cell (among "

@@ -7,7 +7,6 @@ takes docs[r::world], writes its own shard file, and rank 0 merges and scores.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import logging
 from pathlib import Path
@@ -15,11 +14,11 @@ from pathlib import Path
 from sc_eval import tasks_api
 from sc_eval.errors import ConfigError, DataError
 from sc_eval.io import AppendLog, atomic_write_json, atomic_write_text, iter_jsonl, read_json
+from sc_eval.results import read_results, results_markdown, update_results  # noqa: F401 (re-exported)
+from sc_eval.rundir import locked
 from sc_eval.runtime import dist
 
 log = logging.getLogger(__name__)
-
-RESULTS_SCHEMA = 1
 
 
 def _image_ref(doc: dict):
@@ -71,6 +70,10 @@ def run_task(task: tasks_api.Task, adapter, run_dir: Path, data_root: Path, limi
              docs: list | None = None) -> dict | None:
     """Predict (resuming) and, on rank 0, score one task (its ``docs`` when already loaded).
     Returns its results entry (rank 0)."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"--limit {limit!r}: give a positive number of docs, or no --limit for the whole split")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch size {batch_size!r}: give a positive number of docs per batch")
     pred_dir = Path(run_dir) / "predictions"
     pred_dir.mkdir(parents=True, exist_ok=True)
     docs = task.load_docs(data_root) if docs is None else docs
@@ -163,9 +166,14 @@ def _rescored(task, docs: list[dict], records: list[dict], stored: dict, path: P
 
 
 def _docs_or_missing(task, data_root, skip_missing_data: bool):
-    """The task's docs; with skip_missing_data, the DataError saying why its data is missing."""
+    """The task's docs; with skip_missing_data, the DataError saying why its data is missing.
+    Files that hold no document count as missing: a score of nothing is no score."""
     try:
-        return task.load_docs(data_root)
+        docs = task.load_docs(data_root)
+        if not docs:
+            raise DataError(f"task {task.name}: its data under {data_root} holds no documents; check "
+                            "--data-root and that the files are the split this task reads")
+        return docs
     except DataError as e:
         if not skip_missing_data:
             raise
@@ -186,77 +194,34 @@ def preload_docs(tasks, data_root, skip_missing_data: bool = False) -> dict:
 def evaluate(tasks, adapter, run_dir, data_root, limit=None, batch_size: int = 8,
              overwrite: bool = False, info: dict | None = None, progress: bool = True,
              skip_missing_data: bool = False, docs: dict | None = None) -> dict | None:
-    """Run every task; results.json/results.md are rewritten after each one (rank 0).
+    """Run every task; results.json/results.md are updated after each one (rank 0).
 
     With skip_missing_data (a group such as `all` asked for), a task whose data files are absent
     under data_root is skipped with a warning and recorded as skipped, instead of stopping the run.
-    ``docs``: what `preload_docs` returned, so that no task's files are read twice.
+    ``docs``: what `preload_docs` returned, so that no task's files are read twice. The run
+    directory's lock is held throughout (every rank calls this; rank 0 holds it).
     """
     run_dir = Path(run_dir)
-    results_path = run_dir / "results.json"
-    results = read_json(results_path) if (dist.is_main() and results_path.exists()) else None
-    if not results or results.get("schema_version") != RESULTS_SCHEMA:
-        results = {"schema_version": RESULTS_SCHEMA, "results": {}}
-    for task in tasks:
-        got = (docs or {}).get(task.name)
-        if got is None:
-            got = _docs_or_missing(task, data_root, skip_missing_data)
-        if isinstance(got, DataError):
-            log.warning("skipping %s: its data is missing (%s)", task.name, got)
-            if dist.is_main():
-                results["results"][task.name] = {"skipped": str(got), "metrics": {}}
-                atomic_write_json(results_path, results)
-                atomic_write_text(run_dir / "results.md", results_markdown(results))
-            continue
-        entry = run_task(task, adapter, run_dir, data_root, limit=limit, batch_size=batch_size,
-                         overwrite=overwrite, progress=progress, docs=got)
-        if entry is None:
-            continue
-        from sc_eval.rundir import package_versions
-
-        results["results"][task.name] = entry
-        results.update({
-            "updated": _dt.datetime.now().isoformat(timespec="seconds"),
-            "adapter": adapter.fingerprint(),
-            "versions": package_versions(),
-            **(info or {}),
-        })
-        atomic_write_json(results_path, results)
-        atomic_write_text(run_dir / "results.md", results_markdown(results))
+    with locked(run_dir, main_process=dist.is_main(), collective=True):
+        results = read_results(run_dir) if dist.is_main() else None
+        for task in tasks:
+            got = (docs or {}).get(task.name)
+            if got is None:
+                got = _docs_or_missing(task, data_root, skip_missing_data)
+            if isinstance(got, DataError):
+                log.warning("skipping %s: its data is missing (%s)", task.name, got)
+                if dist.is_main():
+                    results = update_results(run_dir, task.name, {"skipped": str(got), "metrics": {}}, info)
+                continue
+            entry = run_task(task, adapter, run_dir, data_root, limit=limit, batch_size=batch_size,
+                             overwrite=overwrite, progress=progress, docs=got)
+            if entry is None:
+                continue
+            results = update_results(run_dir, task.name, entry, {"adapter": adapter.fingerprint(), **(info or {})})
     if dist.is_main():
         print(results_markdown(results))
         return results
     return None
-
-
-def _fmt(v) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.2f}"
-    return str(v)
-
-
-def results_markdown(results: dict) -> str:
-    lines = ["| task | metric | value | ± stderr | n | note |", "|---|---|---|---|---|---|"]
-    for name, e in results.get("results", {}).items():
-        if e.get("skipped"):
-            lines.append(f"| {name} | - | - | - | - | skipped: {e['skipped']} |")
-            continue
-        n = e.get("n_docs", {})
-        note = "limited: not comparable to the full split" if e.get("limited") else ""
-        if e.get("submission"):
-            note = (note + "; " if note else "") + f"submission file {e['submission']}"
-        metrics = e.get("metrics") or {"(none)": None}
-        stderr = e.get("stderr") or {}
-        for m, v in metrics.items():
-            lines.append(f"| {name} | {m} | {_fmt(v)} | {_fmt(stderr.get(m))} | "
-                         f"{n.get('evaluated')}/{n.get('total')} | {note} |")
-    from sc_eval.table11 import battery_sections, battery_tasks_in
-
-    if len(battery_tasks_in(results)) >= 2:  # the LLaVA battery: also as the paper lays it out
-        lines += ["", battery_sections(results).rstrip("\n")]
-    return "\n".join(lines) + "\n"
 
 
 def score_predictions(task: tasks_api.Task, docs: list[dict], predictions: dict[str, str]) -> dict:

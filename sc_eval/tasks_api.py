@@ -19,6 +19,7 @@ from typing import Any, Callable
 import yaml
 
 from sc_eval.errors import ConfigError, DataError, did_you_mean
+from sc_eval.io import check_name
 
 SUBMISSION_ONLY = "submission"  # tasks whose metrics come from a test server
 
@@ -174,8 +175,11 @@ def _load_yaml(path: Path) -> Task:
             raw = yaml.safe_load(f) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML ({e})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of task fields (task:, data:, metrics: ...)")
     if "task" not in raw:
         raise ConfigError(f"{path}: missing `task:` name")
+    check_name(raw["task"], f"{path}: task")  # it names predictions/<task>.jsonl and other files
     unknown = set(raw) - _FIELDS - {"task"}
     if unknown:
         raise ConfigError(f"{path}: unknown keys {sorted(unknown)}")

@@ -219,7 +219,9 @@ def test_a_damaged_predictions_file_costs_its_cells_their_marks_not_the_report(t
         '{"task": "vqav2_val", "scores": {"vqa_acc": 1.0}}\n' * 3)  # no doc_id
     out = tmp_path / "report"
     assert main(["report", str(runs), "--output", str(out), "--no-plots", "--baseline", "floor"]) == 0
-    assert "| other | 100.00 |" in (out / "report.md").read_text()  # no ± and no mark: nothing to pair
+    md = (out / "report.md").read_text()
+    assert "| other | 100.00 ? |" in md  # no ±, and a mark saying it could not be paired
+    assert "? not compared with the floor row: a predictions file behind it is missing or unreadable" in md
 
 
 def test_report_lays_llava_runs_out_in_the_papers_table11_columns(tmp_path):

@@ -192,7 +192,10 @@ def test_score_command_reads_official_formats(tmp_path, data_root, capsys):
     llava = tmp_path / "answers.jsonl"
     llava.write_text("".join(json.dumps({"question_id": 100 + i, "text": w.upper()}) + "\n" for i, w in enumerate(WORDS)))
     assert main(["score", "toy", "--predictions", str(llava), "--annotations", str(data_root / "toy.jsonl"),
-                 "--include-tasks", str(FIXTURES), "--output", str(out)]) == 0
+                 "--include-tasks", str(FIXTURES), "--output", str(out)]) == 2  # an existing file is kept
+    assert json.loads(out.read_text())["n_docs"] == 2
+    assert main(["score", "toy", "--predictions", str(llava), "--annotations", str(data_root / "toy.jsonl"),
+                 "--include-tasks", str(FIXTURES), "--output", str(out), "--overwrite"]) == 0
     assert json.loads(out.read_text())["metrics"] == {"exact": 100.0}
 
 

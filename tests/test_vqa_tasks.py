@@ -167,13 +167,13 @@ def test_score_official_result_files(root, tmp_path):
     res = _write(tmp_path / "gqa_res.json", [{"questionId": "201307251", "prediction": "No."},
                                             {"questionId": "201640614", "prediction": "(Red)"}])
     assert main(["score", "gqa", "--predictions", str(res), "--annotations",
-                 str(root / "gqa/testdev_balanced_questions.json"), "--output", str(out)]) == 0
+                 str(root / "gqa/testdev_balanced_questions.json"), "--output", str(out), "--overwrite"]) == 0
     # "No." is right under both rules; "(Red)" only once its parentheses are deleted (lmms-eval)
     assert json.loads(out.read_text())["metrics"] == {"accuracy": 50.0, "accuracy_lmms": 100.0}
 
     res = _write(tmp_path / "tvqa_res.json", [{"question_id": 34602, "answer": "cat"}])
     assert main(["score", "textvqa", "--predictions", str(res), "--annotations",
-                 str(root / "textvqa/TextVQA_0.5.1_val.json"), "--output", str(out)]) == 0
+                 str(root / "textvqa/TextVQA_0.5.1_val.json"), "--output", str(out), "--overwrite"]) == 0
     assert json.loads(out.read_text())["metrics"] == {"vqa_acc": 100.0}
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from sc_eval.cli import nonneg_int, positive_float, positive_int
+
 log = logging.getLogger(__name__)
 
 RECIPES = {
@@ -40,10 +42,10 @@ def add_arguments(p) -> None:
                    "embedded world: a tiny GPT-2 trained on the world's text (cached)")
     g.add_argument("--mapper", choices=["transformer", "mlp"], default="transformer",
                    help="transformer: GPT-2 frozen (the SuperClass setting); mlp: GPT-2 fine-tuned")
-    g.add_argument("--prefix-length", type=int, default=None, help="K prefix tokens (recipe default)")
-    g.add_argument("--clip-length", type=int, default=None, help="C tokens made from the feature "
+    g.add_argument("--prefix-length", type=positive_int, default=None, help="K prefix tokens (recipe default)")
+    g.add_argument("--clip-length", type=positive_int, default=None, help="C tokens made from the feature "
                    "(transformer mapper)")
-    g.add_argument("--mapper-layers", type=int, default=None, help="transformer mapper depth")
+    g.add_argument("--mapper-layers", type=positive_int, default=None, help="transformer mapper depth")
     g.add_argument("--adapter", default=None, help="evaluate this saved adapter directory (no training)")
     t = p.add_argument_group("training")
     t.add_argument("--recipe", choices=["auto", "reference", "world"], default="auto",
@@ -52,21 +54,22 @@ def add_arguments(p) -> None:
                    "COCO captions_*.json; default: <data-root>/coco/dataset_coco.json")
     t.add_argument("--train-images", default=None, help="image folder for --train-data (default: "
                    "<data-root>/coco/images for Karpathy, <data-root>/coco/images/train2014 for captions json)")
-    t.add_argument("--epochs", type=float, default=None, help="training epochs over the caption pairs (recipe default)")
-    t.add_argument("--steps", type=int, default=None, help="train this many steps (overrides --epochs)")
-    t.add_argument("--lr", type=float, default=None, help="peak AdamW learning rate (recipe default: 2e-5 reference, 1e-3 world)")
-    t.add_argument("--warmup", type=int, default=None, help="warm-up steps (capped at 10%% of the run)")
-    t.add_argument("--save-every", type=int, default=None, help="steps between checkpoints")
+    t.add_argument("--epochs", type=positive_float, default=None, help="training epochs over the caption pairs (recipe default)")
+    t.add_argument("--steps", type=nonneg_int, default=None,
+                   help="train this many steps (overrides --epochs; 0: evaluate the mapper as initialised)")
+    t.add_argument("--lr", type=positive_float, default=None, help="peak AdamW learning rate (recipe default: 2e-5 reference, 1e-3 world)")
+    t.add_argument("--warmup", type=nonneg_int, default=None, help="warm-up steps (capped at 10%% of the run)")
+    t.add_argument("--save-every", type=positive_int, default=None, help="steps between checkpoints")
     d = p.add_argument_group("evaluation")
     d.add_argument("--task", default="coco_caption", help="task name(s), comma separated")
     d.add_argument("--include-tasks", action="append", default=[], metavar="DIR",
                    help="extra task folders (same layout as tasks/)")
     d.add_argument("--data-root", default=None, help="dataset root (default: the embedded world)")
     b = d.add_mutually_exclusive_group()
-    b.add_argument("--beam", type=int, default=None, help="beam size (default: the task's, 5)")
+    b.add_argument("--beam", type=positive_int, default=None, help="beam size (default: the task's, 5)")
     b.add_argument("--greedy", action="store_true", help="greedy decoding (beam 1)")
-    d.add_argument("--max-new-tokens", type=int, default=None, help="default: the task's (67)")
-    d.add_argument("--decode-batch-size", type=int, default=32, help="images decoded together")
+    d.add_argument("--max-new-tokens", type=positive_int, default=None, help="default: the task's (67)")
+    d.add_argument("--decode-batch-size", type=positive_int, default=32, help="images decoded together")
 
 
 def _recipe(args, data_root: Path) -> dict:
@@ -176,6 +179,10 @@ def run(args) -> int:
     dist.seed_everything(args.seed)
     if args.beam is not None and args.beam < 1:
         raise ConfigError(f"--beam {args.beam}: must be >= 1")
+    if args.adapter:  # a damaged or foreign adapter directory is refused before anything is built
+        from .model import check_adapter
+
+        check_adapter(args.adapter)
     rd = RunDir.create(args.output_dir, "caption", args, main_process=dist.is_main())
     if args.data_root:
         data_root = Path(args.data_root)

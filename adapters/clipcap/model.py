@@ -18,7 +18,6 @@ function in training and decoding.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from pathlib import Path
 
@@ -169,6 +168,30 @@ def save_adapter(model, out_dir, *, lm_dir, tokenizer, encoder_fingerprint: str,
     return out
 
 
+WHAT = "`sc-eval caption --adapter` takes a directory written by `sc-eval caption` (<run>/adapter); copy it whole"
+
+
+def check_adapter(adapter_dir) -> dict:
+    """Every file of a ClipCap adapter directory present and whole (see `sc_eval.artefacts`),
+    before any model is built; returns its config. Another command's artefact is named as such."""
+    from sc_eval.artefacts import check_hf_model_dir, check_safetensors, read_json_object, require_dir
+
+    adir = require_dir(adapter_dir, WHAT)
+    if not (adir / "config.json").exists():
+        raise CheckpointError(f"--adapter {adir}: no config.json; {WHAT}")
+    cfg = read_json_object(adir / "config.json", WHAT)
+    if cfg.get("format") != FORMAT:
+        kind = ("a LLaVA adapter (written by `sc-eval llava`; evaluate it with `sc-eval llava --adapter`)"
+                if "projector" in cfg else f"format {cfg.get('format')!r}, not {FORMAT!r}")
+        raise CheckpointError(f"--adapter {adir}: {kind}; {WHAT}")
+    if not isinstance(cfg.get("mapper"), dict) or not isinstance(cfg.get("lm"), str):
+        raise CheckpointError(f"{adir / 'config.json'}: lacks its 'mapper' or 'lm' entry; {WHAT}")
+    check_safetensors(adir / "mapper.safetensors", WHAT)
+    if cfg["lm"] == "lm":
+        check_hf_model_dir(adir / "lm", WHAT)
+    return cfg
+
+
 def load_adapter(adapter_dir, device="cpu", lm_dir=None):
     """(model, tokenizer, config dict) from an adapter directory.
 
@@ -178,11 +201,7 @@ def load_adapter(adapter_dir, device="cpu", lm_dir=None):
 
     adir = Path(adapter_dir)
     cfg_path = adir / "config.json"
-    if not cfg_path.exists():
-        raise CheckpointError(f"{adir}: no config.json; is this a `sc-eval caption` adapter directory?")
-    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
-    if cfg.get("format") != FORMAT:
-        raise CheckpointError(f"{cfg_path}: format {cfg.get('format')!r} is not {FORMAT!r}")
+    cfg = check_adapter(adir)
     lm_path = adir / "lm" if cfg["lm"] == "lm" else Path(lm_dir or cfg["lm"])
     if not lm_path.exists():
         raise CheckpointError(f"{cfg_path}: its language model {lm_path} is missing; pass --lm DIR")

@@ -13,6 +13,8 @@ import logging
 import math
 from pathlib import Path
 
+from sc_eval.cli import fraction, nonneg_int, positive_float, positive_int
+
 log = logging.getLogger(__name__)
 
 
@@ -24,9 +26,9 @@ def add_arguments(p) -> None:
     g.add_argument("--adapter", default=None, help="evaluate this trained adapter directory; no training")
     g.add_argument("--projector", default="mlp2x_gelu", help="linear | mlp{N}x_gelu | identity")
     g.add_argument("--select-layer", type=int, default=-2, help="encoder block whose patch tokens feed the LLM")
-    g.add_argument("--lora-r", type=int, default=128, help="LoRA rank (0: full fine-tuning of the LLM)")
-    g.add_argument("--lora-alpha", type=int, default=256, help="LoRA alpha (LLaVA-1.5: 256)")
-    g.add_argument("--lora-dropout", type=float, default=0.05, help="LoRA dropout (LLaVA-1.5: 0.05)")
+    g.add_argument("--lora-r", type=nonneg_int, default=128, help="LoRA rank (0: full fine-tuning of the LLM)")
+    g.add_argument("--lora-alpha", type=positive_int, default=256, help="LoRA alpha (LLaVA-1.5: 256)")
+    g.add_argument("--lora-dropout", type=fraction, default=0.05, help="LoRA dropout (LLaVA-1.5: 0.05)")
     g.add_argument("--4bit", dest="four_bit", action="store_true",
                    help="QLoRA: load the LLM in 4-bit nf4 (needs bitsandbytes and a CUDA GPU)")
     g.add_argument("--merge-lora", action="store_true", help="also export the LLM with LoRA merged in")
@@ -38,19 +40,19 @@ def add_arguments(p) -> None:
                    help="image root for --stage1-data only (LCS-558K: LLaVA-Pretrain/images); default --image-folder")
     t.add_argument("--stage2-image-folder", default=None,
                    help="image root for --stage2-data only (mix665k: the folder holding coco/, gqa/, ...)")
-    t.add_argument("--stage1-steps", type=int, default=None, help="default: one epoch")
-    t.add_argument("--stage2-steps", type=int, default=None, help="default: one epoch")
-    t.add_argument("--stage1-lr", type=float, default=1e-3, help="stage-1 projector learning rate (LLaVA-1.5: 1e-3)")
-    t.add_argument("--stage2-lr", type=float, default=None, help="default 2e-4 with LoRA, 2e-5 full")
-    t.add_argument("--projector-lr", type=float, default=2e-5, help="stage-2 projector lr (LoRA)")
-    t.add_argument("--max-length", type=int, default=2048, help="tokens per example (image counts as one)")
-    t.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
+    t.add_argument("--stage1-steps", type=positive_int, default=None, help="default: one epoch")
+    t.add_argument("--stage2-steps", type=positive_int, default=None, help="default: one epoch")
+    t.add_argument("--stage1-lr", type=positive_float, default=1e-3, help="stage-1 projector learning rate (LLaVA-1.5: 1e-3)")
+    t.add_argument("--stage2-lr", type=positive_float, default=None, help="default 2e-4 with LoRA, 2e-5 full")
+    t.add_argument("--projector-lr", type=positive_float, default=2e-5, help="stage-2 projector lr (LoRA)")
+    t.add_argument("--max-length", type=positive_int, default=2048, help="tokens per example (image counts as one)")
+    t.add_argument("--grad-accum", type=positive_int, default=1, help="micro-batches per optimizer step")
     t.add_argument("--grad-checkpointing", action="store_true", help="recompute LLM activations in backward (saves memory)")
-    t.add_argument("--save-every", type=int, default=0, help="checkpoint every N steps (0: end of stage)")
+    t.add_argument("--save-every", type=nonneg_int, default=0, help="checkpoint every N steps (0: end of stage)")
     e = p.add_argument_group("evaluation")
     e.add_argument("--tasks", default="llava", help="comma list of tasks, aliases or groups")
     e.add_argument("--data-root", default=None, help="benchmark data root (default: the embedded world)")
-    e.add_argument("--eval-batch-size", type=int, default=16, help="questions per generation batch")
+    e.add_argument("--eval-batch-size", type=positive_int, default=16, help="questions per generation batch")
     e.add_argument("--include-tasks", action="append", default=[], metavar="DIR",
                    help="extra task folders (same layout as tasks/)")
 
@@ -137,6 +139,10 @@ def run(args) -> int:
     init_distributed(device)
     seed_everything(args.seed)
     tasks = tasks_api.resolve(args.tasks, args.include_tasks, adapter_kind="generate")  # fail on a bad name before any work
+    if args.adapter:  # a damaged or foreign adapter directory is refused before anything is built
+        from sc_eval.adapters.llava.saving import check_adapter
+
+        check_adapter(args.adapter)
     run_dir = RunDir.create(args.output_dir, "llava", args, main_process=is_main())
     if args.data_root:
         root = Path(args.data_root)

@@ -66,15 +66,39 @@ def save_adapter(model, out_dir, merge_lora: bool = False) -> Path:
     return out
 
 
+WHAT = "`sc-eval llava --adapter` takes a directory written by `sc-eval llava` (<run>/adapter); copy it whole"
+
+
+def check_adapter(adapter_dir) -> dict:
+    """Every file of a LLaVA adapter directory present and whole (see `sc_eval.artefacts`), before
+    any model is built; returns its config. Another command's artefact is named as such."""
+    from sc_eval.artefacts import check_hf_model_dir, check_safetensors, read_json_object, require_dir
+
+    adir = require_dir(adapter_dir, WHAT)
+    if not (adir / "config.json").exists():
+        raise CheckpointError(f"--adapter {adir}: no config.json; {WHAT}")
+    raw = read_json_object(adir / "config.json", WHAT)
+    if "mapper" in raw or str(raw.get("format", "")).startswith("sc-eval-clipcap"):
+        raise CheckpointError(f"--adapter {adir}: a ClipCap captioning adapter (written by `sc-eval caption`; "
+                              f"evaluate it with `sc-eval caption --adapter`); {WHAT}")
+    if "projector" not in raw or "encoder" not in raw:
+        raise CheckpointError(f"--adapter {adir}: its config.json is not a LLaVA adapter's (no 'projector' "
+                              f"or 'encoder'); {WHAT}")
+    check_safetensors(adir / "projector.safetensors", WHAT)
+    if (adir / "lora").exists():
+        read_json_object(adir / "lora" / "adapter_config.json", WHAT)
+        check_safetensors(adir / "lora" / "adapter_model.safetensors", WHAT)
+    elif raw.get("lora") and not raw.get("full_finetune"):
+        raise CheckpointError(f"--adapter {adir}: its config records LoRA weights but lora/ is missing; {WHAT}")
+    if (adir / "llm").exists() or raw.get("full_finetune"):
+        check_hf_model_dir(adir / "llm", WHAT)
+    return raw
+
+
 def read_config(adapter_dir):
     from sc_eval.adapters.llava.model import LlavaConfig
-    from sc_eval.io import read_json
 
-    path = Path(adapter_dir) / "config.json"
-    if not path.exists():
-        raise CheckpointError(f"--adapter {adapter_dir}: no config.json; give a directory written by "
-                              "`sc-eval llava` (<run>/adapter)")
-    raw = read_json(path)
+    raw = check_adapter(adapter_dir)
     known = {f.name for f in dataclasses.fields(LlavaConfig)}
     return LlavaConfig(**{k: v for k, v in raw.items() if k in known})
 
@@ -103,7 +127,7 @@ def load_adapter(adapter_dir, encoder, device: str = "cpu", precision: str = "fp
         llm = PeftModel.from_pretrained(llm, adapter_dir / "lora", is_trainable=False)
     cfg.llm = str(llm_dir)
     model = build(encoder, llm, tok, cfg, device=device)
-    state = load_file(str(adapter_dir / "projector.safetensors"))
+    state = load_file(str(adapter_dir / "projector.safetensors"))  # checked whole by read_config
     try:
         model.projector.load_state_dict(state)
     except RuntimeError as e:

@@ -8,6 +8,8 @@ A stage that finished is reused on the next run (its `.done` marker); a killed s
 """
 from __future__ import annotations
 
+from sc_eval.cli import nonneg_int, positive_int
+
 ENCODERS = ("superclass", "clip", "random")
 
 
@@ -16,11 +18,11 @@ def add_arguments(parser) -> None:
                         help="comma list of stages to run (pretrain, caption, llava, probe, report)")
     parser.add_argument("--encoders", default=",".join(ENCODERS),
                         help="encoders to compare: superclass, clip (both pretrained here) and random (the floor)")
-    parser.add_argument("--pretrain-steps", type=int, default=300, help="optimizer steps per pretraining run")
-    parser.add_argument("--llava-steps", type=int, default=None,
+    parser.add_argument("--pretrain-steps", type=positive_int, default=300, help="optimizer steps per pretraining run")
+    parser.add_argument("--llava-steps", type=positive_int, default=None,
                         help="LLaVA stage-2 steps per encoder (default 300; 1500 lets the towers' "
                              "differences show, see the README)")
-    parser.add_argument("--llava-limit", type=int, default=None,
+    parser.add_argument("--llava-limit", type=nonneg_int, default=None,
                         help="questions per LLaVA task (default 150; 0 = whole splits)")
     parser.add_argument("--quick", action="store_true", help="a much smaller budget (smoke test; numbers are noise)")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 
+from sc_eval.cli import nonneg_float, nonneg_int, positive_float, positive_int
 from sc_eval.errors import ConfigError, did_you_mean
 from sc_eval.probe.fewshot import DEFAULT_FEWSHOT_WD  # light: torch is imported inside its functions
 
@@ -28,15 +29,15 @@ def add_arguments(parser):
     parser.add_argument("--tasks", default="linear,logreg,fewshot", help="comma list of linear, logreg, fewshot")
     parser.add_argument("--data", default=None, help="ImageFolder root (ROOT/<split>/<class>/img) or hf:DIR; "
                         "None: the embedded world's classification set")
-    parser.add_argument("--shots", type=int, default=10, help="k for the k-shot task")
-    parser.add_argument("--seeds", type=int, default=3, help="k-shot seeds: --seed, --seed+1, ...")
-    parser.add_argument("--fewshot-wd", type=float, default=DEFAULT_FEWSHOT_WD,
+    parser.add_argument("--shots", type=positive_int, default=10, help="k for the k-shot task")
+    parser.add_argument("--seeds", type=positive_int, default=3, help="k-shot seeds: --seed, --seed+1, ...")
+    parser.add_argument("--fewshot-wd", type=nonneg_float, default=DEFAULT_FEWSHOT_WD,
                         help="k-shot L2 strength on standardised features")
-    parser.add_argument("--epochs", type=int, default=90, help="linear probe epochs (MAE's recipe)")
-    parser.add_argument("--lr", type=float, default=None, help="linear probe peak lr; None: 0.1 for sgd, 1e-3 for adamw")
+    parser.add_argument("--epochs", type=positive_int, default=90, help="linear probe epochs (MAE's recipe)")
+    parser.add_argument("--lr", type=positive_float, default=None, help="linear probe peak lr; None: 0.1 for sgd, 1e-3 for adamw")
     parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adamw"], help="linear probe optimizer")
-    parser.add_argument("--probe-wd", type=float, default=0.0, help="linear probe weight decay")
-    parser.add_argument("--warmup-epochs", type=int, default=10,
+    parser.add_argument("--probe-wd", type=nonneg_float, default=0.0, help="linear probe weight decay")
+    parser.add_argument("--warmup-epochs", type=nonneg_int, default=10,
                         help="linear probe warm-up epochs (MAE's recipe: 10 of 90; at most half the run)")
 
 
@@ -88,6 +89,7 @@ def run(args) -> int:
     if started is None:
         return 0
     device, data = started
+    D.check_trained_classes(data)
     if "fewshot" in tasks:  # fail before any encoding when a class is too small for --shots
         from sc_eval.probe.fewshot import select_kshot
 

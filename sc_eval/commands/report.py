@@ -22,6 +22,11 @@ def run(args) -> int:
     from sc_eval.report import build_report
 
     out = Path(args.output) if args.output else Path("runs") / "report"
+    if out.exists() and not out.is_dir():
+        from sc_eval.errors import ConfigError
+
+        raise ConfigError(f"--output {out}: an existing file; give the directory report.md, report.csv "
+                          "and plots/ go into")
     table = build_report([Path(r) for r in args.runs], out, plots=not args.no_plots, baseline=args.baseline)
     print(table)
     return 0

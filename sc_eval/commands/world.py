@@ -6,7 +6,10 @@ fields of WorldSizes so the two never drift apart. Only argparse-level imports a
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from sc_eval.cli import nonneg_int
+from sc_eval.errors import ConfigError
 from sc_eval.world.sizes import size_fields
 
 
@@ -16,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="random seed: the same seed gives byte-identical files")
     g = parser.add_argument_group("sizes (images or problems per part) and picture difficulty")
     for name, default, help_ in size_fields():
-        g.add_argument("--" + name.replace("_", "-"), dest=name, type=int, default=default,
+        g.add_argument("--" + name.replace("_", "-"), dest=name, type=nonneg_int, default=default,
                        metavar="N", help=help_)
 
 
@@ -25,9 +28,18 @@ def run(args) -> int:
 
     from sc_eval.world import write_world
 
+    out = Path(args.out)
+    blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ConfigError(f"--out {out}: {blocker} is an existing file, not a directory; give a directory "
+                          "to write the world into (new, or holding an earlier world)")
     sizes = {name: getattr(args, name) for name, _, _ in size_fields()}
     t0 = time.perf_counter()
-    root = write_world(args.out, seed=args.seed, **sizes)
+    try:
+        root = write_world(out, seed=args.seed, **sizes)
+    except PermissionError as e:
+        raise ConfigError(f"--out {out}: cannot write {e.filename} ({e.strerror}); choose a directory "
+                          "you can write to") from None
     from sc_eval.io import read_json
 
     manifest = read_json(root / "world.json")

@@ -15,6 +15,7 @@ import hashlib
 import logging
 from pathlib import Path
 
+from sc_eval.cli import positive_float, positive_int
 from sc_eval.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -30,13 +31,13 @@ def add_arguments(parser):
     parser.add_argument("--templates", default=None, help="prompt templates file, one per line with {}; "
                         "None: CLIP's 80 ImageNet templates")
     parser.add_argument("--lit", default=None, help="a saved LiT directory (a previous run's lit/): skip training")
-    parser.add_argument("--steps", type=int, default=300, help="LiT training steps")
-    parser.add_argument("--lr", type=float, default=1e-3, help="LiT peak learning rate (AdamW, cosine)")
-    parser.add_argument("--embed-dim", type=int, default=128, help="joint embedding size")
-    parser.add_argument("--text-width", type=int, default=128, help="text transformer width")
-    parser.add_argument("--text-layers", type=int, default=3, help="text transformer depth")
-    parser.add_argument("--context-length", type=int, default=32, help="text tokens per caption (CLIP: 77)")
-    parser.add_argument("--max-pairs", type=int, default=None, help="use only the first N pairs")
+    parser.add_argument("--steps", type=positive_int, default=300, help="LiT training steps")
+    parser.add_argument("--lr", type=positive_float, default=1e-3, help="LiT peak learning rate (AdamW, cosine)")
+    parser.add_argument("--embed-dim", type=positive_int, default=128, help="joint embedding size")
+    parser.add_argument("--text-width", type=positive_int, default=128, help="text transformer width")
+    parser.add_argument("--text-layers", type=positive_int, default=3, help="text transformer depth")
+    parser.add_argument("--context-length", type=positive_int, default=32, help="text tokens per caption (CLIP: 77)")
+    parser.add_argument("--max-pairs", type=positive_int, default=None, help="use only the first N pairs")
 
 
 def _file_hash(path: Path) -> str:

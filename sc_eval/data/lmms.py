@@ -17,6 +17,9 @@ Why these choices:
     once) reads one JSON file instead of gigabytes of parquet.
   * A directory is taken as a task's data only when its parquet schema has the columns that task
     needs: pointing a POPE task at a VQAv2 download is an error that says so, never wrong docs.
+  * An image cell is read from its bytes. A cell with only a ``path`` is read from that file only
+    when it lies inside the download's own folder: a crafted parquet cannot make sc-eval copy an
+    arbitrary local file into its image cache.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from typing import Callable, Iterable, Iterator
 
 from sc_eval.data.images import image_suffix
 from sc_eval.errors import DataError
+from sc_eval.io import check_name
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +59,9 @@ def split_files(folder, split: str, config: str | None = None) -> list[Path]:
     ``data/<split>-*.parquet`` (the default config) or ``<split>-*.parquet`` in the folder itself.
     Sorted by name, which is the shard order ``datasets`` uses."""
     folder = Path(folder)
+    check_name(split, f"{folder}: split", DataError)  # globbed below the folder
+    if config not in (None, "."):  # "." : the folder itself
+        check_name(config, f"{folder}: config", DataError)
     subdirs = [config] if config else ["data", "."]
     for sub in subdirs:
         base = folder / sub
@@ -120,9 +127,31 @@ def iter_rows(src: Source, columns: Iterable[str] | None = None) -> Iterator[dic
     try:
         ds = load_dataset("parquet", data_files={src.split: [str(f) for f in src.files]},
                           split=src.split, streaming=True, **kw)
-        yield from ds.decode(False)
+        for i, row in enumerate(ds.decode(False)):
+            yield _inline_images(row, src, i)
     except (OSError, ValueError) as e:  # pyarrow's errors for a damaged or truncated file
         raise DataError(f"{src.describe()}: cannot read the parquet files ({e}); re-download them") from None
+
+
+def _inline_images(row: dict, src: Source, index: int) -> dict:
+    """The row with each image cell that holds only a ``path`` given that file's bytes, when the
+    path lies inside the download's folder (relative paths are taken from there); a path
+    elsewhere is an error. Cells with bytes are left as they are (their ``path`` is a name)."""
+    for key, value in row.items():
+        cells = value if isinstance(value, list) else [value]  # SEED-Bench: a list of frames
+        for cell in cells:
+            if not (isinstance(cell, dict) and set(cell) <= {"bytes", "path"} and "path" in cell
+                    and not cell.get("bytes") and cell.get("path")):
+                continue
+            folder = src.folder.resolve()
+            target = (folder / str(cell["path"])).resolve()
+            if not target.is_relative_to(folder):
+                raise DataError(f"{src.describe()} row {index}: image cell {key!r} names the file {cell['path']!r} "
+                                f"outside the dataset folder {folder}; sc-eval reads images embedded in the "
+                                "parquet (their bytes) or files inside that folder only")
+            if target.is_file():
+                cell["bytes"] = target.read_bytes()
+    return row
 
 
 def checked_rows(src: Source, fields: Iterable[str] = (), columns: Iterable[str] | None = None
@@ -143,12 +172,8 @@ def image_bytes(value, where: str) -> bytes | None:
         return None
     if isinstance(value, (bytes, bytearray)):
         return bytes(value)
-    if isinstance(value, dict):
-        if value.get("bytes"):
-            return bytes(value["bytes"])
-        if value.get("path") and os.path.isfile(value["path"]):
-            return Path(value["path"]).read_bytes()
-        return None
+    if isinstance(value, dict):  # a path-only cell got its bytes in `iter_rows`, if it may
+        return bytes(value["bytes"]) if value.get("bytes") else None
     if hasattr(value, "save"):  # a decoded PIL image
         import io
 

@@ -192,6 +192,19 @@ def encode_pil(encoder, images, batch_size: int = 64):
     return torch.cat(out)
 
 
+def check_trained_classes(data: ClassificationData) -> None:
+    """Every class the eval split holds has training images: a probe cannot predict a class it
+    never saw, so such a split would be scored against answers the probe cannot give."""
+    train, scored = data.train_split(), data.eval_split()
+    have = set(data.split(train).labels)
+    absent = sorted(data.classes[i] for i in set(data.split(scored).labels) - have)
+    if absent:
+        shown = ", ".join(repr(c) for c in absent[:5]) + (f" (+{len(absent) - 5} more)" if len(absent) > 5 else "")
+        raise DataError(f"{data.key}: {len(absent)} class(es) of the {scored} split have no {train} images: {shown}; "
+                        f"a probe cannot predict them: add {train} images of those classes or leave them out of "
+                        f"{scored}")
+
+
 def check_classes(data: ClassificationData, min_classes: int = 2) -> None:
     if len(data.classes) < min_classes:
         raise ConfigError(f"{data.key}: {len(data.classes)} class(es) found; a classifier needs at least {min_classes}")

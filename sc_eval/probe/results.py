@@ -1,24 +1,23 @@
 """results.json / results.md / predictions for `sc-eval probe` and `sc-eval zeroshot`.
 
 Same schema as the evaluation runner (``schema_version`` 1, one entry per task with
-``metrics``, ``n_docs``, ``limited``, ``fingerprint``), rewritten atomically after each task so
-a crash loses nothing finished. An entry whose fingerprint (encoder, data, settings) matches is
+``metrics``, ``n_docs``, ``limited``, ``fingerprint``), written through the same writer
+(`sc_eval.results`: merged under the run directory's lock, atomically, after each task) so a
+crash loses nothing finished. An entry whose fingerprint (encoder, data, settings) matches is
 reused on a rerun; a different one is refused unless ``--overwrite``, as the runner does.
 """
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import json
 import logging
 from pathlib import Path
 
 from sc_eval.errors import ConfigError, DataError
-from sc_eval.io import atomic_write_json, atomic_write_text, iter_jsonl, read_json
+from sc_eval.io import atomic_write_text, iter_jsonl
+from sc_eval.results import read_results, results_markdown, update_results
 
 log = logging.getLogger(__name__)
-
-SCHEMA_VERSION = 1
 
 
 def fingerprint(**parts) -> str:
@@ -30,10 +29,7 @@ class ResultsFile:
     def __init__(self, run_dir: Path, info: dict | None = None):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / "results.json"
-        data = read_json(self.path) if self.path.exists() else None
-        if not data or data.get("schema_version") != SCHEMA_VERSION:
-            data = {"schema_version": SCHEMA_VERSION, "results": {}}
-        self.data = data
+        self.data = read_results(self.run_dir)
         self.info = info or {}
 
     def reusable(self, task: str, fp: str, overwrite: bool) -> dict | None:
@@ -64,18 +60,9 @@ class ResultsFile:
         return n == (entry.get("n_docs") or {}).get("evaluated")
 
     def put(self, task: str, entry: dict) -> None:
-        from sc_eval.rundir import package_versions
-        from sc_eval.runner import results_markdown
-
-        self.data["results"][task] = entry
-        self.data.update({"updated": _dt.datetime.now().isoformat(timespec="seconds"),
-                          "versions": package_versions(), **self.info})
-        atomic_write_json(self.path, self.data)
-        atomic_write_text(self.run_dir / "results.md", results_markdown(self.data))
+        self.data = update_results(self.run_dir, task, entry, self.info)
 
     def markdown(self) -> str:
-        from sc_eval.runner import results_markdown
-
         return results_markdown(self.data)
 
 

@@ -46,7 +46,12 @@ def load_templates(path: str | Path | None = None) -> list[str]:
     if not path.is_file():
         raise DataError(f"--templates {path}: file not found (one template per line, with {{}} for the class)")
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"--templates {path}: not a text file (not UTF-8); give one template per line, "
+                        "with {} for the class") from None
+    for n, line in enumerate(text.splitlines(), 1):
         t = line.strip()
         if not t or t.startswith("#"):
             continue

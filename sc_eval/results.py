@@ -1,0 +1,77 @@
+"""results.json and results.md: the one writer every command's results go through.
+
+A run directory's results.json holds one entry per task (schema in README "Run directories").
+Each update merges: under the run directory's lock it reads the file as it is on disk, replaces
+only the entry of the task just finished and writes the whole file back atomically (temp file +
+rename), so an update never drops another task's entry from a stale copy held in memory, and a
+kill leaves the old file or the new one, never half of one.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+
+from sc_eval.io import atomic_write_json, atomic_write_text, read_json
+from sc_eval.rundir import locked, package_versions
+
+SCHEMA_VERSION = 1
+RESULTS_NAME = "results.json"
+
+
+def empty_results() -> dict:
+    return {"schema_version": SCHEMA_VERSION, "results": {}}
+
+
+def read_results(run_dir) -> dict:
+    """The run directory's results.json, or an empty one (absent, or of another schema).
+    A damaged file is a DataError naming it: it is not silently replaced."""
+    path = Path(run_dir) / RESULTS_NAME
+    data = read_json(path) if path.exists() else None
+    if not isinstance(data, dict) or data.get("schema_version") != SCHEMA_VERSION \
+            or not isinstance(data.get("results"), dict):
+        return empty_results()
+    return data
+
+
+def update_results(run_dir, task: str, entry: dict, info: dict | None = None) -> dict:
+    """Set ``task``'s entry (and the run-level ``info``) in results.json, keeping every other
+    task's entry as the file holds it now; rewrites results.md; returns the merged results."""
+    run_dir = Path(run_dir)
+    with locked(run_dir):  # re-entrant: the command writing this directory holds it already
+        data = read_results(run_dir)
+        data["results"][task] = entry
+        data.update({"updated": _dt.datetime.now().isoformat(timespec="seconds"),
+                     "versions": package_versions(), **(info or {})})
+        atomic_write_json(run_dir / RESULTS_NAME, data)
+        atomic_write_text(run_dir / "results.md", results_markdown(data))
+    return data
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.2f}"
+    return str(v)
+
+
+def results_markdown(results: dict) -> str:
+    lines = ["| task | metric | value | ± stderr | n | note |", "|---|---|---|---|---|---|"]
+    for name, e in results.get("results", {}).items():
+        if e.get("skipped"):
+            lines.append(f"| {name} | - | - | - | - | skipped: {e['skipped']} |")
+            continue
+        n = e.get("n_docs", {})
+        note = "limited: not comparable to the full split" if e.get("limited") else ""
+        if e.get("submission"):
+            note = (note + "; " if note else "") + f"submission file {e['submission']}"
+        metrics = e.get("metrics") or {"(none)": None}
+        stderr = e.get("stderr") or {}
+        for m, v in metrics.items():
+            lines.append(f"| {name} | {m} | {_fmt(v)} | {_fmt(stderr.get(m))} | "
+                         f"{n.get('evaluated')}/{n.get('total')} | {note} |")
+    from sc_eval.table11 import battery_sections, battery_tasks_in
+
+    if len(battery_tasks_in(results)) >= 2:  # the LLaVA battery: also as the paper lays it out
+        lines += ["", battery_sections(results).rstrip("\n")]
+    return "\n".join(lines) + "\n"
