@@ -306,28 +306,39 @@ def test_timm_pretrained_name_resolves_from_the_local_hub_cache(monkeypatch, tmp
     assert enc.fingerprint != load_encoder("random:timm:test_vit").fingerprint
 
 
-def test_open_clip_pretrained_tag_resolves_from_the_local_hub_cache(monkeypatch, tmp_path):
+def test_open_clip_pretrained_tag_resolves_from_the_local_caches(monkeypatch, tmp_path):
+    import open_clip
     from open_clip.transformer import QuickGELU
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("HOME", str(tmp_path))  # open_clip's URL cache (~/.cache/clip) is empty too
     with pytest.raises(CheckpointError, match=r"open_clip_model\.safetensors of the Hugging Face repo "
-                       r"timm/vit_base_patch32_clip_224\.openai at .*ViT-B-32\.pt .* at .*\.cache/clip/ViT-B-32\.pt"):
-        load_encoder("open_clip:ViT-B-32@openai")
+                       r"laion/CLIP-ViT-B-32-laion2B-s34B-b79K at .*hub/models--laion--CLIP-ViT-B-32-laion2B-s34B-b79K"):
+        load_encoder("open_clip:ViT-B-32@laion2b_s34b_b79k")
     with pytest.raises(ConfigError, match="neither a file nor a pretrained tag of ViT-B-32.*did you mean 'openai'"):
         load_encoder("open_clip:ViT-B-32@openia")
     rand = load_encoder("random:open_clip:ViT-B-32")
     # "Trained" weights: the random tower scaled, stored in bf16 (exact in float32) to keep the file small.
     state = {f"visual.{k}": (v * 1.5).to(torch.bfloat16) for k, v in rand.model.state_dict().items()}
     state["visual.proj"] = torch.zeros(768, 512, dtype=torch.bfloat16)
-    _fake_hub_file(tmp_path / "hub", "timm/vit_base_patch32_clip_224.openai", "open_clip_model.safetensors", state)
-    enc = load_encoder("open_clip:ViT-B-32@openai")
+    _fake_hub_file(tmp_path / "hub", "laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "open_clip_model.safetensors", state)
+    enc = load_encoder("open_clip:ViT-B-32@laion2b_s34b_b79k")
     got = enc.model.state_dict()
     assert all(torch.equal(got[k], state[f"visual.{k}"].float()) for k in got)
-    # OpenAI's weights were trained with QuickGELU: the tower is built to match the tag.
+    assert not isinstance(enc.model.transformer.resblocks[0].mlp.gelu, QuickGELU)
+    assert enc.fingerprint != rand.fingerprint
+    # OpenAI's weights were trained with QuickGELU: the tower is built to match. They sit where
+    # this open_clip version looks for them (its hub repo, or its URL cache for older versions).
+    cfg = open_clip.get_pretrained_cfg("ViT-B-32", "openai")
+    if cfg.get("hf_hub"):
+        repo = cfg["hf_hub"].rstrip("/")
+        _fake_hub_file(tmp_path / "hub", repo, "open_clip_model.safetensors", state)
+    else:
+        (tmp_path / ".cache" / "clip").mkdir(parents=True)
+        torch.save(state, tmp_path / ".cache" / "clip" / cfg["url"].rsplit("/", 1)[1])
+    enc = load_encoder("open_clip:ViT-B-32@openai")
     assert isinstance(enc.model.transformer.resblocks[0].mlp.gelu, QuickGELU)
     assert not isinstance(rand.model.transformer.resblocks[0].mlp.gelu, QuickGELU)
-    assert enc.fingerprint != rand.fingerprint
 
 
 @pytest.mark.parametrize("spec,needle", [

@@ -316,16 +316,27 @@ def load_open_clip(name: str, spec: str, device="cpu"):
                                   f"downloaded); {where}; or pass open_clip:{name}@/path/to/weights")
         path = found
         log.info("%s: weights from %s", spec, path)
-    # The tag says whether the weights were trained with QuickGELU (OpenAI's): build to match,
-    # or the features would silently differ.
-    model = _open_clip_model(name, spec, quick_gelu=bool(tag_cfg.get("quick_gelu", False)))
+    model = _open_clip_model(name, spec, quick_gelu=_trained_with_quick_gelu(weights, tag_cfg))
     state = _visual_state(_load_weights_file(path))
+    if "proj" not in state and getattr(model.visual, "proj", None) is not None:
+        model.visual.proj = None  # a tower saved without its projection: it is dropped below anyway
     from sc_eval.encoders.base import check_state_dict
 
     check_state_dict(model.visual, state, str(path))
     model.visual.load_state_dict(state, strict=True)
     pre = {k: tag_cfg[k] for k in ("mean", "std", "interpolation") if tag_cfg.get(k)}
     return _open_clip_encoder(model, name, spec, device, kind="open_clip", preprocess=pre)
+
+
+def _trained_with_quick_gelu(tag: str, cfg: dict) -> bool:
+    """Whether a tag's weights were trained with QuickGELU: the tower must be built to match, or
+    its features silently differ. open_clip's tag configs say so outright where they carry the
+    field; where they do not, OpenAI's weights and the files named "quickgelu" are the ones."""
+    if not cfg:
+        return False
+    if "quick_gelu" in cfg:
+        return bool(cfg["quick_gelu"])
+    return tag == "openai" or "quickgelu" in (cfg.get("url") or "")
 
 
 def _some(names: list[str], n: int = 6) -> str:
@@ -361,6 +372,8 @@ def _open_clip_encoder(model, name: str, spec: str, device, kind: str, preproces
     interp = pre.get("interpolation", "bicubic")
     meta = {"arch": "open_clip", "name": name, "mean": list(pre.get("mean", ())), "std": list(pre.get("std", ())),
             "size": size, "interpolation": interp}
+    if any(type(m).__name__ == "QuickGELU" for m in visual.modules()):
+        meta["quick_gelu"] = True  # same weights, other activation: other features
     enc = OpenClipEncoder(
         visual, spec=spec, kind=kind, width=width, image_size=size, patch_size=patch, num_patches=n_patches,
         mean=pre["mean"], std=pre["std"], interpolation=interp,
