@@ -178,11 +178,10 @@ def run(args) -> int:
     from sc_eval.rundir import RunDir
     from sc_eval.runner import evaluate, preload_docs
     from sc_eval.runtime import dist
+    from sc_eval.runtime.precision import check_precision
 
     from .adapter import ClipCapAdapter
     from .model import load_adapter
-
-    from sc_eval.runtime.precision import check_precision
 
     device = dist.resolve_device(args.device)
     check_precision(args.precision, device)

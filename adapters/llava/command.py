@@ -67,7 +67,6 @@ def train(args, encoder, root: Path, run, device: str):
     from sc_eval.adapters.llava.model import LlavaConfig, add_lora, build, load_llm
     from sc_eval.adapters.llava.saving import save_adapter
     from sc_eval.adapters.llava.train import StageConfig, train_stage
-
     from sc_eval.models.lm import is_random_lm
 
     if args.llm:
@@ -136,7 +135,6 @@ def run(args) -> int:
     from sc_eval.rundir import RunDir
     from sc_eval.runner import evaluate, preload_docs
     from sc_eval.runtime.dist import init_distributed, is_main, resolve_device, seed_everything
-
     from sc_eval.runtime.precision import check_precision
 
     device = resolve_device(args.device)

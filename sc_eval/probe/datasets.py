@@ -175,10 +175,10 @@ def encode_pil(encoder, images, batch_size: int = 64, precision: str = "fp32"):
     """Pooled features of in-memory PIL images (HF datasets, webdataset shards): no cache."""
     import torch
 
-    from sc_eval.runtime.precision import autocast
+    from sc_eval.runtime.precision import autocast, check_precision
 
+    check_precision(precision, encoder.device)  # before any image is read
     out, batch = [], []
-    autocast(encoder.device, precision)  # refuse a precision the device cannot run before reading images
 
     def flush():
         x = torch.stack([encoder.transform(im) for im in batch])
