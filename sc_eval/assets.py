@@ -86,6 +86,22 @@ def llama_tokenizer():
     return tok
 
 
+def lm_tokenizer(family: str):
+    """The tokenizer of a ``gpt2`` or ``llama`` family LM, with a pad token set (GPT-2: EOS, as
+    its own has none; LLaMA: <unk>, id 0, as Vicuna's config has it)."""
+    if family == "gpt2":
+        tok = gpt2_tokenizer()
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        return tok
+    if family == "llama":
+        tok = llama_tokenizer()
+        if tok.pad_token is None:
+            tok.pad_token = tok.unk_token
+        return tok
+    raise ConfigError(f"no shipped tokenizer for LM family {family!r}: choose gpt2 or llama")
+
+
 def clip_tokenizer(context_length: int = 77):
     """open_clip's ``SimpleTokenizer`` (OpenAI CLIP BPE: 49,408 ids, SOT 49406, EOT 49407)."""
     if importlib.util.find_spec("open_clip") is None:

@@ -3,7 +3,8 @@
 Probes, few-shot runs and ClipCap training all read frozen-encoder features many times; a
 ViT-L pass over COCO takes far longer than the linear layer trained on it. The cache file is
 ``<cache_dir>/<key>.safetensors`` with ``key = sha256(encoder fingerprint, dataset key, split,
-transform description, kind, layer, image paths with each file's size and modification time)``:
+transform description, kind, layer, precision, image paths with each file's size and modification
+time)``:
 anything that could change a feature changes the key (a re-downloaded or rewritten image too), so
 nothing needs invalidating by hand.
 Files are written atomically (temp file + rename): a killed run leaves no half file behind.
@@ -35,7 +36,8 @@ def _transform_description(encoder) -> str:
     return getattr(t, "description", None) or repr(t)
 
 
-def cache_key(encoder, image_paths, dataset_key: str, split: str, kind: str, layer: int) -> str:
+def cache_key(encoder, image_paths, dataset_key: str, split: str, kind: str, layer: int,
+              precision: str = "fp32") -> str:
     """The sha256 naming the cache file (see the module docstring for what it covers)."""
     h = hashlib.sha256()
     head = {
@@ -47,6 +49,8 @@ def cache_key(encoder, image_paths, dataset_key: str, split: str, kind: str, lay
         "kind": kind,
         "layer": int(layer) if kind == "tokens" else None,
     }
+    if precision != "fp32":  # fp32 keys stay what they were before the field existed
+        head["precision"] = precision
     h.update(json.dumps(head, sort_keys=True).encode())
     for p in image_paths:
         path = Path(p).absolute()
@@ -102,20 +106,25 @@ def _show_progress(progress: bool, n_batches: int) -> bool:
 
 
 def encode_images(encoder, image_paths, dataset_key: str, split: str, kind: str = "pooled",
-                  batch_size: int = 64, cache_dir=None, layer: int = -2, progress: bool = True):
+                  batch_size: int = 64, cache_dir=None, layer: int = -2, progress: bool = True,
+                  precision: str = "fp32"):
     """Features of ``image_paths`` in order: ``[N, D]`` (pooled) or ``[N, N_patches, D]`` (tokens).
 
     The first call encodes and writes the cache; later calls with the same inputs load it and
-    never run the encoder. Repeated paths are encoded once. Returns float32 CPU tensors.
+    never run the encoder. Repeated paths are encoded once. The encoder runs under autocast in
+    ``precision`` (``--precision``; part of the key). Returns float32 CPU tensors.
     """
     import torch
+
+    from sc_eval.runtime.precision import autocast
 
     if kind not in KINDS:
         raise ConfigError(f"unknown feature kind {kind!r}; use one of {', '.join(KINDS)}")
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
     paths = [os.fspath(p) for p in image_paths]
-    key = cache_key(encoder, paths, dataset_key, split, kind, layer)
+    amp = autocast(getattr(encoder, "device", "cpu"), precision)  # checks the precision before any work
+    key = cache_key(encoder, paths, dataset_key, split, kind, layer, precision)
     path = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = path / f"{key}.safetensors"
     if path.is_file():
@@ -133,7 +142,7 @@ def encode_images(encoder, image_paths, dataset_key: str, split: str, kind: str 
 
         it = tqdm(batches, desc=f"encode {dataset_key}/{split}", unit="batch")
     chunks = []
-    with torch.inference_mode():
+    with torch.inference_mode(), amp:
         for batch in it:
             x = torch.stack([encoder.transform(_load_image(p)) for p in batch])
             out = encoder.forward_pooled(x) if kind == "pooled" else encoder.forward_tokens(x, layer=layer)
@@ -149,7 +158,8 @@ def encode_images(encoder, image_paths, dataset_key: str, split: str, kind: str 
     from sc_eval.io import atomic_save_safetensors
 
     meta = {"encoder": encoder.fingerprint, "spec": str(getattr(encoder, "spec", "")), "dataset": str(dataset_key),
-            "split": str(split), "kind": kind, "layer": str(layer), "n": str(len(paths))}
+            "split": str(split), "kind": kind, "layer": str(layer), "n": str(len(paths)),
+            "precision": precision}
     atomic_save_safetensors(path, {"features": feats}, metadata=meta)
     log.info("cached features for %s/%s (%s) at %s", dataset_key, split, tuple(feats.shape), path)
     return feats

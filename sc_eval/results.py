@@ -65,6 +65,8 @@ def results_markdown(results: dict) -> str:
         note = "limited: not comparable to the full split" if e.get("limited") else ""
         if e.get("submission"):
             note = (note + "; " if note else "") + f"submission file {e['submission']}"
+        if e.get("scored") is False:
+            note = (note + "; " if note else "") + "predictions only, not scored (`sc-eval score`)"
         metrics = e.get("metrics") or {"(none)": None}
         stderr = e.get("stderr") or {}
         for m, v in metrics.items():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 from sc_eval import tasks_api
@@ -67,9 +68,10 @@ def _batches(items, size):
 
 def run_task(task: tasks_api.Task, adapter, run_dir: Path, data_root: Path, limit=None,
              batch_size: int = 8, overwrite: bool = False, progress: bool = True,
-             docs: list | None = None) -> dict | None:
-    """Predict (resuming) and, on rank 0, score one task (its ``docs`` when already loaded).
-    Returns its results entry (rank 0)."""
+             docs: list | None = None, score: bool = True) -> dict | None:
+    """Predict (resuming) and, on rank 0, score one task (its ``docs`` when already loaded;
+    ``score=False``: predictions only, the entry says ``"scored": false``). Returns its results
+    entry (rank 0), with ``timing`` (docs predicted by this call, seconds, docs per second)."""
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ConfigError(f"--limit {limit!r}: give a positive number of docs, or no --limit for the whole split")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -102,6 +104,7 @@ def run_task(task: tasks_api.Task, adapter, run_dir: Path, data_root: Path, limi
         from tqdm import tqdm
 
         bar = tqdm(total=len(todo), desc=task.name, unit="doc")
+    t0 = time.perf_counter()
     with AppendLog(my_path) as out:
         for batch in _batches(todo, batch_size):
             prompts = [task.prompt_for(d) for d in batch]
@@ -113,6 +116,7 @@ def run_task(task: tasks_api.Task, adapter, run_dir: Path, data_root: Path, limi
                 bar.update(len(batch))
     if bar:
         bar.close()
+    seconds = time.perf_counter() - t0
     dist.barrier()
     if r != 0:
         return None
@@ -129,7 +133,8 @@ def run_task(task: tasks_api.Task, adapter, run_dir: Path, data_root: Path, limi
     if missing:
         raise RuntimeError(f"{task.name}: {missing} docs have no prediction after the run")
     records = _rescored(task, docs, records, records_by_id, main_path)
-    metrics, stderr = task.score_records(records) if task.metrics or task.aggregate else ({}, {})
+    scored = score and bool(task.metrics or task.aggregate)
+    metrics, stderr = task.score_records(records) if scored else ({}, {})
     entry = {
         "metrics": metrics,
         "n_docs": {"total": n_total, "evaluated": len(records)},
@@ -141,6 +146,11 @@ def run_task(task: tasks_api.Task, adapter, run_dir: Path, data_root: Path, limi
         "predictions": str(main_path.relative_to(run_dir)),
         "stderr": stderr,  # {} where the task's scores have none: the report need not look again
     }
+    if not score:
+        entry["scored"] = False
+    if todo:  # rank 0's share; under torchrun the others ran alongside
+        entry["timing"] = {"predicted": len(todo), "seconds": round(seconds, 3),
+                           "docs_per_s": round(len(todo) / max(seconds, 1e-9), 3), "batch_size": batch_size}
     if task.submission:
         sub = Path(run_dir) / "submissions" / f"{task.name}.json"
         written = task.fn(task.submission)(records, docs, sub)  # may return another path (.xlsx)
@@ -193,8 +203,8 @@ def preload_docs(tasks, data_root, skip_missing_data: bool = False) -> dict:
 
 def evaluate(tasks, adapter, run_dir, data_root, limit=None, batch_size: int = 8,
              overwrite: bool = False, info: dict | None = None, progress: bool = True,
-             skip_missing_data: bool = False, docs: dict | None = None) -> dict | None:
-    """Run every task; results.json/results.md are updated after each one (rank 0).
+             skip_missing_data: bool = False, docs: dict | None = None, score: bool = True) -> dict | None:
+    """Run every task; results.json/results.md are rewritten after each one (rank 0).
 
     With skip_missing_data (a group such as `all` asked for), a task whose data files are absent
     under data_root is skipped with a warning and recorded as skipped, instead of stopping the run.
@@ -214,7 +224,7 @@ def evaluate(tasks, adapter, run_dir, data_root, limit=None, batch_size: int = 8
                     results = update_results(run_dir, task.name, {"skipped": str(got), "metrics": {}}, info)
                 continue
             entry = run_task(task, adapter, run_dir, data_root, limit=limit, batch_size=batch_size,
-                             overwrite=overwrite, progress=progress, docs=got)
+                             overwrite=overwrite, progress=progress, docs=got, score=score)
             if entry is None:
                 continue
             results = update_results(run_dir, task.name, entry, {"adapter": adapter.fingerprint(), **(info or {})})

@@ -53,15 +53,7 @@ TRAIN_DEFAULTS = {
 def _tokenizer(kind: str):
     from sc_eval import assets
 
-    if kind == "gpt2":
-        tok = assets.gpt2_tokenizer()
-        if tok.pad_token is None:
-            tok.pad_token = tok.eos_token
-        return tok
-    tok = assets.llama_tokenizer()
-    if tok.pad_token is None:
-        tok.pad_token = tok.unk_token
-    return tok
+    return assets.lm_tokenizer(kind)
 
 
 def tiny_config(kind: str, vocab_size: int, **overrides):

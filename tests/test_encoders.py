@@ -250,18 +250,95 @@ def test_hf_clip_vision_dir(tmp_path):
 
 def test_open_clip_spec_with_a_registered_config(tmp_path):
     import open_clip
+    from safetensors.torch import save_file
 
     (tmp_path / "cfgs").mkdir()
     (tmp_path / "cfgs" / "Micro-ViT-8.json").write_text(json.dumps({
         "embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "patch_size": 8, "head_width": 16},
         "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}))
     open_clip.add_model_config(tmp_path / "cfgs")
-    enc = load_encoder("open_clip:Micro-ViT-8")
+    rand = load_encoder("random:open_clip:Micro-ViT-8")
     x = _images()
     with torch.no_grad():
-        assert enc.forward_pooled(x).shape == (2, 32)  # tower width: projection removed
-        assert enc.forward_tokens(x).shape == (2, 16, 32)
-    assert load_encoder("open_clip:Micro-ViT-8").fingerprint == enc.fingerprint
+        assert rand.forward_pooled(x).shape == (2, 32)  # tower width: projection removed
+        assert rand.forward_tokens(x).shape == (2, 16, 32)
+    assert load_encoder("random:open_clip:Micro-ViT-8").fingerprint == rand.fingerprint
+    # No weights named: refused, not a random tower in disguise.
+    with pytest.raises(CheckpointError, match="no weights named.*random:open_clip:Micro-ViT-8"):
+        load_encoder("open_clip:Micro-ViT-8")
+    # A whole CLIP checkpoint file: its visual.* part is the tower.
+    torch.manual_seed(5)
+    ref = open_clip.create_model("Micro-ViT-8").eval()
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(tmp_path / "clip.safetensors"))
+    enc = load_encoder(f"open_clip:Micro-ViT-8@{tmp_path / 'clip.safetensors'}")
+    ref.visual.proj = None
+    with torch.no_grad():
+        torch.testing.assert_close(enc.forward_pooled(x), ref.visual(x))
+    assert enc.fingerprint != rand.fingerprint
+
+
+def _fake_hub_file(cache, repo: str, fname: str, state: dict) -> None:
+    """``state`` saved where huggingface_hub keeps ``repo``'s ``fname`` (refs/main -> snapshot)."""
+    from safetensors.torch import save_file
+
+    d = cache / f"models--{repo.replace('/', '--')}"
+    (d / "refs").mkdir(parents=True, exist_ok=True)
+    (d / "refs" / "main").write_text("0123abcd")
+    (d / "snapshots" / "0123abcd").mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(d / "snapshots" / "0123abcd" / fname))
+
+
+def test_timm_pretrained_name_resolves_from_the_local_hub_cache(monkeypatch, tmp_path):
+    import timm
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors of the Hugging Face repo timm/test_vit\.r160_in1k at "
+                       + str(tmp_path / "hub" / "models--timm--test_vit.r160_in1k" / "snapshots").replace(".", r"\.")):
+        load_encoder("timm:test_vit.r160_in1k")
+    torch.manual_seed(6)
+    ref = timm.create_model("test_vit", pretrained=False, num_classes=1000).eval()
+    _fake_hub_file(tmp_path / "hub", "timm/test_vit.r160_in1k", "model.safetensors", ref.state_dict())
+    enc = load_encoder("timm:test_vit.r160_in1k")
+    x = torch.randn(1, 3, enc.image_size, enc.image_size)
+    with torch.no_grad():
+        torch.testing.assert_close(enc.forward_pooled(x), ref.forward_head(ref.forward_features(x), pre_logits=True))
+    assert (enc.image_size, enc.mean) == (160, [0.5, 0.5, 0.5])  # the pretrained config's preprocessing
+    assert enc.fingerprint != load_encoder("random:timm:test_vit").fingerprint
+
+
+def test_open_clip_pretrained_tag_resolves_from_the_local_caches(monkeypatch, tmp_path):
+    import open_clip
+    from open_clip.transformer import QuickGELU
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HOME", str(tmp_path))  # open_clip's URL cache (~/.cache/clip) is empty too
+    with pytest.raises(CheckpointError, match=r"open_clip_model\.safetensors of the Hugging Face repo "
+                       r"laion/CLIP-ViT-B-32-laion2B-s34B-b79K at .*hub/models--laion--CLIP-ViT-B-32-laion2B-s34B-b79K"):
+        load_encoder("open_clip:ViT-B-32@laion2b_s34b_b79k")
+    with pytest.raises(ConfigError, match="neither a file nor a pretrained tag of ViT-B-32.*did you mean 'openai'"):
+        load_encoder("open_clip:ViT-B-32@openia")
+    rand = load_encoder("random:open_clip:ViT-B-32")
+    # "Trained" weights: the random tower scaled, stored in bf16 (exact in float32) to keep the file small.
+    state = {f"visual.{k}": (v * 1.5).to(torch.bfloat16) for k, v in rand.model.state_dict().items()}
+    state["visual.proj"] = torch.zeros(768, 512, dtype=torch.bfloat16)
+    _fake_hub_file(tmp_path / "hub", "laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "open_clip_model.safetensors", state)
+    enc = load_encoder("open_clip:ViT-B-32@laion2b_s34b_b79k")
+    got = enc.model.state_dict()
+    assert all(torch.equal(got[k], state[f"visual.{k}"].float()) for k in got)
+    assert not isinstance(enc.model.transformer.resblocks[0].mlp.gelu, QuickGELU)
+    assert enc.fingerprint != rand.fingerprint
+    # OpenAI's weights were trained with QuickGELU: the tower is built to match. They sit where
+    # this open_clip version looks for them (its hub repo, or its URL cache for older versions).
+    cfg = open_clip.get_pretrained_cfg("ViT-B-32", "openai")
+    if cfg.get("hf_hub"):
+        repo = cfg["hf_hub"].rstrip("/")
+        _fake_hub_file(tmp_path / "hub", repo, "open_clip_model.safetensors", state)
+    else:
+        (tmp_path / ".cache" / "clip").mkdir(parents=True)
+        torch.save(state, tmp_path / ".cache" / "clip" / cfg["url"].rsplit("/", 1)[1])
+    enc = load_encoder("open_clip:ViT-B-32@openai")
+    assert isinstance(enc.model.transformer.resblocks[0].mlp.gelu, QuickGELU)
+    assert not isinstance(rand.model.transformer.resblocks[0].mlp.gelu, QuickGELU)
 
 
 @pytest.mark.parametrize("spec,needle", [

@@ -19,7 +19,8 @@ class ClipCapAdapter:
     kind = "caption"
 
     def __init__(self, model, tokenizer, encoder, *, adapter_config: dict, beam: int | None = None,
-                 max_new_tokens: int | None = None, decode_batch_size: int = 32, features=None):
+                 max_new_tokens: int | None = None, decode_batch_size: int = 32, features=None,
+                 precision: str = "fp32"):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.encoder = encoder
@@ -27,6 +28,7 @@ class ClipCapAdapter:
         self.beam = beam
         self.max_new_tokens = max_new_tokens
         self.decode_batch_size = decode_batch_size
+        self.precision = precision  # autocast of decoding and of encoding images not handed in
         self._features = dict(features or {})  # image path -> [D] tensor
         self._fp = None
 
@@ -42,10 +44,11 @@ class ClipCapAdapter:
                 for k, v in sorted(self.model.lm.state_dict().items()):
                     h.update(k.encode())
                     h.update(v.detach().cpu().contiguous().numpy().tobytes())
-            h.update(json.dumps({"lm": self.adapter_config.get("lm_fingerprint"),
-                                 "mapper": self.adapter_config.get("mapper"),
-                                 "beam": self.beam, "max_new_tokens": self.max_new_tokens},
-                                sort_keys=True).encode())
+            decoding = {"lm": self.adapter_config.get("lm_fingerprint"), "mapper": self.adapter_config.get("mapper"),
+                        "beam": self.beam, "max_new_tokens": self.max_new_tokens}
+            if self.precision != "fp32":  # fp32 fingerprints stay what they were before the field existed
+                decoding["precision"] = self.precision
+            h.update(json.dumps(decoding, sort_keys=True).encode())
             self._fp = "clipcap-" + h.hexdigest()[:16]
         return self._fp
 
@@ -61,10 +64,11 @@ class ClipCapAdapter:
         import torch
 
         from sc_eval.data.images import load_image
+        from sc_eval.runtime.precision import autocast
 
         missing = [p for p in dict.fromkeys(paths) if p not in self._features]
         if missing:
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast(self.encoder.device, self.precision):
                 for i in range(0, len(missing), 64):
                     chunk = missing[i: i + 64]
                     x = torch.stack([self.encoder.transform(load_image(p)) for p in chunk])
@@ -75,7 +79,7 @@ class ClipCapAdapter:
     def caption_features(self, feats, task=None) -> list[str]:
         beam, mnt = self.decoding(task)
         return generate_captions(self.model, self.tokenizer, feats, beam=beam, max_new_tokens=mnt,
-                                 batch_size=self.decode_batch_size)
+                                 batch_size=self.decode_batch_size, precision=self.precision)
 
     def predict(self, docs, task) -> list[str]:
         if not docs:

@@ -8,7 +8,9 @@ Steps (each resumable: rerun the same command after a kill):
 3. caption each task's docs through the runner (predictions/<task>.jsonl, append-only);
 4. score (BLEU, METEOR, ROUGE-L, CIDEr-D) into results.json / results.md.
 
-``--adapter DIR`` skips 1-2 and evaluates a saved adapter. Defaults come from a recipe:
+``--adapter DIR`` skips 1-2 and evaluates a saved adapter; ``--predict-only`` skips 4 (no Java
+needed: score the predictions later with ``sc-eval score``). ``--precision`` applies to the
+feature pass, training and decoding (autocast). Defaults come from a recipe:
 ``reference`` is the ClipCap/SuperClass setting for real COCO (lr 2e-5, 5,000 warm-up steps,
 batch 40, 10 epochs, K = C = 40); ``world`` is sized for the embedded world on a CPU (a few
 minutes). ``auto`` picks ``world`` when the data root is an embedded world. Any flag given
@@ -38,8 +40,9 @@ def add_arguments(p) -> None:
     g.add_argument("--encoder", required=True, help="encoder spec: anything `sc_eval.load_encoder` accepts "
                    "(encoder dir, pretrain run, timm:NAME, open_clip:NAME, hf:DIR, random:NAME)")
     g.add_argument("--encoder-config", default=None, help="model config for official .pt checkpoints")
-    g.add_argument("--lm", default=None, help="GPT-2 directory (save_pretrained layout); default on the "
-                   "embedded world: a tiny GPT-2 trained on the world's text (cached)")
+    g.add_argument("--lm", default=None, help="GPT-2 directory (save_pretrained layout), or random:NAME for a "
+                   "real-size GPT-2 with random weights (random:gpt2, random:gpt2-medium; `sc-eval ls models`); "
+                   "default on the embedded world: a tiny GPT-2 trained on the world's text (cached)")
     g.add_argument("--mapper", choices=["transformer", "mlp"], default="transformer",
                    help="transformer: GPT-2 frozen (the SuperClass setting); mlp: GPT-2 fine-tuned")
     g.add_argument("--prefix-length", type=positive_int, default=None, help="K prefix tokens (recipe default)")
@@ -70,6 +73,9 @@ def add_arguments(p) -> None:
     b.add_argument("--greedy", action="store_true", help="greedy decoding (beam 1)")
     d.add_argument("--max-new-tokens", type=positive_int, default=None, help="default: the task's (67)")
     d.add_argument("--decode-batch-size", type=positive_int, default=32, help="images decoded together")
+    d.add_argument("--predict-only", action="store_true",
+                   help="write the captions but do not score them (the PTB tokenizer and METEOR need Java); "
+                        "score later with `sc-eval score coco_caption --predictions <run>/predictions/...`")
 
 
 def _recipe(args, data_root: Path) -> dict:
@@ -87,9 +93,12 @@ def _recipe(args, data_root: Path) -> dict:
     return r
 
 
-def _lm_dir(args, data_root: Path) -> Path:
+def _lm_dir(args, data_root: Path):
+    """A GPT-2 directory, or the ``random:NAME`` spec as given."""
+    from sc_eval.models.lm import is_random_lm
+
     if args.lm:
-        return Path(args.lm)
+        return args.lm if is_random_lm(args.lm) else Path(args.lm)
     from sc_eval.errors import ConfigError
 
     if not (data_root / "world.json").exists():
@@ -134,7 +143,7 @@ def _train(args, rd, data_root, encoder, device, recipe):
     docs, key = _train_docs(args, data_root)
     log.info("training on %d images (%s)", len(docs), key)
     feats = encode_images(encoder, [d["image"] for d in docs], dataset_key=key, split="train+restval",
-                          kind="pooled", batch_size=64)
+                          kind="pooled", batch_size=64, precision=args.precision)
     mcfg = MapperConfig(kind=args.mapper, input_width=int(encoder.width),
                         lm_width=int(lm.get_input_embeddings().embedding_dim),
                         prefix_length=recipe["prefix_length"], clip_length=recipe["clip_length"],
@@ -147,15 +156,17 @@ def _train(args, rd, data_root, encoder, device, recipe):
     model = build_model(mcfg, lm, lm_frozen=(args.mapper == "transformer"))
     tcfg = TrainConfig(epochs=recipe["epochs"], steps=args.steps, batch_size=recipe["batch_size"],
                        lr=recipe["lr"], warmup=recipe["warmup"], save_every=recipe["save_every"],
-                       grad_clip=recipe["grad_clip"])
+                       grad_clip=recipe["grad_clip"], precision=args.precision)
     examples = tokenize_captions(tok, [d["captions"] for d in docs], tcfg.max_caption_tokens)
     out = fit(model, feats, examples, tcfg, ckpt_dir=rd.checkpoints, seed=args.seed, device=device,
-              on_log=lambda s, n, v: log.info("caption step %d/%d loss %.4f", s, n, v))
+              on_log=lambda s, n, v, perf: log.info("caption step %d/%d loss %.4f, %.1f images/s, peak memory %.0f MB",
+                                                    s, n, v, perf["images_per_s"], perf["peak_memory_mb"]))
     losses = [v for _, v in out["losses"]]
     summary = {"recipe": recipe["name"], "steps": out["steps"], "warmup": out["warmup"],
                "resumed_from": out["resumed_from"], "train_images": len(docs), "train_captions": len(examples),
                "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
-               "lr": tcfg.lr, "batch_size": tcfg.batch_size, "grad_clip": tcfg.grad_clip}
+               "lr": tcfg.lr, "batch_size": tcfg.batch_size, "grad_clip": tcfg.grad_clip,
+               "precision": tcfg.precision, **out["perf"]}
     save_adapter(model, rd.path / "adapter", lm_dir=lm_dir, tokenizer=tok,
                  encoder_fingerprint=encoder.fingerprint,
                  extra={"encoder": args.encoder, "train_data": key, "train": summary})
@@ -170,11 +181,13 @@ def run(args) -> int:
     from sc_eval.rundir import RunDir
     from sc_eval.runner import evaluate, preload_docs
     from sc_eval.runtime import dist
+    from sc_eval.runtime.precision import check_precision
 
     from .adapter import ClipCapAdapter
     from .model import load_adapter
 
     device = dist.resolve_device(args.device)
+    check_precision(args.precision, device)
     dist.init_distributed(device)
     dist.seed_everything(args.seed)
     if args.beam is not None and args.beam < 1:
@@ -196,9 +209,10 @@ def run(args) -> int:
     # What scoring needs, checked before hours of training: the test split's files, and Java
     # (the PTB tokenizer and METEOR run in the JVM).
     task_docs = preload_docs(tasks, data_root)
-    from sc_eval.metrics.caption import require_java
+    if not args.predict_only:
+        from sc_eval.metrics.caption import require_java
 
-    require_java()
+        require_java()
     encoder = load_encoder(args.encoder, config=args.encoder_config, device=device)
 
     if args.adapter:
@@ -217,16 +231,17 @@ def run(args) -> int:
     beam = 1 if args.greedy else args.beam
     adapter = ClipCapAdapter(model, tok, encoder, adapter_config=acfg, beam=beam,
                              max_new_tokens=args.max_new_tokens, decode_batch_size=args.decode_batch_size,
-                             features=_eval_features(task_docs, encoder, data_root, args.limit))
+                             features=_eval_features(task_docs, encoder, data_root, args.limit, args.precision),
+                             precision=args.precision)
     info = {"command": "caption", "encoder": args.encoder, "encoder_fingerprint": encoder.fingerprint,
             "adapter_dir": str(Path(args.adapter) if args.adapter else rd.path / "adapter"),
             "train": acfg.get("train")}
     evaluate(tasks, adapter, rd.path, data_root, limit=args.limit, batch_size=args.decode_batch_size,
-             overwrite=args.overwrite, info=info, docs=task_docs)
+             overwrite=args.overwrite, info=info, docs=task_docs, score=not args.predict_only)
     return 0
 
 
-def _eval_features(task_docs: dict, encoder, data_root: Path, limit):
+def _eval_features(task_docs: dict, encoder, data_root: Path, limit, precision: str = "fp32"):
     """Features of every image the tasks will caption, from the feature cache (keyed by task)."""
     from sc_eval.cache import encode_images
 
@@ -235,6 +250,6 @@ def _eval_features(task_docs: dict, encoder, data_root: Path, limit):
         paths = [str(d["image"]) for d in (docs[:limit] if limit else docs)]
         if paths:
             feats = encode_images(encoder, paths, dataset_key=f"{data_root.resolve()}:{name}",
-                                  split=str(limit or "all"), kind="pooled", batch_size=64)
+                                  split=str(limit or "all"), kind="pooled", batch_size=64, precision=precision)
             out.update(zip(paths, feats))
     return out

@@ -390,8 +390,11 @@ class _SharedPrefixGPT2:
 
 
 def generate_captions(model, tokenizer, feats, *, beam: int = 5, max_new_tokens: int = MAX_NEW_TOKENS,
-                      batch_size: int = 32, stop_ids=None) -> list[str]:
-    """Captions for [N, D] features, decoded ``batch_size`` images at a time."""
+                      batch_size: int = 32, stop_ids=None, precision: str = "fp32") -> list[str]:
+    """Captions for [N, D] features, decoded ``batch_size`` images at a time under autocast in
+    ``precision`` (bf16: the LM's matrix products in bfloat16; ranking and scores in float32)."""
+    from sc_eval.runtime.precision import autocast
+
     stop_ids = stop_ids if stop_ids is not None else stop_token_ids(tokenizer)
     eos = int(tokenizer.eos_token_id)
     model.eval()
@@ -399,7 +402,7 @@ def generate_captions(model, tokenizer, feats, *, beam: int = 5, max_new_tokens:
     caps: list[str] = []
     for i in range(0, feats.shape[0], batch_size):
         chunk = feats[i: i + batch_size].to(device)
-        for ids in beam_search(model, chunk, beam=beam, max_new_tokens=max_new_tokens,
-                               stop_ids=stop_ids, eos_id=eos):
-            caps.append(tokenizer.decode(ids, skip_special_tokens=True).strip())
+        with autocast(device, precision):
+            out = beam_search(model, chunk, beam=beam, max_new_tokens=max_new_tokens, stop_ids=stop_ids, eos_id=eos)
+        caps.extend(tokenizer.decode(ids, skip_special_tokens=True).strip() for ids in out)
     return caps

@@ -22,6 +22,7 @@ import math
 from pathlib import Path
 
 from sc_eval.errors import CheckpointError
+from sc_eval.models.lm import RANDOM_SEED, build_random_lm, is_random_lm
 
 from .mapper import MapperConfig, build_mapper, normalize_features
 
@@ -29,7 +30,10 @@ FORMAT = "sc-eval-clipcap"
 
 
 def load_lm(lm_dir, device="cpu"):
-    """(model, tokenizer) from a local HF directory, offline, no remote code."""
+    """(model, tokenizer) from a local HF directory, offline, no remote code; or a real-size
+    architecture with seeded random weights for ``random:NAME`` (``sc_eval.models.lm``)."""
+    if is_random_lm(str(lm_dir)):
+        return build_random_lm(str(lm_dir), device=device)
     lm_dir = Path(lm_dir)
     if not (lm_dir / "config.json").exists():
         raise CheckpointError(f"{lm_dir}: not a language-model directory (no config.json); pass "
@@ -44,8 +48,11 @@ def load_lm(lm_dir, device="cpu"):
 
 def lm_fingerprint(lm_dir) -> str:
     """Hash of the LM's config and weight file sizes/names: cheap, changes when the LM does."""
-    lm_dir = Path(lm_dir)
     h = hashlib.sha256()
+    if is_random_lm(str(lm_dir)):  # seeded weights: the spec and the seed name them
+        h.update(f"{lm_dir}|seed={RANDOM_SEED}".encode())
+        return h.hexdigest()[:16]
+    lm_dir = Path(lm_dir)
     for p in sorted(lm_dir.iterdir()):
         if p.is_file():
             h.update(p.name.encode())
@@ -147,7 +154,7 @@ def save_adapter(model, out_dir, *, lm_dir, tokenizer, encoder_fingerprint: str,
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    lm_ref = str(Path(lm_dir).resolve())
+    lm_ref = str(lm_dir) if is_random_lm(str(lm_dir)) else str(Path(lm_dir).resolve())
     if not model.lm_frozen:
         model.lm.save_pretrained(str(out / "lm"))
         tokenizer.save_pretrained(str(out / "lm"))
@@ -202,8 +209,9 @@ def load_adapter(adapter_dir, device="cpu", lm_dir=None):
     adir = Path(adapter_dir)
     cfg_path = adir / "config.json"
     cfg = check_adapter(adir)
-    lm_path = adir / "lm" if cfg["lm"] == "lm" else Path(lm_dir or cfg["lm"])
-    if not lm_path.exists():
+    lm_path = adir / "lm" if cfg["lm"] == "lm" else (lm_dir or cfg["lm"])
+    lm_path = lm_path if is_random_lm(str(lm_path)) else Path(lm_path)
+    if not is_random_lm(str(lm_path)) and not lm_path.exists():
         raise CheckpointError(f"{cfg_path}: its language model {lm_path} is missing; pass --lm DIR")
     lm, tok = load_lm(lm_path, device)
     model = build_model(MapperConfig.from_dict(cfg["mapper"]), lm, lm_frozen=cfg["lm_frozen"])

@@ -8,6 +8,11 @@ Resume: ``<run>/checkpoints/last.pt`` (atomic) holds the mapper (and the LM when
 optimizer, scheduler, step and RNG state. The data order of every epoch is a pure function of
 (seed, epoch), so a run killed at step N and rerun continues with exactly the batches it would
 have seen. Mapper snapshots ``step_<N>.safetensors`` are kept every ``save_every`` steps.
+
+Precision: the forward and the loss run under ``--precision``'s autocast (bf16: the mapper's
+and the LM's matrix products in bfloat16, the loss in float32; fp16 with loss scaling); weights
+and AdamW state stay float32. Throughput (``images_per_s``: (image, caption) examples a second)
+and peak memory are logged with the loss and returned in the summary.
 """
 from __future__ import annotations
 
@@ -32,6 +37,8 @@ class TrainConfig:
     max_caption_tokens: int = 40  # EOS included; longer captions are truncated
     save_every: int = 500        # steps between checkpoints
     grad_clip: float = 0.0        # max grad norm; 0: none (reference: none)
+    precision: str = "fp32"       # autocast of the forward and loss (--precision)
+    log_every: int = 50           # steps between log lines (loss, images/s, peak memory)
 
 
 def tokenize_captions(tokenizer, captions_per_image, max_tokens: int):
@@ -85,10 +92,17 @@ def _schedule(warmup: int, total: int):
 def fit(model, feats, examples, cfg: TrainConfig, ckpt_dir=None, seed: int = 0, device="cpu",
         on_log=None) -> dict:
     """Train ``model`` (a ClipCapModel) on ``feats`` [N, D] and ``examples``; resumes from
-    ``ckpt_dir/last.pt`` when present. Returns {"steps", "losses": [(step, loss)], "resumed_from"}."""
+    ``ckpt_dir/last.pt`` when present. ``on_log(step, total, loss, perf)`` is called every
+    ``cfg.log_every`` steps (``perf``: images_per_s and peak memory since the last call).
+    Returns {"steps", "losses": [(step, loss)], "resumed_from", "warmup", "perf"}."""
     import torch
 
     from sc_eval.io import atomic_save_safetensors, atomic_torch_save
+    from sc_eval.runtime.meter import Meter
+    from sc_eval.runtime.precision import autocast, grad_scaler
+
+    amp = autocast(device, cfg.precision)  # refuses a precision the device cannot run, first
+    scaler = grad_scaler(device, cfg.precision)
 
     if not examples:
         raise ValueError("no training captions")
@@ -134,26 +148,31 @@ def fit(model, feats, examples, cfg: TrainConfig, ckpt_dir=None, seed: int = 0, 
     model.to(device).train()
     losses = []
     order, order_epoch = None, -1
+    meter = Meter("images", device)
     while step < total:
         epoch, pos = divmod(step, per_epoch)
         if epoch != order_epoch:
             order, order_epoch = _epoch_order(n, seed, epoch), epoch
         batch = [examples[j] for j in order[pos * cfg.batch_size: (pos + 1) * cfg.batch_size].tolist()]
         idx, ids, mask = collate(batch, pad_id)
-        loss = model(feats[idx.to(device)], ids.to(device), mask.to(device))
+        with amp:
+            loss = model(feats[idx.to(device)], ids.to(device), mask.to(device))
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
         if cfg.grad_clip:
+            scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
         sched.step()
         step += 1
-        lv = float(loss.detach())
+        lv = float(loss.detach())  # waits for the step: the meter times finished work
+        meter.step(len(batch))
         losses.append((step, lv))
-        if on_log and (step % 50 == 0 or step == total or step == 1):
-            on_log(step, total, lv)
+        if on_log and (step % cfg.log_every == 0 or step == total or step == 1):
+            on_log(step, total, lv, meter.window())
         if cfg.save_every and (step % cfg.save_every == 0) and step < total:
             save(step)
     save(step)
     model.eval()
-    return {"steps": total, "losses": losses, "resumed_from": resumed, "warmup": warmup}
+    return {"steps": total, "losses": losses, "resumed_from": resumed, "warmup": warmup, "perf": meter.summary()}

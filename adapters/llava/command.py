@@ -22,7 +22,9 @@ def add_arguments(p) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--encoder", required=True, help="vision encoder spec (sc-eval ls encoders)")
     g.add_argument("--llm", default=None,
-                   help="local Hugging Face causal-LM directory (default: the embedded world's tiny Llama)")
+                   help="local Hugging Face causal-LM directory, or random:NAME for the real architecture with random "
+                        "weights built on the device (random:vicuna-7b, random:llama-13b; `sc-eval ls models`) "
+                        "(default: the embedded world's tiny Llama)")
     g.add_argument("--adapter", default=None, help="evaluate this trained adapter directory; no training")
     g.add_argument("--projector", default="mlp2x_gelu", help="linear | mlp{N}x_gelu | identity")
     g.add_argument("--select-layer", type=int, default=-2, help="encoder block whose patch tokens feed the LLM")
@@ -67,9 +69,10 @@ def train(args, encoder, root: Path, run, device: str):
     from sc_eval.adapters.llava.model import LlavaConfig, add_lora, build, load_llm
     from sc_eval.adapters.llava.saving import save_adapter
     from sc_eval.adapters.llava.train import StageConfig, train_stage
+    from sc_eval.models.lm import is_random_lm
 
     if args.llm:
-        llm_dir = Path(args.llm)
+        llm_dir = args.llm if is_random_lm(args.llm) else Path(args.llm)
     else:
         from sc_eval.tinylm import ensure_tiny_lm
 
@@ -134,8 +137,10 @@ def run(args) -> int:
     from sc_eval.rundir import RunDir
     from sc_eval.runner import evaluate, preload_docs
     from sc_eval.runtime.dist import init_distributed, is_main, resolve_device, seed_everything
+    from sc_eval.runtime.precision import check_precision
 
     device = resolve_device(args.device)
+    check_precision(args.precision, device)
     init_distributed(device)
     seed_everything(args.seed)
     tasks = tasks_api.resolve(args.tasks, args.include_tasks, adapter_kind="generate")  # fail on a bad name before any work
@@ -161,7 +166,9 @@ def run(args) -> int:
         info["adapter_dir"] = str(args.adapter)
     else:
         model, summaries = train(args, encoder, root, run_dir, device)
-        info["training"] = {k: {"steps": v["steps"], "first_loss": v["first_loss"], "final_loss": v["final_loss"]}
+        perf = ("tokens_per_s", "peak_memory_mb", "peak_memory_kind")
+        info["training"] = {k: {"steps": v["steps"], "first_loss": v["first_loss"], "final_loss": v["final_loss"],
+                                **{f: v[f] for f in perf if f in v}}
                             for k, v in summaries.items()}
         info["adapter_dir"] = str(run_dir.path / "adapter")
     if torch.cuda.is_available() and device.startswith("cuda"):

@@ -73,9 +73,18 @@ def llm_dtype(device: str, precision: str):
 
 
 def load_llm(path, device: str = "cpu", precision: str = "fp32", quantize_4bit: bool = False):
-    """(model, tokenizer) from a local HF directory; never reaches the hub, never trusts remote code."""
+    """(model, tokenizer) from a local HF directory; never reaches the hub, never trusts remote code.
+    ``random:NAME`` (e.g. random:vicuna-7b): the real architecture with seeded random weights,
+    built on ``device`` in the precision's dtype (``sc_eval.models.lm``)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from sc_eval.models.lm import build_random_lm, is_random_lm
+
+    if is_random_lm(str(path)):
+        if quantize_4bit:
+            raise ConfigError(f"--llm {path}: --4bit quantises downloaded weights; a random LLM is built "
+                              "directly in --precision's dtype (drop --4bit)")
+        return build_random_lm(str(path), device=device, dtype=llm_dtype(device, precision))
     path = Path(path)
     if not (path / "config.json").exists():
         raise ConfigError(f"--llm {path}: not a Hugging Face model directory (no config.json); "

@@ -119,7 +119,7 @@ def load_adapter(adapter_dir, encoder, device: str = "cpu", precision: str = "fp
     if (adapter_dir / "llm").is_dir():
         llm_dir = adapter_dir / "llm"
     else:
-        llm_dir = Path(llm_path or cfg.llm)
+        llm_dir = llm_path or cfg.llm  # a local directory, or a random:NAME spec
     llm, tok = load_llm(llm_dir, device=device, precision=precision)
     if (adapter_dir / "lora").is_dir():
         from peft import PeftModel

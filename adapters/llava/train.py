@@ -5,6 +5,11 @@ safetensors + optimizer/scheduler/RNG state loadable with ``weights_only=True``)
 pointer replaced atomically, ``metrics.jsonl`` (append-only loss log) and ``done.json`` once the
 stage has finished. Rerunning the same command resumes from ``latest`` (the data order is a pure
 function of seed and step) or, for a finished stage, just reloads its weights.
+
+Every ``log_every`` steps the log and ``metrics.jsonl`` get the loss, the learning rate, the
+throughput in ``tokens_per_s`` (the real tokens of the global batch the LLM reads, image tokens
+included, padding not) and the peak memory so far (``peak_memory_mb``: CUDA's max allocated, or
+the process's peak RSS on a CPU); ``done.json`` (the stage summary) has the whole stage's figures.
 """
 from __future__ import annotations
 
@@ -66,6 +71,27 @@ def _n_predicted(labels: list[int]) -> int:
     from sc_eval.adapters.llava.templates import IGNORE_INDEX
 
     return sum(1 for x in labels[1:] if x != IGNORE_INDEX)
+
+
+def _image_tokens(model, pixels) -> int:
+    """LLM positions one image takes: the encoder's patch count (asked of the model if unknown)."""
+    n = getattr(model.encoder, "num_patches", None)
+    if n:
+        return int(n)
+    import torch
+
+    with torch.no_grad():
+        return int(model.image_tokens(pixels[:1]).shape[1])
+
+
+def _n_tokens(example, image_tokens: int | None) -> int:
+    """Real (non-pad) positions the LLM reads for one example: its text tokens, the image's
+    placeholder replaced by the image's tokens."""
+    from sc_eval.adapters.llava.templates import IMAGE_INDEX
+
+    ids, _, image = example
+    n_img = sum(1 for x in ids if x == IMAGE_INDEX)
+    return len(ids) - n_img + (n_img * (image_tokens or 0) if image is not None else 0)
 
 
 def trainable_state(model) -> dict:
@@ -175,8 +201,12 @@ def train_stage(model, data, cfg: StageConfig, ckpt_root, device: str = "cpu", p
         step_fn = DistributedDataParallel(model, device_ids=dev_ids)
     model.train()
     model.encoder.eval()
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
-    dev_type = "cuda" if str(device).startswith("cuda") else "cpu"
+    from sc_eval.runtime.meter import Meter
+    from sc_eval.runtime.precision import autocast
+
+    amp = autocast(device, cfg.precision)
+    meter = Meter("tokens", device)
+    image_tokens = None  # LLM positions one image takes (the encoder's patch tokens)
     bar = None
     if progress and rank == 0 and start < cfg.steps:
         from tqdm import tqdm
@@ -185,7 +215,8 @@ def train_stage(model, data, cfg: StageConfig, ckpt_root, device: str = "cpu", p
     t0, window, losses = time.time(), [], []
     with AppendLog(stage_dir / (f"metrics.rank{rank}.jsonl" if rank else "metrics.jsonl")) as mlog:
         for step in range(start, cfg.steps):
-            idx = _batch_indices(len(data), cfg.batch_size, step, cfg.seed)[rank::world]
+            everyone = _batch_indices(len(data), cfg.batch_size, step, cfg.seed)
+            idx = everyone[rank::world]
             micro = max(1, math.ceil(len(idx) / cfg.grad_accum))
             # Token-weighted mean over the whole batch, however it is split into micro-batches.
             n_tok = sum(_n_predicted(data[i][1]) for i in idx)
@@ -194,7 +225,9 @@ def train_stage(model, data, cfg: StageConfig, ckpt_root, device: str = "cpu", p
             for j in range(0, len(idx), micro):
                 part = idx[j:j + micro]
                 ids, labels, pixels = collate([data[i] for i in part], model.encoder, device)
-                with torch.autocast(dev_type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                if image_tokens is None and pixels is not None:
+                    image_tokens = _image_tokens(model, pixels)
+                with amp:
                     loss = step_fn(ids, pixels, labels, reduction="sum") / n_tok
                 if not torch.isfinite(loss):
                     raise RuntimeError(f"{cfg.name}: loss is {loss.item()} at step {step}; lower the learning rate")
@@ -203,14 +236,17 @@ def train_stage(model, data, cfg: StageConfig, ckpt_root, device: str = "cpu", p
             loss = torch.tensor(loss_sum)
             opt.step()
             sched.step()
+            meter.step(sum(_n_tokens(data[i], image_tokens) for i in everyone))
             window.append(loss.item())
             losses.append(loss.item())
             n = step + 1
             if n % cfg.log_every == 0 or n == cfg.steps:
                 rec = {"stage": cfg.name, "step": n, "loss": sum(window) / len(window),
-                       "lr": sched.get_last_lr()[-1], "steps_per_s": len(window) / max(1e-9, time.time() - t0)}
+                       "lr": sched.get_last_lr()[-1], "steps_per_s": len(window) / max(1e-9, time.time() - t0),
+                       **meter.window()}
                 mlog.write_many([rec])
-                log.info("%s step %d/%d loss %.4f lr %.2e", cfg.name, n, cfg.steps, rec["loss"], rec["lr"])
+                log.info("%s step %d/%d loss %.4f lr %.2e, %.0f tokens/s, peak memory %.0f MB", cfg.name, n,
+                         cfg.steps, rec["loss"], rec["lr"], rec["tokens_per_s"], rec["peak_memory_mb"])
                 t0, window = time.time(), []
             if cfg.save_every and n % cfg.save_every == 0 and n < cfg.steps:
                 _save_main(stage_dir, n, model, opt, sched)
@@ -223,7 +259,8 @@ def train_stage(model, data, cfg: StageConfig, ckpt_root, device: str = "cpu", p
     _save_main(stage_dir, cfg.steps, model, opt, sched)
     summary = {"stage": cfg.name, "steps": cfg.steps, "config": asdict(cfg),
                "first_loss": losses[0] if losses else None,
-               "final_loss": sum(losses[-10:]) / len(losses[-10:]) if losses else None}
+               "final_loss": sum(losses[-10:]) / len(losses[-10:]) if losses else None,
+               "resumed_from": start or None, **meter.summary()}
     if rank == 0:
         atomic_write_json(done, summary)
     dist.barrier()

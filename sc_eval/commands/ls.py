@@ -1,4 +1,8 @@
-"""`sc-eval ls [tasks|encoders|adapters|models]`: what is available. Imports nothing heavy."""
+"""`sc-eval ls [tasks|encoders|adapters|models]`: what is available. Imports nothing heavy.
+
+``models`` lists the vision tower configs and the real-size language models that ``random:``
+specs build (``sc_eval.models.lm``).
+"""
 from __future__ import annotations
 
 ADAPTERS = [
@@ -31,8 +35,13 @@ def run(args) -> int:
         _table(("spec", "description"), list_encoder_kinds())
     else:
         from sc_eval.models import list_models
+        from sc_eval.models.lm import list_random_lms
 
-        _table(("model",), [(m,) for m in list_models()])
+        rows = [(m, "vision tower", f"--encoder random:{m}, pretrain --model {m}") for m in list_models()]
+        flag = {"gpt2": "--lm", "llama": "--llm"}
+        rows += [(name, f"{fam} LM: {what}", f"{flag[fam]} random:{name} (random weights, shipped tokenizer)")
+                 for name, fam, what in list_random_lms()]
+        _table(("model", "what", "use"), rows)
     return 0
 
 

@@ -7,7 +7,9 @@
 Tasks (results.json names): ``linear`` -> probe_linear (BatchNorm + Linear, the paper's Table
 1 recipe), ``logreg`` -> probe_logreg (L-BFGS logistic regression, weight decay chosen on a
 validation split), ``fewshot`` -> probe_<k>shot (mean and std over --seeds). Features are
-encoded once through the shared cache; every task fits on them.
+encoded once through the shared cache; every task fits on them. ``--precision`` is the
+encoder's (autocast while extracting features, part of the cache key and of each result's
+fingerprint); the probes themselves fit in float32 on those features.
 """
 from __future__ import annotations
 
@@ -99,7 +101,8 @@ def run(args) -> int:
     results = ResultsFile(rd.path, {"encoder": encoder.describe(), "data": data.key, "classes": data.classes})
     enc_bs = args.batch_size or 64
     train_name, eval_name = data.train_split(), data.eval_split()
-    feats = {s: D.split_features(encoder, data, s, batch_size=enc_bs) for s in {train_name, eval_name}}
+    feats = {s: D.split_features(encoder, data, s, batch_size=enc_bs, precision=args.precision)
+             for s in {train_name, eval_name}}
     train_x, train_y = feats[train_name], torch.tensor(data.split(train_name).labels)
     test_split = data.split(eval_name)
     n_total = len(test_split)
@@ -108,6 +111,8 @@ def run(args) -> int:
     test_images = test_split.images[:n_eval] if test_split.images is not None else None
     common = {"encoder": encoder.fingerprint, "data": data.key, "train": train_name, "eval": eval_name,
               "n_eval": n_eval}
+    if args.precision != "fp32":  # fp32 fingerprints stay what they were before the field existed
+        common["precision"] = args.precision
     log.info("probe: %s, %d classes, %d train / %d %s images", data.key, len(data.classes), len(train_y),
              n_eval, eval_name)
 
@@ -131,7 +136,7 @@ def run(args) -> int:
                 log.info("%s: reusing the stored result (same fingerprint)", name)
                 continue
             if val_name is not None:
-                val_x = D.split_features(encoder, data, val_name, batch_size=enc_bs)
+                val_x = D.split_features(encoder, data, val_name, batch_size=enc_bs, precision=args.precision)
                 val_y = torch.tensor(data.split(val_name).labels)
                 wd, tried = logreg_sweep(train_x, train_y, val_x, val_y, len(data.classes))
                 fit_x, fit_y = torch.cat([train_x, val_x]), torch.cat([train_y, val_y])

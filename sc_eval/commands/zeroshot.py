@@ -8,6 +8,8 @@ Without --lit, a projection and a text tower are trained from scratch with the C
 --pairs (saved under the run's lit/); with --lit, a saved one is loaded. Then every class name
 of --data is filled into the prompt templates (CLIP's 80 ImageNet prompts by default) and the
 eval split is classified by cosine similarity. Result: ``zeroshot_lit`` in results.json.
+``--precision`` applies to the encoder's features, LiT's training and the class embeddings
+(autocast); the final cosine scores are computed in float32.
 """
 from __future__ import annotations
 
@@ -77,7 +79,8 @@ def run(args) -> int:
     cfg = L.LitConfig(image_width=encoder.width, embed_dim=args.embed_dim,
                       text=L.TextConfig(context_length=args.context_length, width=args.text_width,
                                         layers=args.text_layers, heads=heads))
-    train_cfg = L.LitTrainConfig(steps=args.steps, batch_size=args.batch_size or 128, lr=args.lr, seed=args.seed)
+    train_cfg = L.LitTrainConfig(steps=args.steps, batch_size=args.batch_size or 128, lr=args.lr, seed=args.seed,
+                                 precision=args.precision)
     if args.lit:
         lit_dir = Path(args.lit)
         lit_id = {"lit": _file_hash(lit_dir / "model.safetensors")} if (lit_dir / "model.safetensors").is_file() else {}
@@ -88,6 +91,8 @@ def run(args) -> int:
     split = data.split(eval_name)
     n_total = len(split)
     n_eval = min(n_total, args.limit) if args.limit else n_total
+    if args.precision != "fp32":  # fp32 fingerprints stay what they were before the field existed
+        lit_id["precision"] = args.precision
     fp = fingerprint(task="zeroshot_lit", v=1, encoder=encoder.fingerprint, data=data.key, eval=eval_name,
                      n_eval=n_eval, templates=templates, classes=data.class_names, **lit_id)
     if results.reusable("zeroshot_lit", fp, args.overwrite) and (lit_dir / "model.safetensors").is_file():
@@ -98,12 +103,13 @@ def run(args) -> int:
     if args.lit:
         model = L.load_lit(lit_dir, encoder=encoder, device=device)
     else:
-        feats, captions = pair_features(encoder, args.pairs, seed=0, batch_size=64, limit=args.max_pairs)
+        feats, captions = pair_features(encoder, args.pairs, seed=0, batch_size=64, limit=args.max_pairs,
+                                        precision=args.precision)
         log.info("LiT: training on %d pairs for %d steps", len(captions), train_cfg.steps)
         model = L.train_lit(feats, captions, cfg, train_cfg, device=device)
         L.save_lit(model, lit_dir, encoder.fingerprint, extra={"train": vars(train_cfg), "pairs": str(args.pairs)})
-    classifier = L.zeroshot_classifier(model, data.class_names, templates, device=device)
-    x = D.split_features(encoder, data, eval_name, batch_size=args.batch_size or 64)[:n_eval]
+    classifier = L.zeroshot_classifier(model, data.class_names, templates, device=device, precision=args.precision)
+    x = D.split_features(encoder, data, eval_name, batch_size=args.batch_size or 64, precision=args.precision)[:n_eval]
     y = torch.tensor(split.labels[:n_eval])
     scores = L.zeroshot_scores(model, x, classifier).cpu()
     metrics = classification_metrics(scores, y, len(data.classes))

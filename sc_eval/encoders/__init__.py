@@ -5,7 +5,10 @@ Spec forms (``list_encoder_kinds`` lists them for ``sc-eval ls encoders``):
 - a path: an sc-eval encoder directory, a pretraining run directory, a ``checkpoints/step_<N>``
   directory or its ``model.safetensors``, or an official SuperClass ``epoch_K.pt`` (with
   ``config=`` its open_clip model-config JSON);
-- ``timm:NAME[@weights]``, ``open_clip:NAME[@weights]``, ``hf:DIR``, ``random:NAME``.
+- ``timm:NAME[.TAG][@FILE]``, ``open_clip:NAME@TAG`` or ``open_clip:NAME@FILE``, ``hf:DIR``: pretrained
+  towers, their weights from a named file or the local caches, never downloaded (``foreign``);
+- ``random:NAME`` (an sc-eval model, a timm name, ``random:open_clip:NAME``, ``random:timm:NAME``):
+  the one way to ask for random weights.
 
 Importing this package is cheap; torch and the backends load when a spec is resolved.
 """
@@ -22,10 +25,12 @@ _KINDS = [
     ("RUN_DIR", "pretraining run: its encoder/, else its latest checkpoints/step_<N>"),
     ("RUN_DIR/checkpoints/step_N[/model.safetensors]", "one pretraining checkpoint (visual.* keys)"),
     ("epoch_K.pt + config=MODEL.json", "official x-cls/superclass checkpoint with its open_clip model-config JSON"),
-    ("timm:NAME[@WEIGHTS]", "timm model, classifier removed; weights from a local file or the local HF cache"),
-    ("open_clip:NAME[@WEIGHTS]", "open_clip visual tower (projection removed), local weights file"),
+    ("timm:NAME[.TAG][@FILE]", "timm model, classifier removed; weights from FILE or timm's pretrained NAME.TAG "
+     "in the local HF / torch hub cache (never downloaded)"),
+    ("open_clip:NAME@TAG|FILE", "open_clip visual tower (projection removed); a pretrained tag (e.g. ViT-B-16@openai) "
+     "from the local HF cache or ~/.cache/clip, or a weights file"),
     ("hf:DIR", "transformers CLIPVisionModel from a local directory"),
-    ("random:NAME", "untrained baseline: an sc-eval model name or a timm name, seed 0"),
+    ("random:NAME", "untrained baseline, seed 0: an sc-eval model or timm name, random:open_clip:NAME, random:timm:NAME"),
 ]
 
 

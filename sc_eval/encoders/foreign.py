@@ -1,32 +1,76 @@
 """Towers from other libraries, for side-by-side comparison: ``timm:``, ``open_clip:``,
 ``hf:`` and ``random:`` specs.
 
-Nothing here downloads: timm weights load only from a file the user names
-(``timm:NAME@/path/weights.safetensors``) or from the local Hugging Face cache; open_clip
-weights only from ``open_clip:NAME@/path``; HF models only from a local directory. Every
-random initialisation is seeded (seed 0) so that an untrained baseline is reproducible and its
-fingerprint stable.
+A tower named without ``random:`` is a pretrained tower, or an error: nothing here downloads
+and nothing falls back to random weights (a random tower scored as if pretrained is the worst
+kind of wrong number). Weights come from a file the user names
+(``timm:NAME@/path/weights.safetensors``, ``open_clip:NAME@/path``), or, for a pretrained
+name (``timm:vit_base_patch16_clip_224.openai``, ``open_clip:ViT-B-16@openai``), from the local
+caches the libraries themselves fill: the Hugging Face hub cache (``$HF_HUB_CACHE``, else
+``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``), torch hub's ``checkpoints/`` folder
+(timm's URL weights) and open_clip's ``~/.cache/clip`` (its URL weights). When they are not
+there, the error says which file to put where. HF models load only from a local directory.
+``random:NAME`` is the one way to ask for random weights; every random initialisation is
+seeded (seed 0) so that an untrained baseline is reproducible and its fingerprint stable.
 """
 from __future__ import annotations
 
 import logging
+import os
+import posixpath
 from pathlib import Path
 
-from sc_eval.errors import CheckpointError, ConfigError, MissingDependencyError
+from sc_eval.errors import CheckpointError, ConfigError, MissingDependencyError, did_you_mean
 
 log = logging.getLogger(__name__)
 
 RANDOM_SEED = 0
+OPEN_CLIP_URL_CACHE = "~/.cache/clip"  # where open_clip keeps weights it fetched by URL
 
 
-def _split_weights(name: str, spec: str) -> tuple[str, Path | None]:
+def _split_weights(name: str) -> tuple[str, str | None]:
+    """``NAME@WEIGHTS`` -> (NAME, WEIGHTS) (a file path or a pretrained tag); ``NAME`` -> (NAME, None)."""
     if "@" not in name:
         return name, None
     name, weights = name.split("@", 1)
+    return name, weights
+
+
+def _weights_file(weights: str, spec: str) -> Path:
     path = Path(weights).expanduser()
     if not path.is_file():
         raise ConfigError(f"{spec}: weights file {path} not found")
-    return name, path
+    return path
+
+
+def hf_hub_cache() -> Path:
+    """The Hugging Face hub cache folder, read from the environment at call time (the same
+    precedence as huggingface_hub: HF_HUB_CACHE, HUGGINGFACE_HUB_CACHE, HF_HOME/hub,
+    XDG_CACHE_HOME/huggingface/hub, ~/.cache/huggingface/hub)."""
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return Path(os.environ[var]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg).expanduser() / "huggingface" / "hub"
+
+
+def _in_hf_cache(repo: str, filenames) -> Path | None:
+    """The first of ``filenames`` that the local hub cache holds for ``repo`` (never downloads)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for fname in filenames:
+        found = try_to_load_from_cache(repo, fname, cache_dir=str(hf_hub_cache()))
+        if isinstance(found, str) and Path(found).is_file():
+            return Path(found)
+    return None
+
+
+def _hf_cache_hint(repo: str, fname: str) -> str:
+    folder = hf_hub_cache() / f"models--{repo.replace('/', '--')}" / "snapshots" / "<revision>"
+    return (f"{fname} of the Hugging Face repo {repo} at {folder / fname} (what `huggingface-cli download "
+            f"{repo} {fname}` writes on a machine with network; copy that hub cache folder over)")
 
 
 def _load_weights_file(path: Path) -> dict:
@@ -70,23 +114,36 @@ def _timm_encoder(model, spec: str, device, kind: str):
     return enc.to(device)
 
 
-def _cached_timm_weights(name: str) -> str | None:
-    """Path of ``name``'s weights if they already sit in the local HF cache (never downloads)."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-        from timm.models import get_pretrained_cfg
+def _timm_weight_sources(name: str) -> tuple[Path | None, str]:
+    """(local weights file of timm's pretrained ``name`` or None, where to put it if None)."""
+    from timm.models import get_pretrained_cfg
 
+    try:
         pcfg = get_pretrained_cfg(name)
-    except Exception:  # noqa: BLE001 - no cfg, no hub: simply no cached weights
-        return None
-    repo = getattr(pcfg, "hf_hub_id", None) if pcfg is not None else None
-    if not repo:
-        return None
-    for fname in ("model.safetensors", "open_clip_model.safetensors", "pytorch_model.bin"):
-        found = try_to_load_from_cache(repo, fname)
-        if isinstance(found, str):
-            return found
-    return None
+    except Exception:  # noqa: BLE001 - a name timm has no pretrained config for
+        pcfg = None
+    if pcfg is None:
+        return None, (f"timm has no pretrained weights named {name!r} (see timm.list_pretrained('{name.split('.')[0]}*'))")
+    hints = []
+    repo = getattr(pcfg, "hf_hub_id", None)
+    if repo:
+        fname = getattr(pcfg, "hf_hub_filename", None)
+        names = [fname] if fname else ["model.safetensors", "pytorch_model.bin", "open_clip_model.safetensors"]
+        found = _in_hf_cache(repo, names)
+        if found:
+            return found, ""
+        hints.append(_hf_cache_hint(repo, names[0]))
+    url = getattr(pcfg, "url", None)
+    if url:
+        import torch
+
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url.split("?")[0])
+        if cached.is_file():
+            return cached, ""
+        hints.append(f"{cached.name} (from {url}) at {cached}")
+    if getattr(pcfg, "file", None) and Path(pcfg.file).is_file():
+        return Path(pcfg.file), ""
+    return None, "put " + ", or ".join(hints) if hints else f"timm lists no weights location for {name!r}"
 
 
 def _check_timm_name(name: str, spec: str) -> None:
@@ -94,24 +151,23 @@ def _check_timm_name(name: str, spec: str) -> None:
 
     base = name.split(".")[0]
     if not timm.is_model(base):
-        from sc_eval.errors import did_you_mean
-
         raise ConfigError(f"{spec}: unknown timm model {base!r}{did_you_mean(base, timm.list_models())}")
 
 
 def load_timm(name: str, spec: str, device="cpu"):
-    """``timm:NAME[@weights]``: local weights if given or cached; neither is an error (random:NAME is the
-    explicit random tower)."""
+    """``timm:NAME[.TAG][@file]``: weights from the named file, else timm's pretrained weights for
+    NAME[.TAG] from the local caches; neither is an error (random:NAME is the random tower)."""
     import timm
 
-    name, weights = _split_weights(name, spec)
-    _check_timm_name(name, spec)
     from sc_eval.encoders.base import seeded
 
-    with seeded(RANDOM_SEED):
-        model = timm.create_model(name, pretrained=False, num_classes=0)
+    name, weights = _split_weights(name)
+    _check_timm_name(name, spec)
     if weights is not None:
-        state = _load_weights_file(weights)
+        path = _weights_file(weights, spec)
+        with seeded(RANDOM_SEED):
+            model = timm.create_model(name, pretrained=False, num_classes=0)
+        state = _load_weights_file(path)
         try:
             from timm.models import vision_transformer as vt
 
@@ -122,28 +178,37 @@ def load_timm(name: str, spec: str, device="cpu"):
         state = {k: v for k, v in state.items() if not k.startswith(("head.", "fc.", "classifier."))}
         from sc_eval.encoders.base import check_state_dict
 
-        check_state_dict(model, state, str(weights))
+        check_state_dict(model, state, str(path))
         model.load_state_dict(state, strict=True)
     else:
-        cached = _cached_timm_weights(name)
-        if cached:
-            with seeded(RANDOM_SEED):
-                model = timm.create_model(name, pretrained=True, num_classes=0,
-                                          pretrained_cfg_overlay={"file": cached})
-        else:
+        cached, where = _timm_weight_sources(name)
+        if cached is None:
             # A silently random tower would be scored as if pretrained: refuse, say how to proceed.
             raise CheckpointError(f"{spec}: no local weights for timm model {name!r} (nothing is downloaded); "
-                                  f"pass timm:{name}@/path/weights.safetensors (or .bin/.pth), put them in the "
-                                  f"Hugging Face cache, or use random:{name} for a random-init tower")
+                                  f"{where}; or pass timm:{name}@/path/weights.safetensors (or .bin/.pth); "
+                                  f"or use random:{name.split('.')[0]} for a random-init tower")
+        log.info("%s: weights from %s", spec, cached)
+        with seeded(RANDOM_SEED):
+            try:
+                model = timm.create_model(name, pretrained=True, num_classes=0,
+                                          pretrained_cfg_overlay={"file": str(cached)})
+            except (RuntimeError, OSError, ValueError) as e:
+                raise CheckpointError(f"{spec}: cannot load {cached} ({str(e).splitlines()[0]})") from None
     return _timm_encoder(model, spec, device, kind="timm")
 
 
 def load_random(name: str, spec: str, device="cpu"):
-    """``random:NAME``: an sc-eval vit config or a timm model name, seeded random init."""
+    """``random:NAME``: seeded random init of an sc-eval vit config, a timm model or an open_clip
+    tower (``random:timm:NAME`` and ``random:open_clip:NAME`` say which library outright)."""
+    from sc_eval.encoders.base import seeded
     from sc_eval.models import list_models
 
-    if name in list_models():
-        from sc_eval.encoders.base import seeded
+    lib, sep, rest = name.partition(":")
+    if sep and lib == "open_clip":
+        return _open_clip_encoder(_open_clip_model(rest, spec), rest, spec, device, kind="random")
+    if sep and lib == "timm":
+        name = rest
+    elif name in list_models():
         from sc_eval.encoders.superclass import wrap_sc_vit
         from sc_eval.models import create_vit, vit_config
 
@@ -153,38 +218,147 @@ def load_random(name: str, spec: str, device="cpu"):
         return wrap_sc_vit(model, cfg, spec=spec, kind="random", device=device)
     import timm
 
-    from sc_eval.encoders.base import seeded
-
     if not timm.is_model(name):
-        from sc_eval.errors import did_you_mean
-
-        raise ConfigError(f"{spec}: {name!r} is neither an sc-eval model ({', '.join(list_models())}) nor a timm "
-                          f"model{did_you_mean(name, list(list_models()) + timm.list_models())}")
+        oc = _open_clip_names()
+        if name in oc:
+            return _open_clip_encoder(_open_clip_model(name, spec), name, spec, device, kind="random")
+        raise ConfigError(f"{spec}: {name!r} is neither an sc-eval model ({', '.join(list_models())}), a timm model "
+                          f"nor an open_clip model{did_you_mean(name, list(list_models()) + timm.list_models() + oc)}")
     with seeded(RANDOM_SEED):
         model = timm.create_model(name, pretrained=False, num_classes=0)
     return _timm_encoder(model, spec, device, kind="random")
 
 
-def load_open_clip(name: str, spec: str, device="cpu"):
-    """``open_clip:NAME[@weights]``: the visual tower, its contrastive projection removed."""
+def _open_clip_names() -> list[str]:
+    try:
+        import open_clip
+    except ImportError:
+        return []
+    return list(open_clip.list_models())
+
+
+def _open_clip_model(name: str, spec: str, quick_gelu: bool = False):
+    """open_clip's whole CLIP model ``name``, seeded random init (weights are loaded after)."""
     try:
         import open_clip
     except ImportError:
         raise MissingDependencyError(f"{spec}: open_clip is not installed; pip install open-clip-torch") from None
-    from sc_eval.encoders.base import OpenClipEncoder, fingerprint_state, seeded
+    from sc_eval.encoders.base import seeded
 
-    name, weights = _split_weights(name, spec)
     if name not in open_clip.list_models():
-        from sc_eval.errors import did_you_mean
-
         raise ConfigError(f"{spec}: unknown open_clip model {name!r}{did_you_mean(name, open_clip.list_models())}")
-    with seeded(RANDOM_SEED):
-        try:
-            model = open_clip.create_model(name, pretrained=str(weights) if weights else None)
-        except RuntimeError as e:
-            raise CheckpointError(f"{spec}: cannot load {weights}: {str(e).splitlines()[0]}") from None
+    # open_clip warns that no pretrained weights were loaded: true, and said by the caller when it matters.
+    quiet, logging.root.manager.disable = logging.root.manager.disable, max(logging.root.manager.disable, logging.WARNING)
+    try:
+        with seeded(RANDOM_SEED):
+            return open_clip.create_model(name, pretrained=None, force_quick_gelu=quick_gelu)
+    finally:
+        logging.disable(quiet)
+
+
+def _open_clip_tag_weights(name: str, tag: str, cfg: dict) -> tuple[Path | None, str]:
+    """(local file of open_clip's pretrained (name, tag) or None, where to put it if None): the
+    HF hub cache for the tag's hub repo, open_clip's URL cache for its URL."""
+    hints = []
+    hub = cfg.get("hf_hub") or ""
+    if hub:
+        repo, fname = posixpath.split(hub)  # "org/repo/" (default file names) or "org/repo/file"
+        names = [fname] if fname else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        if fname.endswith(".bin"):
+            names.insert(0, fname[:-4] + ".safetensors")
+        found = _in_hf_cache(repo, names)
+        if found:
+            return found, ""
+        hints.append(_hf_cache_hint(repo, names[0]))
+    url = cfg.get("url") or ""
+    if url:
+        cached = Path(OPEN_CLIP_URL_CACHE).expanduser() / os.path.basename(url)
+        if cached.is_file():
+            return cached, ""
+        hints.append(f"{cached.name} (from {url}) at {cached}")
+    return None, "put " + ", or ".join(hints) if hints else "open_clip lists no location for these weights"
+
+
+def _visual_state(state: dict) -> dict:
+    """The visual tower's part of an open_clip checkpoint (``visual.*``), or the whole state when
+    it holds only the tower."""
+    visual = {k[len("visual."):]: v for k, v in state.items() if k.startswith("visual.")}
+    return visual or state
+
+
+def load_open_clip(name: str, spec: str, device="cpu"):
+    """``open_clip:NAME@TAG`` (a pretrained tag, from the local caches) or ``open_clip:NAME@/path``
+    (a weights file): the visual tower, its contrastive projection removed. No weights named is
+    an error: ``random:open_clip:NAME`` is the random tower."""
+    name, weights = _split_weights(name)
+    if weights is None:
+        tags = _open_clip_tags(name, spec)
+        example = f"open_clip:{name}@{tags[0]}" if tags else f"open_clip:{name}@/path/open_clip_model.safetensors"
+        raise CheckpointError(f"{spec}: no weights named (nothing is downloaded, and a random tower would be scored "
+                              f"as if pretrained); give a pretrained tag ({example}; {name}'s tags: "
+                              f"{_some(tags)}) or a weights file (open_clip:{name}@/path/to/weights), "
+                              f"or use random:open_clip:{name} for a random-init tower")
+    path = Path(weights).expanduser()
+    tag_cfg = {}
+    if not path.is_file():
+        import open_clip
+
+        tags = _open_clip_tags(name, spec)
+        tag_cfg = open_clip.get_pretrained_cfg(name, weights) or {}
+        if not tag_cfg:
+            if os.sep in weights or weights.endswith((".pt", ".pth", ".bin", ".safetensors")):
+                raise ConfigError(f"{spec}: weights file {path} not found")
+            raise ConfigError(f"{spec}: {weights!r} is neither a file nor a pretrained tag of {name}"
+                              f"{did_you_mean(weights, tags)} (its tags: {_some(tags)})")
+        found, where = _open_clip_tag_weights(name, weights, tag_cfg)
+        if found is None:
+            raise CheckpointError(f"{spec}: the {weights} weights of {name} are not on this machine (nothing is "
+                                  f"downloaded); {where}; or pass open_clip:{name}@/path/to/weights")
+        path = found
+        log.info("%s: weights from %s", spec, path)
+    model = _open_clip_model(name, spec, quick_gelu=_trained_with_quick_gelu(weights, tag_cfg))
+    state = _visual_state(_load_weights_file(path))
+    if "proj" not in state and getattr(model.visual, "proj", None) is not None:
+        model.visual.proj = None  # a tower saved without its projection: it is dropped below anyway
+    from sc_eval.encoders.base import check_state_dict
+
+    check_state_dict(model.visual, state, str(path))
+    model.visual.load_state_dict(state, strict=True)
+    pre = {k: tag_cfg[k] for k in ("mean", "std", "interpolation") if tag_cfg.get(k)}
+    return _open_clip_encoder(model, name, spec, device, kind="open_clip", preprocess=pre)
+
+
+def _trained_with_quick_gelu(tag: str, cfg: dict) -> bool:
+    """Whether a tag's weights were trained with QuickGELU: the tower must be built to match, or
+    its features silently differ. open_clip's tag configs say so outright where they carry the
+    field; where they do not, OpenAI's weights and the files named "quickgelu" are the ones."""
+    if not cfg:
+        return False
+    if "quick_gelu" in cfg:
+        return bool(cfg["quick_gelu"])
+    return tag == "openai" or "quickgelu" in (cfg.get("url") or "")
+
+
+def _some(names: list[str], n: int = 6) -> str:
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "") if names else "none"
+
+
+def _open_clip_tags(name: str, spec: str) -> list[str]:
+    import open_clip
+
+    if name not in open_clip.list_models():
+        raise ConfigError(f"{spec}: unknown open_clip model {name!r}{did_you_mean(name, open_clip.list_models())}")
+    return list(open_clip.list_pretrained_tags_by_model(name))
+
+
+def _open_clip_encoder(model, name: str, spec: str, device, kind: str, preprocess: dict | None = None):
+    """An Encoder around an open_clip model's visual tower (projection removed)."""
+    import open_clip
+
+    from sc_eval.encoders.base import OpenClipEncoder, fingerprint_state
+
     visual = model.visual
-    pre = open_clip.get_model_preprocess_cfg(model)
+    pre = {**open_clip.get_model_preprocess_cfg(model), **(preprocess or {})}
     del model
     if getattr(visual, "proj", None) is not None:
         visual.proj = None  # pooled features in the tower's own width, like CLIPVisionModel's
@@ -198,13 +372,13 @@ def load_open_clip(name: str, spec: str, device="cpu"):
     interp = pre.get("interpolation", "bicubic")
     meta = {"arch": "open_clip", "name": name, "mean": list(pre.get("mean", ())), "std": list(pre.get("std", ())),
             "size": size, "interpolation": interp}
+    if any(type(m).__name__ == "QuickGELU" for m in visual.modules()):
+        meta["quick_gelu"] = True  # same weights, other activation: other features
     enc = OpenClipEncoder(
-        visual, spec=spec, kind="open_clip", width=width, image_size=size, patch_size=patch, num_patches=n_patches,
+        visual, spec=spec, kind=kind, width=width, image_size=size, patch_size=patch, num_patches=n_patches,
         mean=pre["mean"], std=pre["std"], interpolation=interp,
         fingerprint=fingerprint_state(visual.state_dict(), meta), config=meta,
     )
-    if weights is None:
-        log.warning("%s: no weights given (open_clip:%s@/path/weights); using RANDOM init", spec, name)
     return enc.to(device)
 
 

@@ -152,32 +152,37 @@ def load_hf(path: str) -> ClassificationData:
     return data
 
 
-def split_features(encoder, data: ClassificationData, split: str, batch_size: int = 64):
-    """[N, D] float32 pooled features of one split (shared cache for path-based splits)."""
+def split_features(encoder, data: ClassificationData, split: str, batch_size: int = 64, precision: str = "fp32"):
+    """[N, D] float32 pooled features of one split (shared cache for path-based splits), the
+    encoder run under autocast in ``precision``."""
     import torch
 
     s = data.split(split)
     if s.images is not None:
         from sc_eval.cache import encode_images
 
-        feats = encode_images(encoder, s.images, data.key, split, kind="pooled", batch_size=batch_size)
+        feats = encode_images(encoder, s.images, data.key, split, kind="pooled", batch_size=batch_size,
+                              precision=precision)
     else:
-        feats = encode_pil(encoder, (s.hf[i][s.image_column] for i in range(len(s))), batch_size)
+        feats = encode_pil(encoder, (s.hf[i][s.image_column] for i in range(len(s))), batch_size, precision)
     feats = torch.as_tensor(feats).float().cpu().clone()  # a plain tensor even if made in inference mode
     if feats.shape[0] != len(s):
         raise DataError(f"{data.key} {split}: got {feats.shape[0]} features for {len(s)} images")
     return feats
 
 
-def encode_pil(encoder, images, batch_size: int = 64):
+def encode_pil(encoder, images, batch_size: int = 64, precision: str = "fp32"):
     """Pooled features of in-memory PIL images (HF datasets, webdataset shards): no cache."""
     import torch
 
+    from sc_eval.runtime.precision import autocast, check_precision
+
+    check_precision(precision, encoder.device)  # before any image is read
     out, batch = [], []
 
     def flush():
         x = torch.stack([encoder.transform(im) for im in batch])
-        with torch.no_grad():
+        with torch.no_grad(), autocast(encoder.device, precision):
             out.append(encoder.forward_pooled(x).float().cpu())
         batch.clear()
 
@@ -216,7 +221,10 @@ def setup_rank0(args):
     other ranks (fits on frozen features are small: rank 0 does all the work)."""
     from sc_eval.runtime import dist
 
+    from sc_eval.runtime.precision import check_precision
+
     device = dist.resolve_device(args.device)
+    check_precision(args.precision, device)
     dist.init_distributed(device)
     if not dist.is_main():
         return None

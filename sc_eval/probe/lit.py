@@ -54,6 +54,7 @@ class LitTrainConfig:
     weight_decay: float = 0.1  # on matrices only; embeddings, norms, biases and the scale: none
     warmup_steps: int = 30
     seed: int = 0
+    precision: str = "fp32"  # autocast of the projection and text tower (--precision)
 
 
 class TextTower(nn.Module):
@@ -156,6 +157,10 @@ def train_lit(image_feats: torch.Tensor, captions: list[str], cfg: LitConfig,
         raise ConfigError(f"LiT needs at least 2 image-text pairs, got {n}")
     if train.steps < 1:
         raise ConfigError(f"--steps must be at least 1 (got {train.steps})")
+    from sc_eval.runtime.precision import autocast, grad_scaler
+
+    amp = autocast(device, train.precision)  # refuses a precision the device cannot run, first
+    scaler = grad_scaler(device, train.precision)
     tokens = tokenizer(cfg.text.context_length)(captions)
     vocab = torch.unique(torch.cat([tokens.flatten(), torch.tensor([0, 49406, 49407])]))
     cfg = replace(cfg, text=replace(cfg.text, vocab_size=vocab.numel() + 1))
@@ -180,11 +185,13 @@ def train_lit(image_feats: torch.Tensor, captions: list[str], cfg: LitConfig,
                          0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, train.steps - warm))))
         for g in opt.param_groups:
             g["lr"] = lr
-        loss = clip_loss(model.encode_image(feats[idx].to(device)), model.encode_text(tokens[idx].to(device)),
-                         model.logit_scale)
+        with amp:
+            loss = clip_loss(model.encode_image(feats[idx].to(device)), model.encode_text(tokens[idx].to(device)),
+                             model.logit_scale)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         if step % 50 == 0 or step == train.steps - 1:
             log.info("LiT step %d/%d loss %.4f", step + 1, train.steps, loss.item())
     return model.eval()
@@ -192,8 +199,11 @@ def train_lit(image_feats: torch.Tensor, captions: list[str], cfg: LitConfig,
 
 @torch.no_grad()
 def zeroshot_classifier(model: LitModel, classnames: list[str], templates: list[str],
-                        device: str = "cpu") -> torch.Tensor:
-    """[C, E] unit-norm class weights: the mean of each class's normalised template embeddings."""
+                        device: str = "cpu", precision: str = "fp32") -> torch.Tensor:
+    """[C, E] unit-norm class weights: the mean of each class's normalised template embeddings
+    (the text tower run under autocast in ``precision``)."""
+    from sc_eval.runtime.precision import autocast
+
     tok = tokenizer(model.cfg.text.context_length)
     weights, unseen = [], []
     for name in classnames:
@@ -201,7 +211,8 @@ def zeroshot_classifier(model: LitModel, classnames: list[str], templates: list[
         ids = ids[(ids != 0) & (ids < 49406)]
         if (model.text.rows(ids.to(device)) == model.text.vocab_ids.numel()).any():
             unseen.append(name)
-        emb = model.encode_text(tok([t.format(name) for t in templates]).to(device))
+        with autocast(device, precision):
+            emb = model.encode_text(tok([t.format(name) for t in templates]).to(device)).float()
         weights.append(F.normalize(emb.mean(0), dim=-1))
     if unseen:
         log.warning("%d class name(s) contain words absent from the LiT training captions (e.g. %r): "

