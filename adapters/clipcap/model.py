@@ -22,6 +22,7 @@ import json
 import math
 from pathlib import Path
 
+from sc_eval import hf
 from sc_eval.errors import CheckpointError
 
 from .mapper import MapperConfig, build_mapper, normalize_features
@@ -35,11 +36,11 @@ def load_lm(lm_dir, device="cpu"):
     if not (lm_dir / "config.json").exists():
         raise CheckpointError(f"{lm_dir}: not a language-model directory (no config.json); pass "
                               "--lm with a directory written by save_pretrained (e.g. GPT-2)")
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(lm_dir), local_files_only=True)
-    lm = AutoModelForCausalLM.from_pretrained(str(lm_dir), local_files_only=True,
-                                              dtype="float32").to(device)
+    lm = hf.from_pretrained(AutoModelForCausalLM, str(lm_dir), torch.float32, local_files_only=True).to(device)
     return lm, tok
 
 
