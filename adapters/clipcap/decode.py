@@ -260,12 +260,12 @@ class _SharedPrefixGPT2:
 
     Runs the LM's own modules (ln_1, c_attn, c_proj, ln_2, mlp, ln_f, lm_head: GPT-2's checkpoint
     layout, the same in every transformers version) and replaces only the attention over the
-    cache, whose score scale it takes from the config as GPT-2 defines it. Per layer it keeps the prefix keys/values [n, H, K, d] and the
-    generated ones [n, H, T*W, d] where generated token t of beam slot j sits at t*W + j. A
-    hypothesis's ancestry (the slot of its ancestor at each step, ``anc`` [n, W, T]) becomes an
-    additive mask, so a beam reorder only permutes ``anc``. The attention computes all W slots
-    of each step (W times the attention flops on generated positions, a few percent of a step)
-    in exchange for moving no cache memory.
+    cache, whose score scale it takes from the config as GPT-2 defines it. Per layer it keeps
+    the prefix keys/values [n, H, K, d] and the generated ones [n, H, T*W, d] where generated
+    token t of beam slot j sits at t*W + j. A hypothesis's ancestry (the slot of its ancestor at
+    each step, ``anc`` [n, W, T]) becomes an additive mask, so a beam reorder only permutes
+    ``anc``. The attention computes all W slots of each step (W times the attention flops on
+    generated positions, a few percent of a step) in exchange for moving no cache memory.
     """
 
     @staticmethod

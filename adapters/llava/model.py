@@ -236,8 +236,8 @@ def build_model_class():
             if getattr(self, "_head_check", (None, None))[0] is not self.llm:
                 ok = hf.logits_are_head_of_body(self.llm, body)
                 if not ok:
-                    log.warning("%s: logits are not the output layer applied to the decoder's hidden "
-                                "states; the loss uses the model's full forward", type(hf.core_model(self.llm)).__name__)
+                    log.warning("%s: logits are not the output layer applied to the decoder's hidden states; "
+                                "the loss uses the model's full forward", type(hf.core_model(self.llm)).__name__)
                 self._head_check = (self.llm, ok)
             return body if self._head_check[1] else None
 
