@@ -185,7 +185,7 @@ class LeanBlock(nn.Module):
     def supports(block: nn.Module) -> bool:
         """Only the exact layout whose maths the Functions reproduce (else keep timm's block)."""
         ident = lambda m: isinstance(m, nn.Identity)  # noqa: E731
-        # Optional norms that a timm release may not have at all (no attn.norm before 1.0.17):
+        # Optional norms that a timm release may not have at all (no attn.norm before 1.0.16):
         # absent is the same as Identity.
         opt = lambda m, name: getattr(m, name, nn.Identity())  # noqa: E731
         attn, mlp = getattr(block, "attn", None), getattr(block, "mlp", None)

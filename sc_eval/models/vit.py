@@ -156,9 +156,15 @@ def _meta_vit(cfg_or_name):
 
 def create_vit_for_loading(cfg_or_name):
     """A CPU tower whose weights are about to be overwritten by a checkpoint: uninitialised
-    storage where timm builds on the meta device (no wasted random init), else a plain tower."""
+    storage where timm builds on the meta device (no wasted random init), else a plain tower
+    whose random init leaves the caller's random state as it was."""
+    import torch
+
     model = _meta_vit(cfg_or_name)
-    return create_vit(cfg_or_name) if model is None else model.to_empty(device="cpu")
+    if model is not None:
+        return model.to_empty(device="cpu")
+    with torch.random.fork_rng(devices=[]):
+        return create_vit(cfg_or_name)
 
 
 def count_params(cfg_or_name) -> int:
