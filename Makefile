@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.sc-eval-installed
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-.PHONY: install demo llava-check test bench clean
+.PHONY: install demo llava-check test test-compat bench clean
 
 $(STAMP): pyproject.toml setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,26 @@ llava-check: $(STAMP)
 test: $(STAMP)
 	$(OFFLINE) $(PY) -m pytest -q $(ARGS)
 
+# The oldest library releases pyproject promises (ci/constraints-oldest.txt), installed into an
+# overlay venv that sees the main venv behind its own packages (so torch is the main venv's one),
+# against the tests of the adapters, encoders and pretraining. `make test` covers the newest.
+COMPAT       ?= .venv-compat
+COMPAT_STAMP := $(COMPAT)/.sc-eval-compat-installed
+COMPAT_TESTS ?= tests/test_llava_model.py tests/test_clipcap.py tests/test_encoders.py tests/test_models.py \
+	tests/test_pretrain_loss.py tests/test_pretrain_train.py tests/test_pretrain_dist.py tests/test_tinylm.py \
+	tests/test_assets.py tests/test_lmms_layouts.py tests/test_lit.py
+
+$(COMPAT_STAMP): $(STAMP) ci/constraints-oldest.txt ci/compat_overlay.py
+	$(PY) ci/compat_overlay.py create $(COMPAT)
+	$(COMPAT)/bin/python -m pip install -q -c ci/constraints-oldest.txt \
+		transformers peft timm open-clip-torch datasets tokenizers huggingface-hub fsspec
+	$(COMPAT)/bin/python ci/compat_overlay.py check
+	@touch $(COMPAT_STAMP)
+
+test-compat: $(COMPAT_STAMP)
+	$(COMPAT)/bin/python ci/compat_overlay.py check
+	$(OFFLINE) $(COMPAT)/bin/python -m pytest -q $(COMPAT_TESTS) $(ARGS)
+
 bench: $(STAMP)
 	$(OFFLINE) $(PY) benchmarks/pretrain_step.py
 	$(OFFLINE) $(PY) benchmarks/caption_decode.py
@@ -40,4 +60,4 @@ gpu-check: $(STAMP)
 	$(OFFLINE) $(PY) benchmarks/gpu_check.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(COMPAT) build *.egg-info

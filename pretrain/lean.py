@@ -185,12 +185,16 @@ class LeanBlock(nn.Module):
     def supports(block: nn.Module) -> bool:
         """Only the exact layout whose maths the Functions reproduce (else keep timm's block)."""
         ident = lambda m: isinstance(m, nn.Identity)  # noqa: E731
+        # Optional norms that a timm release may not have at all (no attn.norm before 1.0.16):
+        # absent is the same as Identity.
+        opt = lambda m, name: getattr(m, name, nn.Identity())  # noqa: E731
         attn, mlp = getattr(block, "attn", None), getattr(block, "mlp", None)
         try:
             return isinstance(block.norm1, nn.LayerNorm) and isinstance(block.norm2, nn.LayerNorm) \
                 and block.norm1.elementwise_affine and block.norm2.elementwise_affine \
                 and all(ident(m) for m in (block.ls1, block.ls2, block.drop_path1, block.drop_path2,
-                                           attn.q_norm, attn.k_norm, attn.norm, mlp.norm)) \
+                                           opt(attn, "q_norm"), opt(attn, "k_norm"), opt(attn, "norm"),
+                                           opt(mlp, "norm"))) \
                 and getattr(attn, "gate", None) is None and attn.attn_drop.p == 0 and attn.proj_drop.p == 0 \
                 and type(mlp.act) is nn.GELU and mlp.act.approximate == "none" \
                 and mlp.drop1.p == 0 and mlp.drop2.p == 0 and getattr(attn, "fused_attn", True)

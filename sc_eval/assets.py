@@ -49,9 +49,15 @@ def gpt2_tokenizer():
         lines = f.read().split("\n")
     # first line is a "#version" header; the tokenizers backend wants (left, right) pairs.
     merges = [tuple(line.split(" ")) for line in lines if line.strip() and not line.startswith("#version")]
-    # Passing vocab_file=/merges_file= instead silently builds a 1-token tokenizer in
-    # transformers 5, so the contents are passed and the size is checked.
-    tok = GPT2Tokenizer(vocab=vocab, merges=merges)
+    # The tokenizers-backed GPT2Tokenizer takes the contents (given vocab_file=/merges_file= it
+    # silently builds a 1-token tokenizer, hence the size check); the pure-Python GPT2Tokenizer
+    # of older transformers refuses them and reads files, as its fast sibling does.
+    try:
+        tok = GPT2Tokenizer(vocab=vocab, merges=merges)
+    except TypeError:
+        from transformers import GPT2TokenizerFast
+
+        tok = GPT2TokenizerFast(vocab_file=str(vocab_path), merges_file=str(merges_path))
     if len(tok) != 50257:
         raise DataError(f"{vocab_path}: built a GPT-2 tokenizer with {len(tok)} ids instead of 50257; "
                         "the transformers version may have changed its constructor")

@@ -9,6 +9,22 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 
 
+def pytest_terminal_summary(terminalreporter):
+    """The library versions of this run, printed even with -q: CI runs the newest and the oldest
+    promised ones, and its log shows which."""
+    import importlib.metadata as md
+
+    def version(name):
+        try:
+            return md.version(name)
+        except md.PackageNotFoundError:
+            return "not installed"
+
+    names = ("torch", "transformers", "peft", "timm", "open-clip-torch", "datasets", "tokenizers",
+             "huggingface-hub")
+    terminalreporter.write_line("libraries: " + ", ".join(f"{n} {version(n)}" for n in names))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _sc_eval_home(tmp_path_factory):
     """Caches (world, features, tiny LMs) go to a per-session folder, never the user's home."""

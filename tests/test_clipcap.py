@@ -128,6 +128,28 @@ def test_gpt2_shared_prefix_decoder_equals_the_library_cache_decoder(tok, beam):
     assert lengths[1] == {20}, lengths  # the cache grew past its first 16 steps
 
 
+@pytest.mark.parametrize("scale_kw", [{"scale_attn_by_inverse_layer_idx": True}, {"scale_attn_weights": False}])
+def test_gpt2_shared_prefix_decoder_follows_the_configs_attention_scale(tok, scale_kw):
+    """GPT-2 variants that scale attention scores differently (by the inverse layer number, or
+    not at all) decode to the captions of the LM's own forward, recomputed without a cache.
+    The LM runs its eager attention, the one that honours these flags in every release (older
+    releases' SDPA path ignores them)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from sc_eval.adapters.clipcap.decode import shares_prefix_cache
+
+    torch.manual_seed(5)
+    lm = GPT2LMHeadModel(GPT2Config(vocab_size=50257, n_layer=3, n_embd=64, n_head=2, n_positions=128,
+                                    bos_token_id=EOS, eos_token_id=EOS, initializer_range=0.2,
+                                    attn_implementation="eager", **scale_kw)).eval()
+    model = tiny_model(lm=lm, seed=5)
+    assert shares_prefix_cache(model.lm)
+    feats, stops = features(6, seed=5), stop_token_ids(tok)
+    fast = beam_search(model, feats, beam=3, max_new_tokens=10, stop_ids=stops, eos_id=EOS)
+    recomputed = beam_search(model, feats, beam=3, max_new_tokens=10, stop_ids=stops, eos_id=EOS, cache=False)
+    assert fast == recomputed and len({tuple(c) for c in fast}) >= 3
+
+
 def test_cache_free_reference_search_gives_the_same_captions(tok):
     """The benchmark's baseline (whole sequence recomputed each step, as the reference ClipCap
     decodes) must be the same search: same captions as the cached decoder, early stops included."""

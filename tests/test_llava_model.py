@@ -193,6 +193,87 @@ def test_loss_counts_only_answer_tokens(llm_dir):
     assert torch.allclose(loss, want, atol=1e-5)
 
 
+def _batch(model, n=3):
+    """A padded batch of multi-turn conversations of different lengths, one without an image."""
+    from sc_eval.adapters.llava.templates import build_example
+
+    convs = [[{"from": "human", "value": "<image>\nWhat colour?"}, {"from": "gpt", "value": "red"}],
+             [{"from": "human", "value": "<image>\nHow many circles are there in the picture?"},
+              {"from": "gpt", "value": "three small ones"}, {"from": "human", "value": "And squares?"},
+              {"from": "gpt", "value": "none"}],
+             [{"from": "human", "value": "Say something."}, {"from": "gpt", "value": "something long enough"}]][:n]
+    ids, labels = zip(*(build_example(c, model.tokenizer, "vicuna_v1") for c in convs))
+    return list(ids), list(labels)
+
+
+def _reference_loss(model, ids, labels, pixels):
+    """The LLM's own loss: a full forward over every position with ``labels=`` (transformers
+    shifts them and averages the cross-entropy over the labelled positions)."""
+    embeds, mask, pos, lab = model.splice(ids, model.image_tokens(pixels), labels)
+    return model.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, labels=lab, use_cache=False).loss
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_answer_rows_loss_and_gradients_equal_the_full_logits_loss(llm_dir, lora):
+    """The loss that sends only answer rows through lm_head is the LLM's own full-logits loss,
+    with the same gradients (projector and LoRA), with and without LoRA, with gradient
+    checkpointing on, for a padded batch with several answers per sample."""
+    from sc_eval.adapters.llava.model import add_lora
+
+    model = _model(llm_dir)
+    model.llm.requires_grad_(False)
+    if lora:
+        model.llm = add_lora(model.llm, 4, 8, 0.0)
+        with torch.no_grad():  # LoRA's B starts at zero; make the adapters matter
+            for n, p in model.llm.named_parameters():
+                if "lora_B" in n:
+                    p.normal_(std=0.05)
+    model.train()
+    model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    ids, labels = _batch(model)
+    pixels = torch.rand(3, 3, 32, 32)
+    assert model._answer_rows_body() is not None  # the answer-rows path runs, not a fallback
+
+    def loss_and_grads(fn):
+        model.zero_grad(set_to_none=True)
+        loss = fn()
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    got, g_got = loss_and_grads(lambda: model(ids, pixels, labels))
+    want, g_want = loss_and_grads(lambda: _reference_loss(model, ids, labels, pixels))
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-6), (got, want)
+    n_answer = sum(sum(1 for x in lab[1:] if x != -100) for lab in labels)
+    assert torch.allclose(model(ids, pixels, labels, reduction="sum"), want * n_answer, rtol=1e-5)
+    assert any(n.startswith("projector.") for n in g_got)
+    assert lora == any("lora_" in n for n in g_got)
+    for n in g_want:
+        assert g_got[n].abs().sum() > 0, f"no gradient reaches {n}"
+        assert torch.allclose(g_got[n], g_want[n], rtol=1e-4, atol=1e-7), n
+
+
+def test_models_that_rescale_their_logits_train_on_their_own_loss(tmp_path):
+    """A model whose forward scales the output layer's logits (Granite's logits_scaling) is
+    detected, and its loss is the model's own, not the head applied to the hidden states."""
+    from transformers import GraniteConfig, GraniteForCausalLM
+
+    from sc_eval.adapters.llava.model import LlavaConfig, build
+    from sc_eval.assets import llama_tokenizer
+
+    torch.manual_seed(0)
+    llm = GraniteForCausalLM(GraniteConfig(vocab_size=32000, hidden_size=64, intermediate_size=128,
+                                           num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                           logits_scaling=8.0))
+    model = build(TinyEncoder(), llm, llama_tokenizer(), LlavaConfig(encoder="tiny", llm="granite"))
+    ids, labels = _batch(model)
+    pixels = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        got = model(ids, pixels, labels)
+        want = _reference_loss(model, ids, labels, pixels)
+    assert model._answer_rows_body() is None
+    assert torch.allclose(got, want, rtol=1e-5), (got, want)
+
+
 def test_lora_goes_on_every_linear_but_lm_head(llm_dir):
     from sc_eval.adapters.llava.model import add_lora, lora_targets
 

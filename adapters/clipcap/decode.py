@@ -29,8 +29,9 @@ left alone; the rest was overhead, now removed:
 """
 from __future__ import annotations
 
-import inspect
 import logging
+
+from sc_eval import hf
 
 log = logging.getLogger(__name__)
 
@@ -174,18 +175,14 @@ class _LibraryCache:
 
     def __init__(self, lm):
         self.lm = lm
-        params = inspect.signature(lm.forward).parameters
-        # transformers 5.2x names the cache argument ``cache``; earlier versions ``past_key_values``
-        self.cache_kw = "cache" if "cache" in params else "past_key_values"
-        self.last_only = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
+        self.cache_kw, self.last_only = hf.cache_kw(lm), hf.last_logits_only(lm)
         self.cache, self.w = None, 1
 
     def _run(self, k, **kw):
         import torch
 
         out = self.lm(use_cache=True, **kw)
-        cache = getattr(out, "cache", None)
-        self.cache = cache if cache is not None else out.past_key_values
+        self.cache = hf.returned_cache(out)
         return torch.log_softmax(out.logits[:, -1].float(), dim=-1).topk(k, dim=-1)
 
     def start(self, prefix, k: int):
@@ -193,20 +190,20 @@ class _LibraryCache:
 
     def expand(self, w: int):
         self.w = w
-        self.cache.batch_repeat_interleave(w)                       # row b*W + j
+        self.cache = hf.cache_repeat(self.cache, w)                 # row b*W + j
 
     def step(self, tokens, k: int):
         return self._run(k, input_ids=tokens.reshape(-1, 1), **{self.cache_kw: self.cache})
-
 
     def reorder(self, src):
         import torch
 
         n = src.shape[0]
-        self.cache.reorder_cache((src + torch.arange(n, device=src.device)[:, None] * self.w).flatten())
+        rows = (src + torch.arange(n, device=src.device)[:, None] * self.w).flatten()
+        self.cache = hf.cache_select(self.cache, rows)
 
     def keep(self, idx):
-        self.cache.batch_select_indices(_hypothesis_rows(idx, self.w))
+        self.cache = hf.cache_select(self.cache, _hypothesis_rows(idx, self.w))
 
 
 class _Recompute:
@@ -261,13 +258,14 @@ def _hypothesis_rows(groups, w: int):
 class _SharedPrefixGPT2:
     """GPT-2 decoding with the prefix cached once per image and a never-reordered token cache.
 
-    Runs the LM's own modules (ln_1, c_attn, c_proj, ln_2, mlp, ln_f, lm_head) and replaces only
-    the attention over the cache. Per layer it keeps the prefix keys/values [n, H, K, d] and the
-    generated ones [n, H, T*W, d] where generated token t of beam slot j sits at t*W + j. A
-    hypothesis's ancestry (the slot of its ancestor at each step, ``anc`` [n, W, T]) becomes an
-    additive mask, so a beam reorder only permutes ``anc``. The attention computes all W slots
-    of each step (W times the attention flops on generated positions, a few percent of a step)
-    in exchange for moving no cache memory.
+    Runs the LM's own modules (ln_1, c_attn, c_proj, ln_2, mlp, ln_f, lm_head: GPT-2's checkpoint
+    layout, the same in every transformers version) and replaces only the attention over the
+    cache, whose score scale it takes from the config as GPT-2 defines it. Per layer it keeps
+    the prefix keys/values [n, H, K, d] and the generated ones [n, H, T*W, d] where generated
+    token t of beam slot j sits at t*W + j. A hypothesis's ancestry (the slot of its ancestor at
+    each step, ``anc`` [n, W, T]) becomes an additive mask, so a beam reorder only permutes
+    ``anc``. The attention computes all W slots of each step (W times the attention flops on
+    generated positions, a few percent of a step) in exchange for moving no cache memory.
     """
 
     @staticmethod
@@ -275,12 +273,12 @@ class _SharedPrefixGPT2:
         cfg = getattr(lm, "config", None)
         tr = getattr(lm, "transformer", None)
         return (getattr(cfg, "model_type", None) == "gpt2" and tr is not None
-                and not getattr(cfg, "add_cross_attention", False)
-                and all(hasattr(blk.attn, "scaling") for blk in tr.h))
+                and not getattr(cfg, "add_cross_attention", False))
 
     def __init__(self, lm, max_new_tokens: int):
         self.lm, self.tr = lm, lm.transformer
         self.heads = lm.config.n_head
+        self.scales = _gpt2_attention_scales(lm.config, len(self.tr.h))
         self.max_steps = max_new_tokens
         self.kp = self.vp = self.kg = self.vg = None
         self.t = 0
@@ -310,11 +308,11 @@ class _SharedPrefixGPT2:
         self.prefix_len = length
         x = prefix + self.tr.wpe(torch.arange(length, device=prefix.device))
         self.kp, self.vp = [], []
-        for blk in self.tr.h:
+        for blk, scale in zip(self.tr.h, self.scales):
             q, kk, v = self._split_heads(blk.attn.c_attn(blk.ln_1(x)))
             self.kp.append(kk.contiguous())
             self.vp.append(v.contiguous())
-            a = F.scaled_dot_product_attention(q, kk, v, is_causal=True, scale=blk.attn.scaling)
+            a = F.scaled_dot_product_attention(q, kk, v, is_causal=True, scale=scale)
             x = x + blk.attn.c_proj(a.transpose(1, 2).reshape(n, length, e))
             x = x + self._mlp(blk, blk.ln_2(x))
         return _top_log_probs(self.tr.ln_f(x[:, -1]), self.lm.lm_head, k)
@@ -365,7 +363,7 @@ class _SharedPrefixGPT2:
             self.vg[i][:, :, t * w: hi] = v
             kg, vg = self.kg[i][:, :, :hi], self.vg[i][:, :, :hi]
             s = torch.cat([q @ self.kp[i].transpose(-1, -2), q @ kg.transpose(-1, -2)], dim=-1)
-            s = s.mul_(blk.attn.scaling)
+            s = s.mul_(self.scales[i])
             s[..., kp:] += mask
             p = torch.softmax(s, dim=-1)
             a = p[..., :kp] @ self.vp[i] + p[..., kp:] @ vg                  # [n, H, W, d]
@@ -387,6 +385,16 @@ class _SharedPrefixGPT2:
                 new = z.new_empty(idx.shape[0], *z.shape[1:])
                 new[:, :, :used] = z[idx, :, :used]
                 bufs[i] = new
+
+
+def _gpt2_attention_scales(cfg, n_layers: int) -> list[float]:
+    """GPT-2's attention-score scale of each layer, from its config: 1/sqrt(head width) when
+    ``scale_attn_weights`` (the default), further divided by the layer's number (1-based) when
+    ``scale_attn_by_inverse_layer_idx``."""
+    head_dim = cfg.n_embd // cfg.n_head
+    base = head_dim ** -0.5 if getattr(cfg, "scale_attn_weights", True) else 1.0
+    by_layer = getattr(cfg, "scale_attn_by_inverse_layer_idx", False)
+    return [base / (i + 1) if by_layer else base for i in range(n_layers)]
 
 
 def generate_captions(model, tokenizer, feats, *, beam: int = 5, max_new_tokens: int = MAX_NEW_TOKENS,

@@ -21,6 +21,7 @@ import hashlib
 import math
 from pathlib import Path
 
+from sc_eval import hf
 from sc_eval.errors import CheckpointError
 from sc_eval.models.lm import RANDOM_SEED, build_random_lm, is_random_lm
 
@@ -38,11 +39,11 @@ def load_lm(lm_dir, device="cpu"):
     if not (lm_dir / "config.json").exists():
         raise CheckpointError(f"{lm_dir}: not a language-model directory (no config.json); pass "
                               "--lm with a directory written by save_pretrained (e.g. GPT-2)")
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(lm_dir), local_files_only=True)
-    lm = AutoModelForCausalLM.from_pretrained(str(lm_dir), local_files_only=True,
-                                              dtype="float32").to(device)
+    lm = hf.from_pretrained(AutoModelForCausalLM, str(lm_dir), torch.float32, local_files_only=True).to(device)
     return lm, tok
 
 

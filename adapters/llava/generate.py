@@ -14,25 +14,13 @@ import hashlib
 import json
 import logging
 
+from sc_eval import hf
 from sc_eval.adapters.llava.templates import IMAGE_INDEX
 from sc_eval.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_NEW_TOKENS = 128  # LLaVA's evaluation default for short answers
-
-
-def _cache_kw(llm) -> str:
-    """transformers renamed ``past_key_values`` to ``cache`` (5.x); pass whichever forward takes."""
-    import inspect
-
-    base = llm.get_base_model() if hasattr(llm, "get_base_model") else llm
-    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
-
-
-def _past(out):
-    c = getattr(out, "cache", None)
-    return c if c is not None else getattr(out, "past_key_values", None)
 
 
 def greedy_generate(model, prompts: list[list[int]], pixels, max_new_tokens: int,
@@ -69,13 +57,12 @@ def _shared_prefix_cache(llm, prefix: list[int], rows: int):
 
     emb = llm.get_input_embeddings()
     ids = torch.tensor([prefix], dtype=torch.long, device=emb.weight.device)
-    out = llm(inputs_embeds=emb(ids), attention_mask=torch.ones_like(ids), use_cache=True, logits_to_keep=1)
-    past = _past(out)
-    if past is None or not hasattr(past, "batch_repeat_interleave") or not hasattr(past, "batch_select_indices"):
+    out = llm(inputs_embeds=emb(ids), attention_mask=torch.ones_like(ids), use_cache=True,
+              **hf.last_logits_only(llm))
+    past = hf.returned_cache(out)
+    if not hf.cache_resizable(past):
         return None
-    if rows > 1:
-        past.batch_repeat_interleave(rows)
-    return past
+    return hf.cache_repeat(past, rows) if rows > 1 else past
 
 
 def _generate_group(model, prefix: list[int], rests: list[list[int]], images, max_new_tokens: int,
@@ -85,7 +72,7 @@ def _generate_group(model, prefix: list[int], rests: list[list[int]], images, ma
 
     llm = model.llm
     emb = llm.get_input_embeddings()
-    kw = _cache_kw(llm)
+    kw, last_only = hf.cache_kw(llm), hf.last_logits_only(llm)
     B = len(rests)
     past = _shared_prefix_cache(llm, prefix, B) if prefix else None
     if prefix and past is None:  # no shareable cache: whole prompts, as one block
@@ -98,13 +85,13 @@ def _generate_group(model, prefix: list[int], rests: list[list[int]], images, ma
         pos = pos + P
         extra = {kw: past}
     out = llm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, use_cache=True,
-              logits_to_keep=1, **extra)
-    past = _past(out)
+              **last_only, **extra)
+    past = hf.returned_cache(out)
     logits = out.logits[:, -1].float()
     answers: list[list[int]] = [[] for _ in range(B)]
     alive = list(range(B))  # row j of the running batch answers prompt alive[j]
     done = [False] * B
-    droppable = hasattr(past, "batch_select_indices")
+    droppable = hf.cache_resizable(past)
     for step in range(max_new_tokens):
         nxt = logits.argmax(-1)
         for j, i in enumerate(alive):
@@ -118,7 +105,7 @@ def _generate_group(model, prefix: list[int], rests: list[list[int]], images, ma
         if droppable and any(done):  # finished rows leave the batch, their cache rows too
             keep = [j for j in range(len(alive)) if not done[j]]
             idx = torch.tensor(keep, device=nxt.device)
-            past.batch_select_indices(idx)
+            past = hf.cache_select(past, idx)
             mask, pos, nxt = mask[idx], pos[idx], nxt[idx]
             alive, done = [alive[j] for j in keep], [False] * len(keep)
         # (caches that cannot drop rows keep feeding finished rows EOS; their output is ignored)
@@ -126,8 +113,8 @@ def _generate_group(model, prefix: list[int], rests: list[list[int]], images, ma
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], 1)
         pos = pos[:, -1:] + 1
         out = llm(inputs_embeds=emb(nxt[:, None]), attention_mask=mask, position_ids=pos,
-                  use_cache=True, logits_to_keep=1, **{kw: past})
-        past = _past(out)
+                  use_cache=True, **last_only, **{kw: past})
+        past = hf.returned_cache(out)
         logits = out.logits[:, -1].float()
     return answers
 

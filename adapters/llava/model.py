@@ -16,6 +16,7 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from sc_eval import hf
 from sc_eval.adapters.llava.templates import IGNORE_INDEX, IMAGE_INDEX
 from sc_eval.errors import CheckpointError, ConfigError, MissingDependencyError
 
@@ -89,12 +90,12 @@ def load_llm(path, device: str = "cpu", precision: str = "fp32", quantize_4bit: 
     if not (path / "config.json").exists():
         raise ConfigError(f"--llm {path}: not a Hugging Face model directory (no config.json); "
                           "give the local folder written by save_pretrained")
-    kwargs = {"local_files_only": True, "dtype": llm_dtype(device, precision)}
+    kwargs = {"local_files_only": True}
     if quantize_4bit:
         kwargs["quantization_config"] = _bnb_config()
         kwargs["device_map"] = {"": device}
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        model = hf.from_pretrained(AutoModelForCausalLM, path, llm_dtype(device, precision), **kwargs)
         tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as e:
         raise CheckpointError(f"--llm {path}: cannot load the model or its tokenizer ({e})") from None
@@ -213,51 +214,43 @@ def build_model_class():
             return embeds, mask, position_ids, labels
 
         def forward(self, ids_list, pixels, labels_list, reduction: str = "mean"):
-            """Mean next-token cross-entropy over the label positions.
+            """Next-token cross-entropy over the label positions (``reduction`` "mean" or "sum").
 
-            Only positions that predict a label are projected onto the vocabulary
-            (``logits_to_keep`` with their indices): image and system-prompt positions, most of
-            a LLaVA sequence, never pay for the [T, vocab] logits.
+            The LLM's decoder body gives the hidden states; only the rows that predict a label
+            go through the output layer, so image and system-prompt positions, most of a LLaVA
+            sequence, never pay for [T, vocab] logits. This is the arithmetic of the LLM's own
+            forward in every transformers version (checked once per LLM: a model whose logits
+            are not its output layer applied to those hidden states gets its own forward's loss).
             """
             import torch.nn.functional as F
 
             imgs = self.image_tokens(pixels) if pixels is not None else None
             embeds, mask, pos, labels = self.splice(ids_list, imgs, labels_list)
-            if not _takes_logits_to_keep(self.llm):
-                out = self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, labels=labels,
-                               use_cache=False)
-                n = (labels[:, 1:] != IGNORE_INDEX).sum()
-                return out.loss * n if reduction == "sum" else out.loss
             targets = labels[:, 1:]
             wanted = targets != IGNORE_INDEX  # [B, T-1]: position t predicts label t+1
-            if _bool_logits_mask():
-                keep = torch.zeros_like(labels, dtype=torch.bool)
-                keep[:, :-1] = wanted
-                out = self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, use_cache=False,
-                               logits_to_keep=keep)
-                logits, tgt = out.logits.reshape(-1, out.logits.shape[-1]), targets[wanted]
-            else:  # older transformers: keep the union of the positions over the batch
-                cols = wanted.any(0).nonzero().squeeze(1)
-                out = self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, use_cache=False,
-                               logits_to_keep=cols)
-                logits, tgt = out.logits.reshape(-1, out.logits.shape[-1]), targets[:, cols].reshape(-1)
-            return F.cross_entropy(logits.float(), tgt, ignore_index=IGNORE_INDEX, reduction=reduction)
+            body = self._answer_rows_body()
+            if body is None:
+                out = self.llm(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, labels=labels,
+                               use_cache=False)
+                return out.loss * wanted.sum() if reduction == "sum" else out.loss
+            hidden = body(inputs_embeds=embeds, attention_mask=mask, position_ids=pos,
+                          use_cache=False).last_hidden_state
+            logits = self.llm.get_output_embeddings()(hidden[:, :-1][wanted])
+            return F.cross_entropy(logits.float(), targets[wanted], reduction=reduction)
+
+        def _answer_rows_body(self):
+            """The LLM's decoder body when the loss may apply the output layer to answer rows
+            only, else None (decided once per LLM object: adding LoRA makes a new one)."""
+            body = hf.decoder_body(self.llm)
+            if getattr(self, "_head_check", (None, None))[0] is not self.llm:
+                ok = hf.logits_are_head_of_body(self.llm, body)
+                if not ok:
+                    log.warning("%s: logits are not the output layer applied to the decoder's hidden states; "
+                                "the loss uses the model's full forward", type(hf.core_model(self.llm)).__name__)
+                self._head_check = (self.llm, ok)
+            return body if self._head_check[1] else None
 
     return _Llava
-
-
-def _takes_logits_to_keep(llm) -> bool:
-    import inspect
-
-    base = llm.get_base_model() if hasattr(llm, "get_base_model") else llm
-    return "logits_to_keep" in inspect.signature(base.forward).parameters
-
-
-def _bool_logits_mask() -> bool:
-    """transformers 5 accepts a [B, T] boolean ``logits_to_keep`` (only those rows reach lm_head)."""
-    import transformers
-
-    return int(transformers.__version__.split(".")[0]) >= 5
 
 
 _MODEL_CLASS = None

@@ -127,7 +127,8 @@ def iter_rows(src: Source, columns: Iterable[str] | None = None) -> Iterator[dic
     try:
         ds = load_dataset("parquet", data_files={src.split: [str(f) for f in src.files]},
                           split=src.split, streaming=True, **kw)
-        for i, row in enumerate(ds.decode(False)):
+        rows = ds.decode(False) if hasattr(ds, "decode") else _undecoded(ds)
+        for i, row in enumerate(rows):
             yield _inline_images(row, src, i)
     except (OSError, ValueError) as e:  # pyarrow's errors for a damaged or truncated file
         raise DataError(f"{src.describe()}: cannot read the parquet files ({e}); re-download them") from None
@@ -152,6 +153,25 @@ def _inline_images(row: dict, src: Source, index: int) -> dict:
             if target.is_file():
                 cell["bytes"] = target.read_bytes()
     return row
+
+
+def _undecoded(ds):
+    """``ds`` with its images left undecoded, for datasets releases whose IterableDataset has no
+    ``decode``: every Image feature, at any depth, is cast to ``Image(decode=False)``."""
+    from datasets import Features, Image, Sequence
+
+    def plain(f):
+        if isinstance(f, Image):
+            return Image(decode=False)
+        if isinstance(f, Sequence):
+            return Sequence(plain(f.feature), length=f.length)
+        if isinstance(f, dict):
+            return {k: plain(v) for k, v in f.items()}
+        if isinstance(f, (list, tuple)):
+            return [plain(v) for v in f]
+        return f
+
+    return ds if ds.features is None else ds.cast(Features(plain(dict(ds.features))))
 
 
 def checked_rows(src: Source, fields: Iterable[str] = (), columns: Iterable[str] | None = None

@@ -177,15 +177,11 @@ def wrap_sc_vit(model, cfg: dict, *, spec: str, kind: str, head_state=None, devi
 
 def encoder_from_state(cfg: dict, tower_state: dict, *, spec: str, source: str, head_state=None, device="cpu"):
     """Build the tower of ``cfg``, load ``tower_state`` (CheckpointError on mismatch), wrap it."""
-    import torch
-
     from sc_eval.encoders.base import check_state_dict
-    from sc_eval.models import create_vit
+    from sc_eval.models import create_vit_for_loading
 
-    with torch.device("meta"):  # no wasted random init: every tensor comes from the checkpoint
-        model = create_vit(cfg)
+    model = create_vit_for_loading(cfg)  # every tensor comes from the checkpoint
     check_state_dict(model, tower_state, source)
-    model = model.to_empty(device="cpu")
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tower_state.items()}, strict=True)
     return wrap_sc_vit(model, cfg, spec=spec, kind="superclass", head_state=head_state, device=device)
 

@@ -139,10 +139,38 @@ def create_vit(cfg_or_name, **overrides):
     return model
 
 
-def count_params(cfg_or_name) -> int:
-    """Tower parameter count, built on the meta device (no memory, fast even for ViT-L)."""
+def _meta_vit(cfg_or_name):
+    """The tower on the meta device (no memory, no random init), or None where timm cannot
+    build it there: releases that read a tensor's value while building a ViT (its drop-path
+    schedule) fail on the meta device, and are then built for real instead."""
     import torch
 
-    with torch.device("meta"):
+    try:
+        with torch.device("meta"):
+            return create_vit(cfg_or_name)
+    except (RuntimeError, NotImplementedError) as e:
+        if "meta" not in str(e):
+            raise
+        return None
+
+
+def create_vit_for_loading(cfg_or_name):
+    """A CPU tower whose weights are about to be overwritten by a checkpoint: uninitialised
+    storage where timm builds on the meta device (no wasted random init), else a plain tower
+    whose random init leaves the caller's random state as it was."""
+    import torch
+
+    model = _meta_vit(cfg_or_name)
+    if model is not None:
+        return model.to_empty(device="cpu")
+    with torch.random.fork_rng(devices=[]):
+        return create_vit(cfg_or_name)
+
+
+def count_params(cfg_or_name) -> int:
+    """Tower parameter count, built on the meta device where timm can (no memory, fast even for
+    ViT-L)."""
+    model = _meta_vit(cfg_or_name)
+    if model is None:
         model = create_vit(cfg_or_name)
     return sum(p.numel() for p in model.parameters())
