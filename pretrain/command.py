@@ -46,8 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "the crop allows), gpu (nvjpeg on the training GPU, batched, then crop and resize there), "
                         "auto (gpu on CUDA with --workers 0, else cpu)")
     g.add_argument("--lanes", type=int, default=None,
-                   help="independent shard streams the global batch is drawn from (default: min(64, shards, batch)); "
-                        "fixed for a run, so results do not depend on processes or workers; use >= processes x workers")
+                   help="shard streams each global batch draws from (default: min(64, shards, batch)); fixed for a "
+                        "run and kept on resume, so batches do not depend on the number of processes or workers")
     g.add_argument("--shuffle-buffer", type=int, default=8192,
                    help="samples held for webdataset's buffer shuffle, over all lanes (shards are also shuffled "
                         "each epoch)")

@@ -14,7 +14,9 @@ shards, and need no shuffle buffer.
 
 Who does what: every worker produces, for every batch, its share (its lanes' samples of that
 batch); ``BatchLoader`` in the training process joins the shares of a batch in lane order into
-pinned memory, and ``to_device`` finishes it on the training device. A worker hands over what is
+pinned memory, and ``to_device`` finishes it on the training device. Workers get equal runs of
+samples (a lane across a boundary is read by both workers, each decoding its own samples), so
+none waits on another and any number of workers is busy, even with fewer lanes than workers. A worker hands over what is
 cheap to move: token ids, and
 
 - ``--decode cpu``: the crop as uint8 pixels. PIL decodes the JPEG, at a reduced size (its
@@ -350,9 +352,9 @@ def _iterable_base():
 
 
 class PretrainStream(_iterable_base()):
-    """Yields this worker's share of each of this rank's batches, from ``start_batch`` on,
-    forever: dicts ``{batch_index, worker, pixels [n, S, S, 3] uint8, jpegs, seeds, tokens,
-    n_corrupt, last_error, lanes}``.
+    """Yields this worker's share of each of this rank's batches (``LaneLayout.share``), from
+    ``start_batch`` on, forever: dicts ``{batch_index, start, pixels [n, S, S, 3] uint8, jpegs,
+    seeds, tokens, n_corrupt, last_error, lanes}``.
 
     ``batch``: samples per global (micro-)batch; ``lanes``: the run's lane count;
     ``lane_state``: ``{str(lane): (epoch, offset)}`` saved with the checkpoint (None: derived).
@@ -371,7 +373,6 @@ class PretrainStream(_iterable_base()):
             raise ConfigError(f"--lanes {self.lanes}: at most one per shard (or row) and per sample of the global "
                               f"batch ({min(source.n_items, batch)} here)")
         self.layout = LaneLayout(batch, self.lanes)
-        self.parts = self.layout.rank_parts(rank, world)
         self.start_batch, self.lane_state, self.decode = start_batch, lane_state, decode
         self.buffer = math.ceil(shuffle_buffer / self.lanes) if source.shuffles else 0
 
@@ -380,8 +381,8 @@ class PretrainStream(_iterable_base()):
 
         info = get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
-        n = len(self.parts)  # contiguous blocks of lanes: shares joined by first lane are in lane order
-        mine = self.parts[wid * n // nw:(wid + 1) * n // nw]
+        start, stop = self.layout.share(self.rank, self.world, wid, nw)
+        mine = self.layout.parts(start, stop)
         items = self.source.epoch_items(self.seed)
         streams = {lane: iter(LaneStream(items, lane, self.lanes, self.seed, self.buffer,
                                          *lane_start(self.layout, lane, self.start_batch, self.lane_state),
@@ -389,7 +390,7 @@ class PretrainStream(_iterable_base()):
                    for lane, _, _ in mine}
         k = self.start_batch
         while True:
-            share = {"batch_index": k, "worker": wid, "pixels": [], "jpegs": [], "seeds": [], "texts": [],
+            share = {"batch_index": k, "start": start, "pixels": [], "jpegs": [], "seeds": [], "texts": [],
                      "n_corrupt": 0, "last_error": "", "lanes": {}}
             for lane, lo, hi in mine:
                 base = k * self.batch + self.layout.offset(lane)
@@ -441,10 +442,6 @@ class BatchLoader:
         from torch.utils.data import DataLoader
 
         self.stream, self.workers, self.pin = stream, workers, pin
-        idle = workers - len(stream.parts)
-        if idle > 0:
-            log.warning("%d of %d workers have no lane to read (%d lanes for this process); "
-                        "pass --lanes >= --workers x processes, or fewer --workers", idle, workers, len(stream.parts))
         self.loader = DataLoader(stream, batch_size=None, num_workers=workers, persistent_workers=False,
                                  prefetch_factor=prefetch if workers else None)
 
@@ -468,11 +465,10 @@ class BatchLoader:
         k = shares[0]["batch_index"]
         if any(s["batch_index"] != k for s in shares):
             raise RuntimeError(f"data order broken: shares of batches {[s['batch_index'] for s in shares]}")
-        shares = [s for s in shares if len(s["tokens"]) or s["n_corrupt"]]
+        shares.sort(key=lambda s: s["start"])  # the rank's slice, in global batch order
         lanes = {}
         for s in shares:
             lanes.update(s["lanes"])
-        shares.sort(key=lambda s: min(s["lanes"]) if s["lanes"] else -1)
         n_corrupt = sum(s["n_corrupt"] for s in shares)
         last_error = next((s["last_error"] for s in reversed(shares) if s["last_error"]), "")
         tokens = [s["tokens"] for s in shares]

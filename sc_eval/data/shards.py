@@ -22,10 +22,10 @@ is dealt to ``L`` lanes (``L`` fixed for a run, never derived from the number of
 workers): in epoch ``e`` a seeded permutation of all shards is dealt round-robin, lane ``l``
 taking shards ``[l::L]``, and the lane's samples pass through webdataset's ``shuffle`` seeded by
 ``(seed, e, l)``. Global batch ``k`` is the concatenation, in lane order, of ``P_l`` samples of
-each lane (``P_l`` = batch / L, the first ``batch % L`` lanes one more): lane ``l`` has given
-``k * P_l`` samples before batch ``k``, whatever the hardware. Rank ``r`` takes its slice
-``[r*B/W, (r+1)*B/W)`` of each global batch, so it reads only the lanes in that slice (split by
-node), and its workers share those lanes out (split by worker). A lane's position is
+each lane (``P_l`` = batch / L, give or take one): lane ``l`` has given ``k * P_l`` samples before
+batch ``k``, whatever the hardware. Rank ``r`` prepares its slice ``[r*B/W, (r+1)*B/W)`` of each
+global batch, so it reads only the lanes in that slice (split by node), and cuts the slice in
+equal runs for its workers, each reading only the lanes of its run (split by worker). A lane's position is
 ``(epoch, offset)``: resuming replays the current lane epoch up to the offset (reading, never
 decoding), which is exact because the shard order and the shuffle depend on seeds only.
 """
@@ -201,27 +201,32 @@ class LaneLayout:
     batch: int
     lanes: int
 
+    def offset(self, lane: int) -> int:
+        """Where lane ``lane``'s part starts in a global batch (parts differ by at most one
+        sample, the larger ones spread evenly, so any run of lanes holds its share of samples)."""
+        return lane * self.batch // self.lanes
+
     def part(self, lane: int) -> int:
         """Samples lane ``lane`` gives to every global batch."""
-        q, r = divmod(self.batch, self.lanes)
-        return q + (lane < r)
+        return self.offset(lane + 1) - self.offset(lane)
 
-    def offset(self, lane: int) -> int:
-        """Where lane ``lane``'s part starts in a global batch."""
-        q, r = divmod(self.batch, self.lanes)
-        return lane * q + min(lane, r)
-
-    def rank_parts(self, rank: int, world: int) -> list[tuple[int, int, int]]:
-        """``(lane, lo, hi)``: rank ``rank``'s slice of a global batch as sub-ranges of the
-        lanes' parts, in lane order. ``batch`` must be a multiple of ``world``."""
-        a, b = rank * self.batch // world, (rank + 1) * self.batch // world
+    def parts(self, start: int, stop: int) -> list[tuple[int, int, int]]:
+        """``(lane, lo, hi)``: samples ``[start, stop)`` of a global batch as sub-ranges of the
+        lanes' parts, in lane order."""
         out = []
         for lane in range(self.lanes):
             o = self.offset(lane)
-            lo, hi = max(o, a), min(o + self.part(lane), b)
+            lo, hi = max(o, start), min(o + self.part(lane), stop)
             if lo < hi:
                 out.append((lane, lo - o, hi - o))
         return out
+
+    def share(self, rank: int, world: int, worker: int = 0, workers: int = 1) -> tuple[int, int]:
+        """Samples ``[start, stop)`` of each global batch that worker ``worker`` of rank ``rank``
+        prepares: the rank's slice ``[rank*B/W, (rank+1)*B/W)`` cut in ``workers`` equal runs. A
+        lane across a boundary is read by both sides, each keeping its own samples."""
+        a, b = rank * self.batch // world, (rank + 1) * self.batch // world
+        return a + worker * (b - a) // workers, a + (worker + 1) * (b - a) // workers
 
 
 def default_lanes(n_items: int, batch: int, cap: int = 64) -> int:
@@ -251,10 +256,10 @@ class LaneStream:
     """
 
     def __init__(self, epoch_items, lane: int, lanes: int, seed: int, buffer: int, epoch: int = 0,
-                 offset: int = 0, describe: str = "the data"):
+                 offset: int = 0, carry: bool = False, describe: str = "the data"):
         self.epoch_items, self.lane, self.lanes = epoch_items, lane, lanes
         self.seed, self.buffer, self.epoch, self.offset = seed, buffer, epoch, offset
-        self.describe = describe
+        self.carry, self.describe = carry, describe
 
     def _epoch(self, epoch: int):
         items = iter(self.epoch_items(epoch, self.lane, self.lanes))
@@ -268,24 +273,25 @@ class LaneStream:
     def __iter__(self):
         epoch, skip = self.epoch, self.offset
         while True:
-            n = skip
-            for sample in islice(self._epoch(epoch), skip, None):
+            it = self._epoch(epoch)
+            n = sum(1 for _ in islice(it, skip))  # replayed: read (and shuffled), never decoded
+            for sample in it:
                 n += 1
                 yield sample, (epoch, n)
             if n == 0:
                 raise DataError(f"{self.describe}: lane {self.lane} of {self.lanes} has no samples in epoch "
                                 f"{epoch}; check that the shards are not empty, or pass fewer --lanes")
-            if n < skip:
+            if n < skip and not self.carry:
                 raise DataError(f"{self.describe}: lane {self.lane} epoch {epoch} has {n} samples, fewer than the "
                                 f"{skip} the checkpoint had read; the data changed since the run started")
-            epoch, skip = epoch + 1, 0
+            epoch, skip = epoch + 1, max(0, skip - n)
 
 
 def lane_start(layout: LaneLayout, lane: int, next_batch: int, saved: dict | None):
-    """``(epoch, offset)`` to resume lane ``lane`` at global batch ``next_batch``: the saved
-    position when the checkpoint has it, else the sample count from the first epoch on (the
-    lane stream then replays whole epochs, which is exact but slower)."""
+    """``(epoch, offset, carry)`` to resume lane ``lane`` at global batch ``next_batch``: the saved
+    position when the checkpoint has it, else the lane's sample count from the first epoch on,
+    carried over epochs as they are read (exact too, but it replays every epoch so far)."""
     if saved and str(lane) in saved:
         epoch, offset = saved[str(lane)]
-        return int(epoch), int(offset)
-    return 0, next_batch * layout.part(lane)
+        return int(epoch), int(offset), False
+    return 0, next_batch * layout.part(lane), True
