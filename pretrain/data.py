@@ -230,7 +230,7 @@ def _torch_u8_bicubic() -> bool:
 
 
 def cpu_crop(image, size: int, gen, where: str = "image", draft: bool = True):
-    """The recipe's random-resized crop of one image as uint8 ``[size, size, 3]`` (HWC).
+    """The recipe's random-resized crop of one image as uint8 ``[3, size, size]``.
 
     ``image``: encoded bytes or a PIL image. With ``draft``, a JPEG is decoded at the smallest
     DCT scale that keeps the crop at least ``size`` pixels a side (PIL guarantees the draft is
@@ -248,15 +248,16 @@ def cpu_crop(image, size: int, gen, where: str = "image", draft: bool = True):
     if rgb.size != (width, height):  # decoded at 1/f scale: reduced pixel x covers [x*f, (x+1)*f)
         f = round(width / rgb.width)
         out = rgb.resize((size, size), Image.BICUBIC, box=(j / f, i / f, (j + w) / f, (i + h) / f))
-        return torch.from_numpy(np.array(out))
+        return torch.from_numpy(np.array(out)).permute(2, 0, 1).contiguous()
     if not _torch_u8_bicubic():
-        return torch.from_numpy(np.array(rgb.crop((j, i, j + w, i + h)).resize((size, size), Image.BICUBIC)))
+        out = rgb.crop((j, i, j + w, i + h)).resize((size, size), Image.BICUBIC)
+        return torch.from_numpy(np.array(out)).permute(2, 0, 1).contiguous()
     import torch.nn.functional as F
 
-    crop = torch.from_numpy(np.array(rgb))[i:i + h, j:j + w].permute(2, 0, 1)[None]  # channels-last view
-    if (h, w) != (size, size):
-        crop = F.interpolate(crop, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
-    return crop[0].permute(1, 2, 0).contiguous()
+    crop = torch.from_numpy(np.array(rgb))[i:i + h, j:j + w].permute(2, 0, 1)[None]  # a channels-last view
+    if (h, w) == (size, size):
+        return crop[0].contiguous()
+    return F.interpolate(crop, size=(size, size), mode="bicubic", antialias=True, align_corners=False)[0].contiguous()
 
 
 def resize_like_pil(x, size: int):
@@ -324,7 +325,7 @@ def normalize(x, mean, std):
 
 def train_transform(img, size, gen, mean=CLIP_MEAN, std=CLIP_STD):
     """One image through the CPU path to the model's input ``[3, size, size]`` (for inspection)."""
-    x = cpu_crop(img, size, gen).permute(2, 0, 1)[None].float()
+    x = cpu_crop(img, size, gen)[None].float()
     return normalize(x, mean, std)[0]
 
 
@@ -353,7 +354,7 @@ def _iterable_base():
 
 class PretrainStream(_iterable_base()):
     """Yields this worker's share of each of this rank's batches (``LaneLayout.share``), from
-    ``start_batch`` on, forever: dicts ``{batch_index, start, pixels [n, S, S, 3] uint8, jpegs,
+    ``start_batch`` on, forever: dicts ``{batch_index, start, pixels [n, 3, S, S] uint8, jpegs,
     seeds, tokens, n_corrupt, last_error, lanes}``.
 
     ``batch``: samples per global (micro-)batch; ``lanes``: the run's lane count;
@@ -422,7 +423,7 @@ class PretrainStream(_iterable_base()):
 
         s = self.image_size
         pixels = share.pop("pixels")
-        share["pixels"] = torch.stack(pixels) if pixels else torch.zeros((0, s, s, 3), dtype=torch.uint8)
+        share["pixels"] = torch.stack(pixels) if pixels else torch.zeros((0, 3, s, s), dtype=torch.uint8)
         texts = share.pop("texts")
         share["tokens"] = self.tokenizer(texts) if texts else torch.zeros((0, 77), dtype=torch.long)
         if self.decode != "gpu":
@@ -505,10 +506,10 @@ def to_device(batch, device, seed: int, mean=CLIP_MEAN, std=CLIP_STD):
     import torch
 
     tokens = batch["tokens"].to(device, non_blocking=True)
-    pixels = batch["pixels"].to(device, non_blocking=True).permute(0, 3, 1, 2)
+    pixels = batch["pixels"].to(device, non_blocking=True)
     jpegs = batch.get("jpegs")
     if not jpegs:
-        return normalize(pixels.float(), mean, std).contiguous(), tokens, 0
+        return normalize(pixels.float(), mean, std), tokens, 0
     size = pixels.shape[-1]
     todo = [j for j in jpegs if j is not None]
     gens = [sample_generator(seed, g) for g in batch["seeds"]]
@@ -525,7 +526,7 @@ def to_device(batch, device, seed: int, mean=CLIP_MEAN, std=CLIP_STD):
         raise DataError(f"no image of batch {batch['batch_index']} could be decoded on {device}")
     if len(keep) < len(jpegs):
         tokens = tokens[torch.tensor(keep, device=tokens.device)]
-    return normalize(torch.stack(rows), mean, std).contiguous(), tokens, len(jpegs) - len(keep)
+    return normalize(torch.stack(rows), mean, std), tokens, len(jpegs) - len(keep)
 
 
 def worker_message(msg: str) -> str:

@@ -4,8 +4,13 @@ towers), SuperClass or CLIP.
 Read top to bottom: ``train(args)`` resolves the device and run directory, builds tokenizer,
 model, loss, optimizer and schedule, restores a checkpoint when resuming, then steps. Every
 piece of state that changes the next step is checkpointed (weights, AdamW moments, schedule,
-fp16 scaler, the IDF counts, RNG, and the data position as "next global batch"), which is why a
-killed run resumed with ``--resume latest`` ends bitwise equal to an uninterrupted one on CPU.
+fp16 scaler, the IDF counts, RNG, and the data position: the next global batch and where each
+data lane stands), which is why a killed run resumed with ``--resume latest`` ends bitwise equal
+to an uninterrupted one on CPU, whatever the number of processes and workers on either side.
+
+A step never waits for the device: batches arrive in pinned memory and are copied without
+blocking, the loss stays on the device, and the host reads losses (one synchronisation) only
+when it logs or saves, which is also where a non-finite loss stops the run.
 """
 from __future__ import annotations
 

@@ -216,12 +216,12 @@ def test_cpu_and_device_paths_take_torchvisions_crop(size):
         img = Image.open(io.BytesIO(raw)).convert("RGB")
         i, j, h, w = random_resized_crop_params(*img.size, sample_generator(3, g))
         ref = torch.from_numpy(np.array(TF.resized_crop(img, i, j, h, w, [224, 224], InterpolationMode.BICUBIC,
-                                                        antialias=True))).int()
+                                                        antialias=True))).permute(2, 0, 1).int()
         cpu = cpu_crop(raw, 224, sample_generator(3, g)).int()
-        gpu_path = dev[g].permute(1, 2, 0).int()
+        gpu_path = dev[g].int()
         for x in (cpu, gpu_path):
             d = (x - ref).abs()
-            assert x.shape == (224, 224, 3) and d.max() <= 2 and d.float().mean() < 0.3
+            assert x.shape == (3, 224, 224) and d.max() <= 2 and d.float().mean() < 0.3
 
 
 def test_draft_decoding_stays_close_to_full_decoding():
