@@ -316,20 +316,24 @@ def main(argv=None) -> int:
             out[name + "_range"] = [round(min(rs), 3), round(max(rs), 3)]
     out["superclass_over_clip_peak_mem"] = ratio("superclass_peak_mb", "clip_peak_mb")  # <= 0.8 at batch 32
     for kind in kinds:
-        if kind.endswith("_compiled"):
-            out[f"{kind}_over_eager_step"] = ratio(f"{kind}_step_s", f"{kind.removesuffix('_compiled')}_step_s")
+        eager = kind.removesuffix("_compiled")
+        if kind.endswith("_compiled") and eager in kinds:
+            out[f"{kind}_over_eager_step"] = ratio(f"{kind}_step_s", f"{eager}_step_s")
+            if args.rounds > 1:
+                rs = [m[kind] / m[eager] for m in per_round]
+                out[f"{kind}_over_eager_step_range"] = [round(min(rs), 3), round(max(rs), 3)]
     if flops:
         peak = args.peak_tflops or (790.0 if args.precision == "bf16" and args.device.startswith("cuda") else None)
         res = subprocess.run([sys.executable, __file__, "--worker", "matmul", "--device", args.device,
                               "--precision", args.precision], capture_output=True, text=True, env=env)
         matmul = json.loads(res.stdout.strip().splitlines()[-1])["tflops"] if res.returncode == 0 else None
-        out["matmul_tflops"] = round(matmul, 1) if matmul else None
+        out["matmul_tflops"] = round(matmul, 3) if matmul else None
         out["peak_tflops"] = peak
         for kind, f in flops.items():
             tflops = f * args.batch_size / out[f"{kind}_step_s"] / 1e12
             out[f"{kind}_gflop_per_image"] = round(f / 1e9, 2)
-            out[f"{kind}_tflops"] = round(tflops, 1)
-            out[f"{kind}_images_per_s"] = round(args.batch_size / out[f"{kind}_step_s"], 1)
+            out[f"{kind}_tflops"] = round(tflops, 3)
+            out[f"{kind}_images_per_s"] = round(args.batch_size / out[f"{kind}_step_s"], 2)
             if peak:
                 out[f"{kind}_mfu"] = round(tflops / peak, 3)
             if matmul:

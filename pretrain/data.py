@@ -45,8 +45,8 @@ import math
 import random
 from pathlib import Path
 
-from sc_eval.data.shards import (IMAGE_EXTS, LaneLayout, LaneStream, decode_rgb, default_lanes, expand_shards,
-                                 image_and_caption, lane_start, open_image, tar_epoch_items)
+from sc_eval.data.shards import (LaneLayout, LaneStream, decode_rgb, default_lanes, expand_shards, image_and_caption,
+                                 lane_start, open_image, tar_epoch_items)
 from sc_eval.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -339,10 +339,20 @@ def resolve_decode(mode: str, device, workers: int) -> str:
     if mode not in DECODE_MODES:
         raise ConfigError(f"--decode {mode}: use one of {', '.join(DECODE_MODES)}")
     if mode == "auto":
-        return "gpu" if dev.type == "cuda" and workers == 0 else "cpu"
+        return "gpu" if dev.type == "cuda" and workers == 0 and _gpu_decoder() else "cpu"
     if mode == "gpu" and dev.type != "cuda":
         raise ConfigError(f"--decode gpu needs a CUDA --device (got {device}); use --decode cpu")
+    if mode == "gpu" and not _gpu_decoder():
+        raise ConfigError("--decode gpu needs torchvision.io.decode_jpeg, which this torchvision lacks; use --decode cpu")
     return mode
+
+
+def _gpu_decoder() -> bool:
+    try:
+        from torchvision.io import decode_jpeg  # noqa: F401  (deprecated in newer torchvision releases)
+    except ImportError:
+        return False
+    return True
 
 
 # -- the stream (runs in each worker) ------------------------------------------------------
@@ -425,7 +435,8 @@ class PretrainStream(_iterable_base()):
         pixels = share.pop("pixels")
         share["pixels"] = torch.stack(pixels) if pixels else torch.zeros((0, 3, s, s), dtype=torch.uint8)
         texts = share.pop("texts")
-        share["tokens"] = self.tokenizer(texts) if texts else torch.zeros((0, 77), dtype=torch.long)
+        context = getattr(self.tokenizer, "context_length", 77)
+        share["tokens"] = self.tokenizer(texts) if texts else torch.zeros((0, context), dtype=torch.long)
         if self.decode != "gpu":
             share["jpegs"] = None
         return share
@@ -433,7 +444,7 @@ class PretrainStream(_iterable_base()):
 
 # -- the training process ------------------------------------------------------------------
 class BatchLoader:
-    """Batches of one rank: the workers' shares joined in lane order.
+    """Batches of one rank: the workers' shares joined in sample order.
 
     Each worker yields one share per batch, and the DataLoader hands shares back in worker
     round-robin order, so every ``workers`` consecutive shares make one batch. Pixels and
@@ -461,8 +472,6 @@ class BatchLoader:
             yield self.join(shares)
 
     def join(self, shares):
-        import torch
-
         k = shares[0]["batch_index"]
         if any(s["batch_index"] != k for s in shares):
             raise RuntimeError(f"data order broken: shares of batches {[s['batch_index'] for s in shares]}")
@@ -538,5 +547,5 @@ def worker_message(msg: str) -> str:
     return last[len(name):] if last.startswith(name) else last
 
 
-__all__ = ["CLIP_MEAN", "CLIP_STD", "IMAGE_EXTS", "BatchLoader", "PretrainStream", "cpu_crop", "device_crops",
+__all__ = ["CLIP_MEAN", "CLIP_STD", "BatchLoader", "PretrainStream", "cpu_crop", "device_crops",
            "make_loader", "normalize", "open_source", "random_resized_crop_params", "resolve_decode", "to_device"]
