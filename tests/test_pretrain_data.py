@@ -97,7 +97,7 @@ def test_samples_group_as_webdataset_groups_them_in_pretraining_and_pairs(tmp_pa
               for s in wds.WebDataset([url], shardshuffle=False)]
     assert ours == theirs and [s["__key__"] for s in ours] == ["a", "dir/c", "d", "e"]
 
-    assert [c for _, c in iter_shard_pairs([url])] == ["in a folder", "upper-case extension"]
+    assert [c for _, c in iter_shard_pairs([url])] == ["in a folder", "upper-case extension"]  # "a" reported
     batch = next(iter(PretrainStream(open_source(url), tok, 16, batch=4, seed=0)))
     assert sorted(map(tuple, batch["tokens"].tolist())) == sorted(map(tuple, tok(["in a folder", "upper-case extension"]).tolist()))
     assert batch["n_corrupt"] == 2  # "a" lacks an image, "e" both

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from sc_eval.data.shards import IMAGE_EXTS, TEXT_EXTS, decode_rgb, expand_shards, image_and_caption, iter_samples
+from sc_eval.data.shards import decode_rgb, expand_shards, image_and_caption, iter_samples
 from sc_eval.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -53,14 +53,13 @@ def read_jsonl_pairs(path: Path, limit: int | None = None) -> tuple[list[str], l
 def iter_shard_pairs(shards, limit: int | None = None):
     """Yield (PIL image, caption) from webdataset shards, in shard then member order.
 
-    Samples are grouped by webdataset's key rule (``sc_eval.data.shards``). A sample with no
-    image and no caption is an img2dataset failure record (only its ``.json``) and is passed
-    over; a damaged one (truncated shard, undecodable image, missing half) is reported with its
-    shard and key and skipped."""
+    Samples are grouped by webdataset's key rule (``sc_eval.data.shards``). A sample holding
+    only a ``.json`` is an img2dataset failure record and is passed over; any other without an
+    image and a caption (truncated shard, undecodable image, missing half, a name whose first
+    dot is not its extension's) is reported with its shard and key and skipped."""
     count = 0
     for sample in iter_samples([str(s) for s in shards]):
-        fields = [k for k in sample if not k.startswith("__")]
-        if "__error__" not in sample and not any(e in fields for e in IMAGE_EXTS + TEXT_EXTS):
+        if "__error__" not in sample and [k for k in sample if not k.startswith("__")] == ["json"]:
             continue
         try:
             raw, caption = image_and_caption(sample)
