@@ -127,8 +127,9 @@ def read_shard(url: str):
             yield {"__key__": key or "", "__url__": url, "__error__": msg}
     if problem:
         yield {"__key__": current["key"] or "", "__url__": url,
-               "__error__": f"{url}: {problem} after sample {last!r}: the shard is truncated or corrupt "
-                            "(copy it again); its samples before that point are used"}
+               "__error__": f"{url}: {problem} " + (f"after sample {last!r}" if last else "at its start")
+                            + ": the shard is truncated or corrupt (copy it again); its samples before that "
+                              "point are used"}
 
 
 def _tail_problem(url: str) -> str | None:
