@@ -35,7 +35,8 @@ COMPAT       ?= .venv-compat
 COMPAT_STAMP := $(COMPAT)/.sc-eval-compat-installed
 COMPAT_TESTS ?= tests/test_llava_model.py tests/test_clipcap.py tests/test_encoders.py tests/test_models.py \
 	tests/test_pretrain_loss.py tests/test_pretrain_train.py tests/test_pretrain_dist.py tests/test_tinylm.py \
-	tests/test_assets.py tests/test_lmms_layouts.py tests/test_lit.py
+	tests/test_assets.py tests/test_lmms_layouts.py tests/test_lit.py tests/test_random_lm.py tests/test_precision.py \
+	tests/test_pretrain_data.py
 
 $(COMPAT_STAMP): $(STAMP) ci/constraints-oldest.txt ci/compat_overlay.py
 	$(PY) ci/compat_overlay.py create $(COMPAT)

@@ -43,6 +43,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "states sharded per transformer block: for L towers); checkpoints are the same either way")
     g.add_argument("--fsdp", dest="strategy", action="store_const", const="fsdp", help="same as --strategy fsdp")
     g.add_argument("--workers", type=nonneg_int, default=1, help="DataLoader worker processes per rank")
+    g.add_argument("--decode", default="auto", choices=["cpu", "gpu", "auto"],
+                   help="where images are decoded and cropped: cpu (in the workers; a reduced-size JPEG draft when "
+                        "the crop allows), gpu (nvjpeg on the training GPU, batched, then crop and resize there), "
+                        "auto (gpu on CUDA with --workers 0, else cpu)")
+    g.add_argument("--lanes", type=positive_int, default=None,
+                   help="shard streams each global batch draws from (default: min(64, shards, batch)); fixed for a "
+                        "run and kept on resume, so batches do not depend on the number of processes or workers")
+    g.add_argument("--shuffle-buffer", type=positive_int, default=8192,
+                   help="samples held for webdataset's buffer shuffle, over all lanes (shards are also shuffled "
+                        "each epoch)")
     g.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (None: torch's choice)")
     g.add_argument("--tokenizer", default="clip", help="'clip' (the CLIP BPE, 49,408 ids) or a local HF tokenizer folder")
     g.add_argument("--save-every", type=positive_int, default=100, help="checkpoint (and export the encoder) every N steps")

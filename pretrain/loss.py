@@ -68,6 +68,8 @@ class SuperClassLoss(nn.Module):
         self.asl = (asl_gamma_neg, asl_gamma_pos, asl_clip)
         self.register_buffer("df", torch.zeros(self.vocab_size, dtype=torch.float64))
         self.register_buffer("num_samples", torch.zeros(1, dtype=torch.float64))
+        # moved with .to(device) once, so masking needs no host-to-device copy per step
+        self.register_buffer("special", torch.tensor(self.special_ids, dtype=torch.long), persistent=False)
 
     def extra_repr(self) -> str:
         return (f"vocab_size={self.vocab_size}, idf={self.idf}, loss_type={self.loss_type}, "
@@ -115,12 +117,13 @@ class SuperClassLoss(nn.Module):
         if token_ids.dim() != 2:
             raise ConfigError(f"SuperClassLoss: token_ids must be [B, L], got shape {tuple(token_ids.shape)}")
         ids, first = unique_ids(token_ids)
-        if int(ids.max()) >= self.vocab_size or int(ids.min()) < 0:
+        # Checked where it costs nothing: reading a device tensor's max would wait for the device
+        # every step (the trainer checks its ids on the host before copying them).
+        if ids.device.type == "cpu" and (int(ids.max()) >= self.vocab_size or int(ids.min()) < 0):
             raise ConfigError(f"SuperClassLoss: token id {int(ids.max())} outside the vocabulary of "
                               f"{self.vocab_size}; set vocab_size to the tokenizer's size")
         if self.mask_special and self.special_ids:
-            special = torch.tensor(self.special_ids, device=ids.device)
-            first = first & ~torch.isin(ids, special)
+            first = first & ~torch.isin(ids, self.special.to(ids.device))
         if self.update_state and self.training:
             self.update(ids, first)
         w = self.weights().to(ids.device)[ids] * first
@@ -134,7 +137,7 @@ class SuperClassLoss(nn.Module):
         """[B, V] float64 targets, for inspection and tests (does NOT update the state)."""
         ids, first = unique_ids(token_ids)
         if self.mask_special and self.special_ids:
-            first = first & ~torch.isin(ids, torch.tensor(self.special_ids, device=ids.device))
+            first = first & ~torch.isin(ids, self.special.to(ids.device))
         w = self.weights().to(ids.device)[ids] * first
         total = w.sum(dim=1, keepdim=True)
         t = torch.where(total > 0, w / total.clamp_min(1e-300), torch.zeros_like(w))

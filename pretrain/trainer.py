@@ -4,8 +4,13 @@ towers), SuperClass or CLIP.
 Read top to bottom: ``train(args)`` resolves the device and run directory, builds tokenizer,
 model, loss, optimizer and schedule, restores a checkpoint when resuming, then steps. Every
 piece of state that changes the next step is checkpointed (weights, AdamW moments, schedule,
-fp16 scaler, the IDF counts, RNG, and the data position as "next global batch"), which is why a
-killed run resumed with ``--resume latest`` ends bitwise equal to an uninterrupted one on CPU.
+fp16 scaler, the IDF counts, RNG, and the data position: the next global batch and where each
+data lane stands), which is why a killed run resumed with ``--resume latest`` ends bitwise equal
+to an uninterrupted one on CPU, whatever the number of processes and workers on either side.
+
+A step never waits for the device: batches arrive in pinned memory and are copied without
+blocking, the loss stays on the device, and the host reads losses (one synchronisation) only
+when it logs or saves, which is also where a non-finite loss stops the run.
 """
 from __future__ import annotations
 
@@ -138,7 +143,7 @@ def train(args) -> dict:
 
     from sc_eval.pretrain.checkpoint import (clean_partial, find_checkpoint, load_checkpoint, rng_state,
                                              save_checkpoint, set_rng_state)
-    from sc_eval.pretrain.data import PretrainStream, make_loader, open_source
+    from sc_eval.pretrain.data import PretrainStream, make_loader, open_source, resolve_decode, to_device
     from sc_eval.pretrain import parallel
     from sc_eval.pretrain.loss import SuperClassLoss
     from sc_eval.pretrain.models import ClipLoss, build_model, named_param_groups, param_groups
@@ -224,13 +229,23 @@ def train(args) -> dict:
     if start_step >= args.steps:
         log.info("already trained %d steps (--steps %d): nothing to do", start_step, args.steps)
 
-    local_batch = args.batch_size // (world * args.grad_accum)
+    micro_batch = args.batch_size // args.grad_accum
+    local_batch = micro_batch // world
     source = open_source(args.data)
-    stream = PretrainStream(source, tokenizer, vit_cfg["image_size"], local_batch, rank=rank, world=world,
-                            seed=args.seed, start_batch=next_batch, mean=vit_cfg["mean"], std=vit_cfg["std"])
-    batches = iter(make_loader(stream, args.workers))
-    log.info("data: %s; global batch %d = %d process(es) x %d x %d accumulation", source.describe,
-             args.batch_size, world, local_batch, args.grad_accum)
+    saved = state["data"] if state is not None else {}
+    lanes = getattr(args, "lanes", None)
+    if saved.get("lanes") and lanes and lanes != saved["lanes"]:
+        raise ConfigError(f"{ckpt}: the run reads its data in {saved['lanes']} lanes; resume without --lanes "
+                          f"(or with --lanes {saved['lanes']}) to continue its data order")
+    decode = resolve_decode(getattr(args, "decode", "cpu"), args.device, args.workers)
+    stream = PretrainStream(source, tokenizer, vit_cfg["image_size"], micro_batch, lanes=saved.get("lanes") or lanes,
+                            rank=rank, world=world, seed=args.seed, start_batch=next_batch,
+                            lane_state=saved.get("lane_state"), decode=decode,
+                            shuffle_buffer=getattr(args, "shuffle_buffer", 8192))
+    batches = iter(make_loader(stream, args.workers, pin=device.type == "cuda"))
+    lane_pos: dict = {}  # lane -> (epoch, offset) after the last batch trained on
+    log.info("data: %s in %d lanes, %s decoding; global batch %d = %d process(es) x %d x %d accumulation",
+             source.describe, stream.lanes, decode, args.batch_size, world, local_batch, args.grad_accum)
 
     metrics = AppendLog(run.path / "metrics.jsonl") if is_main else None
     if is_main:  # a resumed (or restarted) run logs each step once
@@ -246,9 +261,23 @@ def train(args) -> dict:
 
     sharded = parallel.is_sharded(raw_model)
 
+    def data_state() -> dict:
+        positions = dict(lane_pos)
+        if world > 1:  # each rank knows the lanes it reads
+            import torch.distributed as tdist
+
+            everyone = [None] * world
+            tdist.all_gather_object(everyone, positions)
+            for part in everyone:
+                positions.update(part)
+        return {"next_batch": next_batch, "micro_batch": micro_batch, "next_sample": next_batch * micro_batch,
+                "n_corrupt": corrupt_total, "lanes": stream.lanes,
+                "lane_state": {str(k): [int(e), int(o)] for k, (e, o) in sorted(positions.items())}}
+
     def save(step_done: int):
         # Under FSDP gathering the full weights and optimizer state is collective: every rank
         # takes part, rank 0 receives them and writes the same files as an unsharded run.
+        data = data_state()
         if is_main or sharded:
             model_state = parallel.full_model_state(raw_model)
             optim_state = parallel.full_optimizer_state(raw_model, optimizer, group_names)
@@ -257,22 +286,67 @@ def train(args) -> dict:
                 "step": step_done, "optimizer": optim_state, "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                 "idf": criterion.state_dict() if args.objective == "superclass" else None,
-                "rng": rng_state(), "data": {"next_batch": next_batch, "micro_batch": args.batch_size // args.grad_accum,
-                         "next_sample": next_batch * (args.batch_size // args.grad_accum), "n_corrupt": corrupt_total},
+                "rng": rng_state(), "data": data,
             }
             path = save_checkpoint(run.path / "checkpoints", step_done, model_state, train_state, ckpt_config)
             _export(model_state, vit_cfg, run.path / "encoder", args.objective, step_done)
             log.info("saved %s", path)
         D.barrier()
 
+    # Steps run without waiting for the device: losses stay on it, and the host reads them (one
+    # synchronisation) only when it logs or saves, where a non-finite loss also stops the run.
+    pending: list[dict] = []
+
+    def flush(done: int):
+        nonlocal corrupt_total, last, window_t, window_imgs
+        losses = torch.stack([p["loss"] for p in pending])  # float64 on the device
+        corrupt = torch.tensor([p["n_corrupt"] for p in pending], dtype=torch.float64, device=device)
+        if world > 1:
+            import torch.distributed as tdist
+
+            tdist.all_reduce(losses)
+            losses /= world
+            tdist.all_reduce(corrupt)
+        scales = torch.stack([p["scale"] for p in pending]).tolist() if args.objective == "clip" else None
+        rows, corrupt = losses.tolist(), [int(c) for c in corrupt.tolist()]
+        now = time.perf_counter()
+        rate = window_imgs / max(now - window_t, 1e-9)
+        lines = []
+        for n, (p, loss, nc) in enumerate(zip(pending, rows, corrupt)):
+            if not math.isfinite(loss):
+                raise TrainingDiverged(
+                    f"loss is {loss} at step {p['step']}; stopped without saving. The last good checkpoint is "
+                    f"kept in {run.path / 'checkpoints'} (resume with --resume latest after lowering --lr or "
+                    "raising --warmup)")
+            corrupt_total += nc
+            line = {"step": p["step"], "loss": loss, "lr": p["lr"], "images_per_s": rate,
+                    "samples_seen": p["samples_seen"], "n_corrupt": corrupt_total}
+            if scales is not None:
+                line["logit_scale"] = scales[n]
+            lines.append(line)
+        pending.clear()
+        last = lines[-1]
+        if is_main:
+            metrics.write_many(lines)
+            if tb is not None:
+                for line in lines:
+                    for k in ("loss", "lr", "images_per_s"):
+                        tb.add_scalar(f"train/{k}", line[k], line["step"])
+            if bar is not None:
+                bar.set_postfix(loss=f"{last['loss']:.4f}")
+            if done % args.log_every == 0 or done == args.steps:
+                log.info("step %d/%d loss %.4f lr %.3g %.1f images/s%s", done, args.steps, last["loss"], last["lr"],
+                         rate, f" ({corrupt_total} corrupt samples skipped)" if corrupt_total else "")
+        window_t, window_imgs = now, 0
+
     model.train()
     criterion.train()
     last = {"loss": float("nan")}
     window_t, window_imgs = time.perf_counter(), 0
     step = start_step
+    vocab = tokenizer.vocab_size
     try:
         for step in range(start_step, args.steps):
-            t0 = time.perf_counter()
             total = torch.zeros((), device=device, dtype=torch.float64)
             n_corrupt = 0
             for micro in range(args.grad_accum):
@@ -280,9 +354,12 @@ def train(args) -> dict:
                 if batch["batch_index"] != next_batch:
                     raise RuntimeError(f"data order broken: got batch {batch['batch_index']}, expected {next_batch}")
                 next_batch += 1
-                n_corrupt += batch["n_corrupt"]
-                images = batch["images"].to(device, non_blocking=True)
-                tokens = batch["tokens"].to(device, non_blocking=True)
+                lane_pos.update(batch["lanes"])
+                if len(batch["tokens"]) and int(batch["tokens"].max()) >= vocab:  # host tensor: no device sync
+                    raise ConfigError(f"token id {int(batch['tokens'].max())} outside the vocabulary of {vocab} "
+                                      f"({tokenizer.name})")
+                images, tokens, n_failed = to_device(batch, device, args.seed, vit_cfg["mean"], vit_cfg["std"])
+                n_corrupt += batch["n_corrupt"] + n_failed
                 sync = world > 1 and micro < args.grad_accum - 1
                 with parallel.no_sync(model, sync), _autocast(args.device, args.precision):
                     if args.objective == "superclass":
@@ -292,46 +369,22 @@ def train(args) -> dict:
                 scaler.scale(loss / args.grad_accum).backward()
                 total += loss.detach().double()
             parallel.reduce_replicated_grads(raw_model, world)
-            stats = torch.stack([total / args.grad_accum, torch.tensor(float(n_corrupt), device=device, dtype=torch.float64)])
-            if world > 1:
-                import torch.distributed as tdist
-
-                tdist.all_reduce(stats)
-                stats[0] /= world
-            step_loss, n_corrupt = stats[0].item(), int(stats[1].item())
-            if not math.isfinite(step_loss):
-                raise TrainingDiverged(
-                    f"loss is {step_loss} at step {step + 1}; stopped without updating the weights. The last good "
-                    f"checkpoint is kept in {run.path / 'checkpoints'} (resume with --resume latest after "
-                    "lowering --lr or raising --warmup)")
             scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
-            corrupt_total += n_corrupt
             done = step + 1
-            dt = time.perf_counter() - t0
             window_imgs += args.batch_size
-            last = {"step": done, "loss": step_loss, "lr": lr, "images_per_s": args.batch_size / dt,
-                    "samples_seen": next_batch * local_batch * world, "n_corrupt": corrupt_total}
-            if args.objective == "clip":
-                last["logit_scale"] = parallel.full_tensor(raw_model.logit_scale.detach()).exp().item()
-            if is_main:
-                metrics.write_many([last])
-                if tb is not None:
-                    for k in ("loss", "lr", "images_per_s"):
-                        tb.add_scalar(f"train/{k}", last[k], done)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{step_loss:.4f}")
-                if done % args.log_every == 0 or done == args.steps:
-                    now = time.perf_counter()
-                    log.info("step %d/%d loss %.4f lr %.3g %.1f images/s%s", done, args.steps, step_loss, lr,
-                             window_imgs / (now - window_t),
-                             f" ({corrupt_total} corrupt samples skipped)" if corrupt_total else "")
-                    window_t, window_imgs = now, 0
-            if done % args.save_every == 0 or done == args.steps:
+            pending.append({"step": done, "loss": total / args.grad_accum, "lr": lr, "n_corrupt": n_corrupt,
+                            "samples_seen": next_batch * micro_batch,
+                            "scale": raw_model.logit_scale.detach().exp() if args.objective == "clip" else None})
+            if bar is not None:
+                bar.update(1)
+            saving = done % args.save_every == 0 or done == args.steps
+            if saving or done % args.log_every == 0:
+                flush(done)
+            if saving:
                 save(done)
     finally:
         if bar is not None:

@@ -98,7 +98,10 @@ def test_sigkill_then_resume_is_bitwise_equal(tmp_path):
     # killed before the end (possibly between renaming step_4 into place and updating latest)
     assert latest in ("step_2", "step_4", "step_6", "step_8"), latest
 
-    assert main(_args(data, cut, 10, "--save-every", "2", "--resume", "latest")) == 0
+    # resumed with other worker processes: the data position is per lane, not per worker
+    resume = _args(data, cut, 10, "--save-every", "2", "--resume", "latest")
+    resume[resume.index("--workers") + 1] = "2"
+    assert main(resume) == 0
     a, b = _weights(ref, 10), _weights(cut, 10)
     assert a.keys() == b.keys() and any(k.startswith("head.fc") for k in a)
     for k in a:
@@ -126,46 +129,44 @@ def test_sigkill_then_resume_is_bitwise_equal(tmp_path):
 def test_corrupt_samples_are_skipped_and_counted(tmp_path):
     data = make_shards(tmp_path / "shards", corrupt={3, 10})  # a missing caption, a broken jpeg
     run = tmp_path / "run"
-    assert main(_args(data, run, 3, "--save-every", "3")) == 0
+    assert main(_args(data, run, 6, "--save-every", "6")) == 0  # 6 x 8 samples: one whole epoch
     m = _metrics(run)
-    assert m[-1]["n_corrupt"] == 2 and m[-1]["samples_seen"] == 24
+    assert m[-1]["n_corrupt"] == 2 and m[-1]["samples_seen"] == 48
     assert "corrupt" in (run / "log.txt").read_text()
 
     from sc_eval.pretrain.data import PretrainStream, open_source
     from sc_eval.pretrain.tokenize import build_tokenizer
 
-    stream = PretrainStream(open_source(data), build_tokenizer("clip"), 32, local_batch=8, seed=0)
+    stream = PretrainStream(open_source(data), build_tokenizer("clip"), 32, batch=8, seed=0)
     it = iter(stream)
-    sizes = [(b["batch_index"], len(b["images"]), b["n_corrupt"]) for b in (next(it) for _ in range(3))]
-    assert sorted(s[1] for s in sizes) == [7, 7, 8] and sum(s[2] for s in sizes) == 2
-    # the same global batches on 2 ranks: the union of their halves
-    halves = [PretrainStream(open_source(data), build_tokenizer("clip"), 32, local_batch=4, rank=r, world=2)
-              for r in range(2)]
-    first = [next(iter(h)) for h in halves]
-    full = next(iter(PretrainStream(open_source(data), build_tokenizer("clip"), 32, local_batch=8, world=1)))
-    assert torch.equal(torch.cat([f["tokens"] for f in first]), full["tokens"])
-    assert torch.equal(torch.cat([f["images"] for f in first]), full["images"])
+    sizes = [(b["batch_index"], len(b["tokens"]), b["n_corrupt"]) for b in (next(it) for _ in range(6))]
+    assert sum(s[1] for s in sizes) == 46 and sum(s[2] for s in sizes) == 2
+    assert all(n + c == 8 for _, n, c in sizes)  # a damaged sample leaves its batch one smaller
 
 
 def test_a_truncated_shard_is_reported_not_read_as_a_short_one(tmp_path):
     """tarfile takes a cut member header for the end of the archive: the shard must be named."""
-    from sc_eval.pretrain.data import TarSource
+    from sc_eval.data.shards import image_and_caption, read_shard
 
-    data = make_shards(tmp_path / "shards", n_shards=1, per_shard=6)
+    make_shards(tmp_path / "shards", n_shards=1, per_shard=6)
     shard = tmp_path / "shards" / "00000.tar"
-    whole = [k for k, _ in TarSource([str(shard)]).epoch_items(0, 0)]
+    whole = [s["__key__"] for s in read_shard(str(shard))]
     assert len(whole) == 6  # an intact shard: its samples, nothing else
     with tarfile.open(shard) as tf:
         cut = [m for m in tf.getmembers()][9].offset + 200  # inside the 4th sample's first header
     shard.write_bytes(shard.read_bytes()[:cut])
-    items = list(TarSource([str(shard)]).epoch_items(0, 0))
-    assert [k for k, _ in items[:3]] == whole[:3] and len(items) == 4
-    with pytest.raises(DataError, match=r"00000\.tar: an unreadable member header after member '000000002'"):
-        items[3][1]()
+    items = list(read_shard(str(shard)))
+    assert [s["__key__"] for s in items[:3]] == whole[:3] and len(items) == 4
+    with pytest.raises(DataError, match=r"00000\.tar: an unreadable member header after sample '000000002'"):
+        image_and_caption(items[3])
     shard.write_bytes(shard.read_bytes()[:cut - 200])  # cut at a member boundary: no end marker
     with pytest.raises(DataError, match="no end-of-archive marker"):
-        list(TarSource([str(shard)]).epoch_items(0, 0))[-1][1]()
-    del data
+        image_and_caption(list(read_shard(str(shard)))[-1])
+    shard.write_bytes(shard.read_bytes()[:cut - 300])  # cut inside a caption's data
+    items = list(read_shard(str(shard)))
+    assert [s["__key__"] for s in items[:2]] == whole[:2] and len(items) == 3
+    with pytest.raises(DataError, match=r"00000\.tar: unreadable \(unexpected end of data\) after sample '000000001'"):
+        image_and_caption(items[2])
 
 
 def test_an_all_corrupt_batch_from_a_worker_names_the_sample_not_a_traceback(tmp_path, capsys):

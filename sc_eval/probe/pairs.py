@@ -5,23 +5,21 @@ Accepted ``--pairs``:
 - a ``.jsonl`` file of ``{"image": path relative to the file, "caption": text}`` lines (the
   embedded world's ``pretrain/pairs.jsonl``; ``"text"`` or a ``"captions"`` list also work: the
   first caption is used, so one image counts once);
-- webdataset shards: a ``.tar`` file, or a directory of them (img2dataset layout: ``KEY.jpg``
-  beside ``KEY.txt``).
+- webdataset shards: a ``.tar`` file, a directory of them or a brace pattern
+  (``dir/{00000..00009}.tar``; img2dataset layout: ``KEY.jpg`` beside ``KEY.txt``), read by the
+  one shard reader, ``sc_eval.data.shards``.
 
 Path-based pairs go through the shared feature cache; shard images are encoded in memory.
 """
 from __future__ import annotations
 
-import io
 import logging
-import tarfile
 from pathlib import Path
 
+from sc_eval.data.shards import decode_rgb, expand_shards, image_and_caption, iter_samples
 from sc_eval.errors import DataError
 
 log = logging.getLogger(__name__)
-
-_IMAGE_EXT = (".jpg", ".jpeg", ".png", ".webp")
 
 
 def default_pairs(seed: int = 0) -> Path:
@@ -52,31 +50,27 @@ def read_jsonl_pairs(path: Path, limit: int | None = None) -> tuple[list[str], l
     return images, captions
 
 
-def iter_shard_pairs(tars: list[Path], limit: int | None = None):
-    """Yield (PIL image, caption) from webdataset tars, in shard then member order."""
-    from PIL import Image
+def iter_shard_pairs(shards, limit: int | None = None):
+    """Yield (PIL image, caption) from webdataset shards, in shard then member order.
 
+    Samples are grouped by webdataset's key rule (``sc_eval.data.shards``). A sample holding
+    only a ``.json`` is an img2dataset failure record and is passed over; any other without an
+    image and a caption (truncated shard, undecodable image, missing half, a name whose first
+    dot is not its extension's) is reported with its shard and key and skipped."""
     count = 0
-    for tar in tars:
+    for sample in iter_samples([str(s) for s in shards]):
+        if "__error__" not in sample and [k for k in sample if not k.startswith("__")] == ["json"]:
+            continue
         try:
-            with tarfile.open(tar) as tf:
-                groups: dict[str, dict[str, tarfile.TarInfo]] = {}
-                for m in tf.getmembers():
-                    if m.isfile():
-                        key, dot, ext = m.name.rpartition(".")
-                        groups.setdefault(key, {})["." + ext.lower()] = m
-                for key, members in groups.items():
-                    img = next((members[e] for e in _IMAGE_EXT if e in members), None)
-                    if img is None or ".txt" not in members:
-                        continue
-                    caption = tf.extractfile(members[".txt"]).read().decode("utf-8").strip()
-                    image = Image.open(io.BytesIO(tf.extractfile(img).read())).convert("RGB")
-                    yield image, caption
-                    count += 1
-                    if limit is not None and count >= limit:
-                        return
-        except tarfile.TarError as e:
-            raise DataError(f"{tar}: unreadable webdataset shard ({e})") from None
+            raw, caption = image_and_caption(sample)
+            image = decode_rgb(raw, f"{sample['__url__']}: sample {sample['__key__']!r}")
+        except DataError as e:
+            log.warning("LiT pairs: skipping damaged sample: %s", e)
+            continue
+        yield image, caption
+        count += 1
+        if limit is not None and count >= limit:
+            return
 
 
 def pair_features(encoder, spec=None, seed: int = 0, batch_size: int = 64, limit: int | None = None,
@@ -84,10 +78,12 @@ def pair_features(encoder, spec=None, seed: int = 0, batch_size: int = 64, limit
     """(features [N, D] float32, captions) for ``--pairs`` (default: the embedded world's)."""
     import torch
 
+    if spec is not None and ("{" in str(spec) or any(ch in str(spec) for ch in "*?[")):
+        return _shard_features(encoder, expand_shards(str(spec), "--pairs"), str(spec), batch_size, limit)
     path = Path(spec).expanduser() if spec is not None else default_pairs(seed)
     if not path.exists():
         raise DataError(f"--pairs {path}: no such file or directory (a .jsonl of image/caption pairs, "
-                        "a webdataset .tar, or a directory of .tar shards)")
+                        "a webdataset .tar, a directory of .tar shards or a pattern such as 'dir/{00000..00009}.tar')")
     if path.is_file() and path.suffix == ".jsonl":
         from sc_eval.cache import encode_images
 
@@ -98,17 +94,21 @@ def pair_features(encoder, spec=None, seed: int = 0, batch_size: int = 64, limit
     tars = [path] if path.is_file() else sorted(path.glob("*.tar"))
     if not tars or any(t.suffix != ".tar" for t in tars):
         raise DataError(f"--pairs {path}: expected a .jsonl file, a .tar shard or a directory of .tar shards")
+    return _shard_features(encoder, [str(t) for t in tars], str(path), batch_size, limit)
+
+
+def _shard_features(encoder, shards: list[str], spec: str, batch_size: int, limit: int | None):
     from sc_eval.probe.datasets import encode_pil
 
     captions: list[str] = []
 
     def images():
-        for image, caption in iter_shard_pairs(tars, limit):
+        for image, caption in iter_shard_pairs(shards, limit):
             captions.append(caption)
             yield image
 
     feats = encode_pil(encoder, images(), batch_size, precision)
     if not captions:
-        raise DataError(f"--pairs {path}: no image + .txt pairs in {len(tars)} shard(s)")
-    log.info("LiT pairs: %d from %d shard(s)", len(captions), len(tars))
+        raise DataError(f"--pairs {spec}: no image + .txt pairs in {len(shards)} shard(s)")
+    log.info("LiT pairs: %d from %d shard(s)", len(captions), len(shards))
     return feats, captions

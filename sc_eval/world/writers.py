@@ -11,7 +11,6 @@ import hashlib
 import io
 import json
 import re
-import tarfile
 
 from sc_eval.world.context import Context, Item, unique_ints
 from sc_eval.world.render import jpeg_bytes, png_bytes, render
@@ -28,24 +27,18 @@ BRIEF_PROMPTS = [
 ]
 
 
-def _tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mtime = 0           # fixed metadata: same seed, byte-identical shards
-    info.mode = 0o644
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    tar.addfile(info, io.BytesIO(data))
-
-
 def write_pretrain(ctx: Context) -> list[dict]:
     """img2dataset-style shards + pairs.jsonl/images; returns the pairs (for LLaVA stage 1)."""
+    from webdataset import TarWriter  # imports torch: only when a world is written
+
     rng, size = ctx.rng("pretrain"), ctx.sizes.image_size
     n, per = ctx.sizes.pretrain, ctx.sizes.shard_size
     pairs, shards = [], 0
     for start in range(0, n, per):
         buf = io.BytesIO()
-        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        # webdataset's own writer (as img2dataset uses), with fixed metadata: same seed,
+        # byte-identical shards
+        with TarWriter(buf, encoder=False, user="", group="", mode=0o644, mtime=0) as tar:
             for idx in range(start, min(n, start + per)):
                 scene = sample_scene(rng)
                 caption = captions(scene, rng)[int(rng.integers(5))]
@@ -55,9 +48,7 @@ def write_pretrain(ctx: Context) -> list[dict]:
                         "width": size, "height": size, "original_width": size,
                         "original_height": size, "exif": None,
                         "sha256": hashlib.sha256(jpg).hexdigest()}
-                _tar_member(tar, f"{key}.jpg", jpg)
-                _tar_member(tar, f"{key}.txt", caption.encode("utf-8"))
-                _tar_member(tar, f"{key}.json", _json_bytes(meta))
+                tar.write({"__key__": key, "jpg": jpg, "txt": caption.encode("utf-8"), "json": _json_bytes(meta)})
                 ctx.write_image(f"pretrain/images/{key}.jpg", jpg)
                 pairs.append({"image": f"images/{key}.jpg", "caption": caption, "key": key})
                 ctx.add_text(caption)
