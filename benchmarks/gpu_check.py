@@ -3,15 +3,17 @@ in about six minutes. Prints ONE JSON object on stdout; progress goes to stderr.
 
 Stages (a stage that fails is recorded as ``{"error": ...}`` and the others still run):
 
-- ``step``: one training step of SuperClass ViT-B/16 and of open_clip's CLIP ViT-B-16, bf16,
-  batch 256, each in its own process (``benchmarks/pretrain_step.py``): step time, images/s,
-  and SuperClass's model FLOPs utilisation. The FLOPs of one forward + backward are counted from
-  the model (``torch.utils.flop_counter.FlopCounterMode`` on the meta device: the matrix
-  products and attention; recomputation not counted) and divided by the step time and by
-  ``--peak-tflops`` (default 790: the dense bf16 peak this check assumes for an H200).
+- ``step``: one training step of SuperClass ViT-B/16 (eager and ``torch.compile``d) and of
+  open_clip's CLIP ViT-B-16, bf16, batch 256, each in its own process
+  (``benchmarks/pretrain_step.py --flops``): step time, images/s, compile time, and the model
+  FLOPs utilisation: FLOPs of one forward + backward counted from the model (torch's
+  FlopCounterMode: matrix products, convolution, attention) over the step time, divided by
+  ``--peak-tflops`` (default 790: the dense bf16 peak assumed for an H200) and by the dense
+  matmul rate measured on this device.
 - ``pretrain``: ``sc-eval pretrain --model vit-b-16`` end to end from 224-px JPEG webdataset
-  shards written here (``benchmarks/synth.py``) with ``--workers`` loader processes: median
-  images/s of its steps after the first few, against the step-only figure.
+  shards with ``--workers`` loader processes, decoding on the CPU and on the GPU, against the
+  same step alone on a device-resident batch (``benchmarks/pretrain_e2e.py``), and the count of
+  host-device synchronisations before the first save.
 - ``caption``: ``sc-eval caption --lm random:gpt2`` (the reference recipe: transformer mapper,
   frozen GPT-2, batch 40): training images/s ((image, caption) pairs a second) and batched
   beam-5 decoding images/s. Scoring runs the PTB tokenizer and METEOR in Java; without Java the
@@ -39,7 +41,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,8 +55,9 @@ H200_BF16_DENSE_TFLOPS = 790.0
 # six minutes in all); tiny: the same commands at toy size on a CPU.
 GPU = dict(
     device="cuda", precision="bf16", budget_s=360,
-    step=dict(batch=256, iters=5, warmup=2, timeout=180),
-    pretrain=dict(model="vit-b-16", images=4096, size=224, per_shard=256, batch=256, steps=30, skip=5, timeout=240),
+    step=dict(batch=256, iters=5, warmup=2, compiled=True, timeout=240),
+    pretrain=dict(model="vit-b-16", shards=28, per_shard=256, batch=256, steps=30, skip=10, log_every=5,
+                  decode="cpu,gpu", timeout=240),
     caption=dict(encoder="random:vit-b-16", lm="random:gpt2", recipe="reference", steps=60, batch=40, limit=128,
                  decode_batch=32, beam=5, max_new_tokens=None, timeout=240),
     llava=dict(encoder="random:vit-b-16", llm="random:vicuna-7b", lora_r=128, lora_alpha=256, batch=16,
@@ -65,8 +67,9 @@ GPU = dict(
 )
 TINY = dict(
     device="cpu", precision="fp32", budget_s=120,
-    step=dict(batch=1, iters=1, warmup=0, timeout=300),
-    pretrain=dict(model="sc-vit-tiny", images=64, size=64, per_shard=16, batch=16, steps=4, skip=1, timeout=300),
+    step=dict(batch=1, iters=1, warmup=0, compiled=False, timeout=300),
+    pretrain=dict(model="sc-vit-tiny", shards=4, per_shard=16, batch=16, steps=4, skip=2, log_every=1,
+                  decode="cpu", timeout=300),
     caption=dict(encoder="random:sc-vit-micro", lm="random:gpt2-tiny", recipe="world", steps=3, batch=8, limit=4,
                  decode_batch=4, beam=5, max_new_tokens=8, timeout=300),
     llava=dict(encoder="random:sc-vit-micro", llm="random:llama-tiny", lora_r=4, lora_alpha=8, batch=4,
@@ -142,51 +145,43 @@ class Check:
         log = self.work / "logs" / "step.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         out = self.work / "logs" / "step.json"
+        kinds = ["superclass", *(["superclass_compiled"] if c["compiled"] else []), "open_clip"]
         cmd = [sys.executable, str(HERE / "pretrain_step.py"), "--device", self.device, "--precision", self.precision,
-               "--batch-size", str(c["batch"]), "--only", "superclass,open_clip", "--iters", str(c["iters"]),
-               "--warmup", str(c["warmup"])]
+               "--batch-size", str(c["batch"]), "--only", ",".join(kinds), "--iters", str(c["iters"]),
+               "--warmup", str(c["warmup"]), "--flops", "--peak-tflops", str(self.args.peak_tflops)]
         with open(out, "w", encoding="utf-8") as f:
             self._run("step", cmd, log, c["timeout"], stdout=f)
         got = json.loads(out.read_text().strip().splitlines()[-1])
-        flops = superclass_flops(c["batch"])
         res = {"model": "ViT-B/16 224px", "batch_size": c["batch"], "precision": self.precision,
-               "flops_per_step": flops, "peak_tflops": self.args.peak_tflops}
-        for kind in ("superclass", "open_clip"):
+               "peak_tflops": self.args.peak_tflops, "matmul_tflops": got.get("matmul_tflops")}
+        for kind in kinds:
             s = got[f"{kind}_step_s"]
             res[f"{kind}_step_s"] = s
             res[f"{kind}_images_per_s"] = round(c["batch"] / s, 1)
-            res[f"{kind}_peak_mb"] = got.get(f"{kind}_peak_mb")
-        res["superclass_tflops_per_s"] = round(flops / res["superclass_step_s"] / 1e12, 2)
-        res["superclass_mfu"] = round(flops / res["superclass_step_s"] / (self.args.peak_tflops * 1e12), 4)
+            for key in ("peak_mb", "gflop_per_image", "tflops", "mfu", "of_matmul", "compile_s", "over_eager_step"):
+                if got.get(f"{kind}_{key}") is not None:
+                    res[f"{kind}_{key}"] = got[f"{kind}_{key}"]
+        res["flops_per_step"] = round(got["superclass_gflop_per_image"] * 1e9 * c["batch"])
         res["open_clip_over_superclass_step"] = round(res["open_clip_step_s"] / res["superclass_step_s"], 3)
         return res
 
     def pretrain(self) -> dict:
-        from synth import write_jpeg_shards
-
+        """`sc-eval pretrain` end to end from JPEG shards against its step alone, once per decode
+        mode (``benchmarks/pretrain_e2e.py``, which writes the shards as ``loader.py`` does)."""
         c = self.cfg["pretrain"]
-        progress(f"pretrain: writing {c['images']} {c['size']}-px JPEGs as webdataset shards ...")
-        t0 = time.perf_counter()
-        shards = write_jpeg_shards(self.work / "shards", c["images"], size=c["size"], per_shard=c["per_shard"])
-        write_s = time.perf_counter() - t0
-        run = self.work / "runs" / "pretrain"
-        wall = self.sc_eval("pretrain", ["pretrain", "--model", c["model"], "--data", str(self.work / "shards"),
-                                         "--batch-size", str(c["batch"]), "--steps", str(c["steps"]),
-                                         "--save-every", str(c["steps"]), "--log-every", "5",
-                                         "--workers", str(self.args.workers), "--no-progress",
-                                         "--output-dir", str(run)], c["timeout"])
-        steps = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
-        rates = [s["images_per_s"] for s in steps if s.get("step", 0) > c["skip"] and "images_per_s" in s]
-        if not rates:
-            raise StageError(f"pretrain: no step after the first {c['skip']} in {run / 'metrics.jsonl'}")
-        res = {"model": c["model"], "batch_size": c["batch"], "steps": len(steps), "workers": self.args.workers,
-               "shards": len(shards["shards"]), "images": shards["images"], "mean_jpeg_bytes": shards["mean_jpeg_bytes"],
-               "write_shards_s": round(write_s, 1), "images_per_s": round(statistics.median(rates), 1),
-               "measured_steps": len(rates), "wall_s": round(wall, 1)}
-        step = self.results.get("step", {})
-        if c["model"] == "vit-b-16" and step.get("superclass_images_per_s"):
-            res["step_only_images_per_s"] = step["superclass_images_per_s"]
-            res["end_to_end_over_step_only"] = round(res["images_per_s"] / step["superclass_images_per_s"], 3)
+        log = self.work / "logs" / "pretrain.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        out = self.work / "logs" / "pretrain.json"
+        cmd = [sys.executable, str(HERE / "pretrain_e2e.py"), "--device", self.device, "--precision", self.precision,
+               "--model", c["model"], "--batch-size", str(c["batch"]), "--workers", str(self.args.workers),
+               "--steps", str(c["steps"]), "--skip", str(c["skip"]), "--log-every", str(c["log_every"]),
+               "--decode", c["decode"], "--n-shards", str(c["shards"]), "--per-shard", str(c["per_shard"])]
+        with open(out, "w", encoding="utf-8") as f:
+            wall = self._run("pretrain", cmd, log, c["timeout"], stdout=f)
+        res = json.loads(out.read_text().strip().splitlines()[-1])
+        res.pop("device", None)
+        res["images"] = c["shards"] * c["per_shard"]
+        res["wall_s"] = round(wall, 1)
         return res
 
     def caption(self) -> dict:
@@ -284,25 +279,6 @@ class Check:
                 "top1": res["metrics"]["top1"], "n_eval": res["n_docs"]["evaluated"]}
 
 
-def superclass_flops(batch: int) -> int:
-    """FLOPs of one SuperClass ViT-B/16 forward + backward at ``batch`` (224 px, 49,408 classes),
-    counted by torch's FlopCounterMode on the meta device (nothing is computed or allocated).
-    timm's own blocks are counted: the memory-lean blocks recompute LayerNorm/GELU, which are
-    not matrix products, so the model FLOPs are the same."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from sc_eval.pretrain.models import SuperClassModel
-
-    with torch.device("meta"):
-        model = SuperClassModel("vit-b-16", lean=False)
-        images = torch.randn(batch, 3, 224, 224)
-    counter = FlopCounterMode(display=False)
-    with counter:
-        model(images).float().logsumexp(dim=-1).mean().backward()
-    return int(counter.get_total_flops())
-
-
 def _last_error(log: Path) -> str:
     """The line that says what went wrong: sc-eval's one-line error, else the last line."""
     lines = [x.strip() for x in log.read_text(encoding="utf-8", errors="replace").splitlines() if x.strip()]
@@ -351,7 +327,6 @@ def main(argv=None) -> int:
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         p.error(f"unknown stage(s) {', '.join(unknown)}; choose from {', '.join(STAGES)}")
-    sys.path.insert(0, str(HERE))  # benchmarks/ is no package: synth.py sits next to this file
 
     t_start = time.perf_counter()
     check = Check(args)

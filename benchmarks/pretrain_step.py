@@ -145,11 +145,14 @@ def _exact_rss() -> None:
 
 
 def _flops_per_image(module, step_loss, x, ids) -> float:
-    """Matmul/conv/attention FLOPs of one forward + backward, per image (torch's FlopCounterMode)."""
+    """Matmul/conv/attention FLOPs of one forward + backward, per image (torch's FlopCounterMode).
+    Attention is counted through SDPA's math backend, whose matrix products the counter sees on
+    every device (it has no formula for the CPU's fused attention kernel)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
-    with counter:
+    with counter, sdpa_kernel(SDPBackend.MATH):
         step_loss(module, x, ids).backward()
     return counter.get_total_flops() / x.shape[0]
 
