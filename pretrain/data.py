@@ -275,16 +275,51 @@ def resize_like_pil(x, size: int):
 
 def _decode_jpegs(jpegs, device):
     """Decode JPEG byte strings on ``device`` in one batched call (torchvision; nvjpeg on CUDA);
-    entries that fail are None. Falls back to one call per image where a batch is not accepted."""
+    entries that fail are None. Falls back to one call per image where a batch is not accepted.
+
+    On CUDA the decoder runs with a stream of its own made current: torchvision's decoder takes
+    its output memory from the current stream's pool and fills it from a private stream that
+    does not wait for the current one, so on the training stream it can be handed memory that
+    queued training kernels still read (seen as a NaN loss a few steps in). On the side stream
+    the pool holds only earlier decoder outputs, each kept by the allocator until the training
+    stream has used it (``record_stream``); the training stream waits for the decoded images."""
     import numpy as np
     import torch
-    from torchvision.io import ImageReadMode, decode_jpeg
 
     datas = [torch.from_numpy(np.frombuffer(r, dtype=np.uint8).copy()) for r in jpegs]
     if not datas:
         return []
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return _decode_all(datas, dev)
+    main = torch.cuda.current_stream(dev)
+    side = _decode_stream(dev)
+    with torch.cuda.stream(side):
+        out = _decode_all(datas, dev)
+    side.synchronize()  # the decoder's own work is done before its buffers are touched again
+    main.wait_stream(side)
+    for img in out:
+        if img is not None:
+            img.record_stream(main)
+    return out
+
+
+_DECODE_STREAMS: dict = {}
+
+
+def _decode_stream(dev):
+    import torch
+
+    if dev not in _DECODE_STREAMS:
+        _DECODE_STREAMS[dev] = torch.cuda.Stream(dev)
+    return _DECODE_STREAMS[dev]
+
+
+def _decode_all(datas, dev):
+    from torchvision.io import ImageReadMode, decode_jpeg
+
     try:
-        out = decode_jpeg(datas, mode=ImageReadMode.RGB, device=device)
+        out = decode_jpeg(datas, mode=ImageReadMode.RGB, device=dev)
         if isinstance(out, (list, tuple)) and len(out) == len(datas):
             return list(out)
     except (RuntimeError, TypeError, ValueError):
@@ -292,7 +327,7 @@ def _decode_jpegs(jpegs, device):
     decoded = []
     for d in datas:
         try:
-            decoded.append(decode_jpeg(d, mode=ImageReadMode.RGB, device=device))
+            decoded.append(decode_jpeg(d, mode=ImageReadMode.RGB, device=dev))
         except (RuntimeError, ValueError):
             decoded.append(None)
     return decoded
