@@ -87,8 +87,7 @@ def end_to_end(args, data: str, decode: str, out: Path) -> tuple[float, int | No
             str(args.batch_size), "--precision", args.precision, "--device", args.device, "--workers",
             str(args.workers), "--decode", decode, "--log-every", str(args.log_every), "--save-every",
             str(args.steps), "--output-dir", str(out), "--overwrite", "--no-progress"]
-    if args.compile:
-        argv.append("--compile")
+    argv.append("--compile" if args.compile else "--no-compile")
     cuda = args.device.startswith("cuda")
     syncs: dict = {}
     real_state = parallel.full_model_state

@@ -199,7 +199,11 @@ def train(args) -> dict:
                  world, len(parallel.shard_units(raw_model)) + 1)
     elif strategy == "fsdp":
         log.info("--strategy fsdp with one process: nothing to shard, training unwrapped")
-    if args.compile:
+    compile_model = getattr(args, "compile", None)
+    if compile_model is None:
+        compile_model = device.type == "cuda"
+    if compile_model:
+        log.info("torch.compile: the first steps include compilation")
         model = torch.compile(model)
     if strategy != "fsdp" and world > 1:
         model = parallel.wrap(model, "ddp", device, world)
