@@ -127,10 +127,8 @@ def _resume_batch(data: dict, args, ckpt) -> int:
 
 
 def _tensorboard(path: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is optional
-        return None
+    from torch.utils.tensorboard import SummaryWriter
+
     return SummaryWriter(str(path))
 
 

@@ -17,7 +17,9 @@ import logging
 import os
 from pathlib import Path
 
+from sc_eval.data.images import load_image
 from sc_eval.errors import ConfigError
+from sc_eval.runtime.dist import is_main
 
 log = logging.getLogger(__name__)
 
@@ -63,22 +65,6 @@ def cache_key(encoder, image_paths, dataset_key: str, split: str, kind: str, lay
     return h.hexdigest()
 
 
-def _load_image(path):
-    try:
-        from sc_eval.data.images import load_image
-    except ImportError:  # the data package is optional for this module
-        from PIL import Image
-
-        from sc_eval.errors import DataError
-
-        try:
-            with Image.open(path) as im:
-                return im.convert("RGB")
-        except (OSError, ValueError) as e:
-            raise DataError(f"{path}: cannot read image ({e})") from None
-    return load_image(path)
-
-
 def _read_cached(path: Path, n: int):
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -92,17 +78,6 @@ def _read_cached(path: Path, n: int):
         log.warning("%s: cached %d rows for %d images; re-encoding", path, feats.shape[0], n)
         return None
     return feats
-
-
-def _show_progress(progress: bool, n_batches: int) -> bool:
-    if not progress or n_batches < 2:
-        return False
-    try:
-        from sc_eval.runtime.dist import is_main
-
-        return is_main()
-    except ImportError:  # pragma: no cover - runtime is part of the package
-        return True
 
 
 def encode_images(encoder, image_paths, dataset_key: str, split: str, kind: str = "pooled",
@@ -137,14 +112,14 @@ def encode_images(encoder, image_paths, dataset_key: str, split: str, kind: str 
     index = {p: i for i, p in enumerate(unique)}
     batches = [unique[i:i + batch_size] for i in range(0, len(unique), batch_size)]
     it = batches
-    if _show_progress(progress, len(batches)):
+    if progress and len(batches) > 1 and is_main():
         from tqdm.auto import tqdm
 
         it = tqdm(batches, desc=f"encode {dataset_key}/{split}", unit="batch")
     chunks = []
     with torch.inference_mode(), amp:
         for batch in it:
-            x = torch.stack([encoder.transform(_load_image(p)) for p in batch])
+            x = torch.stack([encoder.transform(load_image(p)) for p in batch])
             out = encoder.forward_pooled(x) if kind == "pooled" else encoder.forward_tokens(x, layer=layer)
             chunks.append(out.float().cpu())
     if chunks:
