@@ -127,6 +127,12 @@ def test_pairs_from_webdataset_shards_and_bad_jsonl(tmp_path):
         add(tf, "002.txt", b"another red square\n")
     got = [(im.size, cap) for im, cap in iter_shard_pairs([tmp_path / "00000.tar"])]
     assert got == [((8, 8), "a red square"), ((8, 8), "another red square")]
+    from sc_eval import load_encoder
+    from sc_eval.probe.pairs import pair_features
+
+    feats, captions = pair_features(load_encoder("random:sc-vit-micro"), str(tmp_path / "00000.tar"))
+    assert captions == ["a red square", "another red square"] and feats.shape[0] == 2
+    assert torch.equal(feats[0], feats[1])  # the same image twice
 
     bad = tmp_path / "pairs.jsonl"
     bad.write_text('{"image": "a.jpg", "caption": "ok"}\n{"image": "b.jpg"}\n')
