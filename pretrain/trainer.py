@@ -23,22 +23,13 @@ import time
 from pathlib import Path
 
 from sc_eval.errors import ConfigError, ScEvalError
+from sc_eval.runtime.schedules import warmup_cosine
 
 log = logging.getLogger("sc_eval.pretrain")
 
 
 class TrainingDiverged(ScEvalError):
     """The loss became NaN or infinite."""
-
-
-def lr_lambda(warmup: int, total: int):
-    """Linear warm-up from 0 then cosine to 0 (open_clip's cosine_lr), as a LambdaLR factor."""
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        span = max(1, total - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(step - warmup, span) / span))
-    return f
 
 
 def _autocast(device: str, precision: str):
@@ -214,7 +205,7 @@ def train(args) -> dict:
     optimizer = torch.optim.AdamW(param_groups(raw_model, args.wd), lr=args.lr, betas=(0.9, args.beta2),
                                   eps=1e-6, fused=device.type in ("cuda", "cpu"))
     warmup = args.warmup if args.warmup is not None else min(500, args.steps // 10)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(warmup, args.steps))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup, args.steps))
     scaler = torch.amp.GradScaler("cuda", enabled=args.precision == "fp16")
     if state is not None:
         parallel.load_optimizer_state(raw_model, optimizer, state["optimizer"], group_names)

@@ -28,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 from sc_eval.errors import ConfigError, DataError
+from sc_eval.runtime.schedules import warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -168,13 +169,7 @@ def train_tiny_lm(kind: str, out_dir, corpus_path, steps: int | None = None, see
     opt = torch.optim.AdamW(model.parameters(), lr=hp["lr"], betas=(0.9, 0.95),
                             weight_decay=hp["weight_decay"])
 
-    def lr_at(step):  # linear warm-up, cosine decay to 10%
-        if step < hp["warmup"]:
-            return (step + 1) / hp["warmup"]
-        t = (step - hp["warmup"]) / max(1, hp["steps"] - hp["warmup"])
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(hp["warmup"], hp["steps"], floor=0.1))
     used, local = _zero_unused_rows(model, stream)
     n_unused = model.get_output_embeddings().weight.shape[0] - used.numel()
     model.train()

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sc_eval.errors import CheckpointError, ConfigError
+from sc_eval.runtime.schedules import warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -174,17 +175,14 @@ def train_lit(image_feats: torch.Tensor, captions: list[str], cfg: LitConfig,
     bs = min(train.batch_size, n)
     feats = image_feats.float()
     order, pos = torch.randperm(n, generator=gen), 0
+    warm = max(1, min(train.warmup_steps, train.steps // 5))  # short runs still reach the peak
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(warm, train.steps))
     model.train()
     for step in range(train.steps):
         if pos + bs > n:  # a new epoch: reshuffle, never a ragged batch
             order, pos = torch.randperm(n, generator=gen), 0
         idx = order[pos:pos + bs]
         pos += bs
-        warm = max(1, min(train.warmup_steps, train.steps // 5))  # short runs still reach the peak
-        lr = train.lr * ((step + 1) / warm if step < warm else
-                         0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, train.steps - warm))))
-        for g in opt.param_groups:
-            g["lr"] = lr
         with amp:
             loss = clip_loss(model.encode_image(feats[idx].to(device)), model.encode_text(tokens[idx].to(device)),
                              model.logit_scale)
@@ -192,6 +190,7 @@ def train_lit(image_feats: torch.Tensor, captions: list[str], cfg: LitConfig,
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
+        sched.step()
         if step % 50 == 0 or step == train.steps - 1:
             log.info("LiT step %d/%d loss %.4f", step + 1, train.steps, loss.item())
     return model.eval()
