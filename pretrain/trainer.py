@@ -14,7 +14,6 @@ when it logs or saves, which is also where a non-finite loss stops the run.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -23,6 +22,7 @@ import time
 from pathlib import Path
 
 from sc_eval.errors import ConfigError, ScEvalError
+from sc_eval.runtime.precision import autocast, check_precision, grad_scaler
 from sc_eval.runtime.schedules import warmup_cosine
 
 log = logging.getLogger("sc_eval.pretrain")
@@ -32,15 +32,6 @@ class TrainingDiverged(ScEvalError):
     """The loss became NaN or infinite."""
 
 
-def _autocast(device: str, precision: str):
-    import torch
-
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
-
-
 def _check_args(args, world: int):
     if args.steps <= 0:
         raise ConfigError(f"--steps must be positive, got {args.steps}")
@@ -48,8 +39,7 @@ def _check_args(args, world: int):
     if args.batch_size <= 0 or args.batch_size % per:
         raise ConfigError(f"--batch-size {args.batch_size} must be a positive multiple of processes x "
                           f"--grad-accum = {world} x {args.grad_accum}")
-    if args.precision == "fp16" and not args.device.startswith("cuda"):
-        raise ConfigError("--precision fp16 needs a CUDA device; use bf16 or fp32 on CPU")
+    check_precision(args.precision, args.device)
 
 
 def _prepare_run_dir(args, is_main: bool):
@@ -206,7 +196,8 @@ def train(args) -> dict:
                                   eps=1e-6, fused=device.type in ("cuda", "cpu"))
     warmup = args.warmup if args.warmup is not None else min(500, args.steps // 10)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup, args.steps))
-    scaler = torch.amp.GradScaler("cuda", enabled=args.precision == "fp16")
+    scaler = grad_scaler(device, args.precision)
+    amp = autocast(device, args.precision)
     if state is not None:
         parallel.load_optimizer_state(raw_model, optimizer, state["optimizer"], group_names)
         scheduler.load_state_dict(state["scheduler"])
@@ -354,7 +345,7 @@ def train(args) -> dict:
                 images, tokens, n_failed = to_device(batch, device, args.seed, vit_cfg["mean"], vit_cfg["std"])
                 n_corrupt += batch["n_corrupt"] + n_failed
                 sync = world > 1 and micro < args.grad_accum - 1
-                with parallel.no_sync(model, sync), _autocast(args.device, args.precision):
+                with parallel.no_sync(model, sync), amp:
                     if args.objective == "superclass":
                         loss = criterion(model(images), tokens)
                     else:

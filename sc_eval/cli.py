@@ -18,6 +18,7 @@ import yaml
 
 from sc_eval import rundir
 from sc_eval.errors import ConfigError, ScEvalError
+from sc_eval.runtime.precision import PRECISIONS
 
 # name -> (module, one-line help)
 COMMANDS = {
@@ -100,7 +101,7 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--output-dir", default=None, help="run directory (default: runs/<command>-<timestamp>)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default: cuda if available)")
-    g.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+    g.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="autocast precision (default fp32; bf16 on GPUs)")
     g.add_argument("--batch-size", type=positive_int, default=None,
                    help="global batch size (command default if omitted)")

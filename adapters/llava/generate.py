@@ -17,6 +17,7 @@ import logging
 from sc_eval import hf
 from sc_eval.adapters.llava.templates import IMAGE_INDEX
 from sc_eval.errors import ConfigError
+from sc_eval.runtime.precision import autocast
 
 log = logging.getLogger(__name__)
 
@@ -164,14 +165,10 @@ class LlavaAdapter:
         return torch.stack([image_tensor(self.model.encoder, load_image(d["image"])) for d in docs]).to(self.device)
 
     def predict(self, docs: list[dict], task) -> list[str]:
-        import torch
-
         max_new = check_generation_kwargs(dict(task.generation_kwargs or {}))
         ids = [self.prompt_ids(task.prompt_for(d)) for d in docs]
         pixels = self.pixels(docs)
         self.model.eval()
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
-        dev_type = "cuda" if str(self.device).startswith("cuda") else "cpu"
-        with torch.autocast(dev_type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with autocast(self.device, self.precision):
             out = greedy_generate(self.model, ids, pixels, max_new, self.model.tokenizer.eos_token_id)
         return [self.model.tokenizer.decode(o, skip_special_tokens=True).strip() for o in out]

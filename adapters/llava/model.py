@@ -19,6 +19,7 @@ from pathlib import Path
 from sc_eval import hf
 from sc_eval.adapters.llava.templates import IGNORE_INDEX, IMAGE_INDEX
 from sc_eval.errors import CheckpointError, ConfigError, MissingDependencyError
+from sc_eval.runtime.precision import weight_dtype
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +64,6 @@ def image_tensor(encoder, img):
     return encoder.transform(pad_to_square(img.convert("RGB"), [int(255 * m) for m in mean]))
 
 
-def llm_dtype(device: str, precision: str):
-    import torch
-
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "fp16":
-        return torch.float16
-    return torch.float32
-
-
 def load_llm(path, device: str = "cpu", precision: str = "fp32", quantize_4bit: bool = False):
     """(model, tokenizer) from a local HF directory; never reaches the hub, never trusts remote code.
     ``random:NAME`` (e.g. random:vicuna-7b): the real architecture with seeded random weights,
@@ -85,7 +76,7 @@ def load_llm(path, device: str = "cpu", precision: str = "fp32", quantize_4bit: 
         if quantize_4bit:
             raise ConfigError(f"--llm {path}: --4bit quantises downloaded weights; a random LLM is built "
                               "directly in --precision's dtype (drop --4bit)")
-        return build_random_lm(str(path), device=device, dtype=llm_dtype(device, precision))
+        return build_random_lm(str(path), device=device, dtype=weight_dtype(precision, device))
     path = Path(path)
     if not (path / "config.json").exists():
         raise ConfigError(f"--llm {path}: not a Hugging Face model directory (no config.json); "
@@ -95,7 +86,7 @@ def load_llm(path, device: str = "cpu", precision: str = "fp32", quantize_4bit: 
         kwargs["quantization_config"] = _bnb_config()
         kwargs["device_map"] = {"": device}
     try:
-        model = hf.from_pretrained(AutoModelForCausalLM, path, llm_dtype(device, precision), **kwargs)
+        model = hf.from_pretrained(AutoModelForCausalLM, path, weight_dtype(precision, device), **kwargs)
         tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as e:
         raise CheckpointError(f"--llm {path}: cannot load the model or its tokenizer ({e})") from None
