@@ -19,18 +19,13 @@ from pathlib import Path
 
 from sc_eval.data.images import load_image
 from sc_eval.errors import ConfigError
+from sc_eval.runtime import home
 from sc_eval.runtime.dist import is_main
 
 log = logging.getLogger(__name__)
 
 KINDS = ("pooled", "tokens")
 CACHE_VERSION = 2  # 2: file size and mtime in the key
-
-
-def default_cache_dir() -> Path:
-    """``$SC_EVAL_HOME/features`` (default ``~/.cache/sc-eval/features``)."""
-    home = os.environ.get("SC_EVAL_HOME") or str(Path.home() / ".cache" / "sc-eval")
-    return Path(home) / "features"
 
 
 def _transform_description(encoder) -> str:
@@ -100,7 +95,7 @@ def encode_images(encoder, image_paths, dataset_key: str, split: str, kind: str 
     paths = [os.fspath(p) for p in image_paths]
     amp = autocast(getattr(encoder, "device", "cpu"), precision)  # checks the precision before any work
     key = cache_key(encoder, paths, dataset_key, split, kind, layer, precision)
-    path = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = Path(cache_dir) if cache_dir is not None else home.cache_dir("features")
     path = path / f"{key}.safetensors"
     if path.is_file():
         feats = _read_cached(path, len(paths))

@@ -34,6 +34,7 @@ from typing import Callable, Iterable, Iterator
 from sc_eval.data.images import image_suffix
 from sc_eval.errors import DataError
 from sc_eval.io import check_name
+from sc_eval.runtime import home
 
 log = logging.getLogger(__name__)
 
@@ -203,12 +204,6 @@ def image_bytes(value, where: str) -> bytes | None:
     raise DataError(f"{where}: image cell of type {type(value).__name__} is not an image")
 
 
-def cache_root() -> Path:
-    """``$SC_EVAL_HOME/lmms`` (default ``~/.cache/sc-eval/lmms``), beside the world cache."""
-    home = os.environ.get("SC_EVAL_HOME") or Path.home() / ".cache" / "sc-eval"
-    return Path(home) / "lmms"
-
-
 def cache_dir(sources: Iterable[Source], reader: str) -> Path:
     """A folder for one reader over these files; any change to a file gives a new folder."""
     parts = [reader, str(CACHE_VERSION)]
@@ -217,7 +212,7 @@ def cache_dir(sources: Iterable[Source], reader: str) -> Path:
             st = f.stat()
             parts.append(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}")
     key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
-    return cache_root() / reader / key
+    return home.cache_dir("lmms") / reader / key
 
 
 class ImageStore:
