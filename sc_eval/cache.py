@@ -11,8 +11,6 @@ Files are written atomically (temp file + rename): a killed run leaves no half f
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from pathlib import Path
@@ -21,6 +19,7 @@ from sc_eval.data.images import load_image
 from sc_eval.errors import ConfigError
 from sc_eval.runtime import home
 from sc_eval.runtime.dist import is_main
+from sc_eval.runtime.fingerprint import Hasher
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +34,7 @@ def _transform_description(encoder) -> str:
 
 def cache_key(encoder, image_paths, dataset_key: str, split: str, kind: str, layer: int,
               precision: str = "fp32") -> str:
-    """The sha256 naming the cache file (see the module docstring for what it covers)."""
-    h = hashlib.sha256()
+    """The fingerprint naming the cache file (see the module docstring for what it covers)."""
     head = {
         "version": CACHE_VERSION,
         "encoder": encoder.fingerprint,
@@ -48,7 +46,7 @@ def cache_key(encoder, image_paths, dataset_key: str, split: str, kind: str, lay
     }
     if precision != "fp32":  # fp32 keys stay what they were before the field existed
         head["precision"] = precision
-    h.update(json.dumps(head, sort_keys=True).encode())
+    h = Hasher().json(head)
     for p in image_paths:
         path = Path(p).absolute()
         try:
@@ -56,8 +54,8 @@ def cache_key(encoder, image_paths, dataset_key: str, split: str, kind: str, lay
             stamp = f"{st.st_size}:{st.st_mtime_ns}"
         except OSError:  # a missing image: encoding it names the file
             stamp = "missing"
-        h.update(b"\0" + os.fspath(path).encode() + b"\0" + stamp.encode())
-    return h.hexdigest()
+        h.bytes(b"\0" + os.fspath(path).encode() + b"\0" + stamp.encode())
+    return h.hex()
 
 
 def _read_cached(path: Path, n: int):

@@ -18,7 +18,6 @@ cross-entropy, computed over the used ids only. The saved model is an ordinary f
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -28,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 from sc_eval.errors import ConfigError, DataError
+from sc_eval.runtime.fingerprint import digest
 from sc_eval.runtime.schedules import warmup_cosine
 
 log = logging.getLogger(__name__)
@@ -231,9 +231,8 @@ def _exact_lm_loss(model, x, used, targets_local, n_unused: int):
 
 def tiny_lm_key(kind: str, seed: int, steps: int | None) -> str:
     train = TRAIN_DEFAULTS[kind]
-    blob = json.dumps({"model": MODEL_DEFAULTS[kind], "train": {**train, "steps": steps or train["steps"]}},
-                      sort_keys=True)
-    return f"tinylm-{kind}-s{seed}-v{VERSION}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+    key = digest({"model": MODEL_DEFAULTS[kind], "train": {**train, "steps": steps or train["steps"]}})
+    return f"tinylm-{kind}-s{seed}-v{VERSION}-{key}"
 
 
 def ensure_tiny_lm(kind: str = "gpt2", world_root=None, seed: int = 0, steps: int | None = None) -> Path:

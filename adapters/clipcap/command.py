@@ -22,6 +22,7 @@ import logging
 from pathlib import Path
 
 from sc_eval.cli import nonneg_int, positive_float, positive_int
+from sc_eval.runtime.fingerprint import same
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +224,7 @@ def run(args) -> int:
     else:  # other ranks wait for rank 0's adapter (training is not sharded)
         dist.barrier()
         model, tok, acfg = load_adapter(rd.path / "adapter", device)
-    if acfg.get("encoder_fingerprint") != encoder.fingerprint:
+    if not same(acfg.get("encoder_fingerprint"), encoder.fingerprint):
         raise ConfigError(f"adapter {args.adapter or rd.path / 'adapter'} was trained on another encoder "
                           f"({acfg.get('encoder', '?')}, fingerprint {acfg.get('encoder_fingerprint')}); "
                           f"--encoder {args.encoder} has fingerprint {encoder.fingerprint}")

@@ -17,13 +17,13 @@ function in training and decoding.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 
 from sc_eval import hf
 from sc_eval.errors import CheckpointError
 from sc_eval.models.lm import RANDOM_SEED, build_random_lm, is_random_lm
+from sc_eval.runtime.fingerprint import Hasher
 
 from .mapper import MapperConfig, build_mapper, normalize_features
 
@@ -49,18 +49,16 @@ def load_lm(lm_dir, device="cpu"):
 
 def lm_fingerprint(lm_dir) -> str:
     """Hash of the LM's config and weight file sizes/names: cheap, changes when the LM does."""
-    h = hashlib.sha256()
+    h = Hasher()
     if is_random_lm(str(lm_dir)):  # seeded weights: the spec and the seed name them
-        h.update(f"{lm_dir}|seed={RANDOM_SEED}".encode())
-        return h.hexdigest()[:16]
+        return h.text(f"{lm_dir}|seed={RANDOM_SEED}").hex()
     lm_dir = Path(lm_dir)
     for p in sorted(lm_dir.iterdir()):
         if p.is_file():
-            h.update(p.name.encode())
-            h.update(str(p.stat().st_size).encode())
+            h.text(p.name).text(str(p.stat().st_size))
             if p.suffix == ".json":
-                h.update(p.read_bytes())
-    return h.hexdigest()[:16]
+                h.bytes(p.read_bytes())
+    return h.hex()
 
 
 def caption_token_ids(tokenizer, caption: str, eos_id: int, max_tokens: int) -> list[int]:

@@ -10,13 +10,12 @@ feeding it EOS, masked out of the answer, until the whole batch stops or ``max_n
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 
 from sc_eval import hf
 from sc_eval.adapters.llava.templates import IMAGE_INDEX
 from sc_eval.errors import ConfigError
+from sc_eval.runtime.fingerprint import Hasher
 from sc_eval.runtime.precision import autocast
 
 log = logging.getLogger(__name__)
@@ -136,19 +135,17 @@ class LlavaAdapter:
         self._fp = None
 
     def fingerprint(self) -> str:
-        """sha256 over the config and every trained tensor (projector, LoRA), computed once."""
+        """The fingerprint of the config and every trained tensor (projector, LoRA), computed once."""
         if self._fp is None:
             import dataclasses
 
-            h = hashlib.sha256(json.dumps(dataclasses.asdict(self.model.config), sort_keys=True).encode())
+            h = Hasher().json(dataclasses.asdict(self.model.config))
             for name, t in sorted(self.model.projector.state_dict().items()):
-                h.update(name.encode())
-                h.update(t.detach().float().cpu().numpy().tobytes())
+                h.text(name).bytes(t.detach().float().cpu().numpy().tobytes())
             for name, p in sorted(self.model.llm.named_parameters()):
                 if "lora_" in name:
-                    h.update(name.encode())
-                    h.update(p.detach().float().cpu().numpy().tobytes())
-            self._fp = h.hexdigest()[:20]
+                    h.text(name).bytes(p.detach().float().cpu().numpy().tobytes())
+            self._fp = h.hex()
         return self._fp
 
     def prompt_ids(self, text: str, with_image: bool = True) -> list[int]:

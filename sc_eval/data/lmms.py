@@ -23,7 +23,6 @@ Why these choices:
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -35,6 +34,7 @@ from sc_eval.data.images import image_suffix
 from sc_eval.errors import DataError
 from sc_eval.io import check_name
 from sc_eval.runtime import home
+from sc_eval.runtime.fingerprint import Hasher
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ def cache_dir(sources: Iterable[Source], reader: str) -> Path:
         for f in src.files:
             st = f.stat()
             parts.append(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}")
-    key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    key = Hasher().text("\n".join(parts)).hex()
     return home.cache_dir("lmms") / reader / key
 
 

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sc_eval.errors import CheckpointError, ConfigError
+from sc_eval.runtime.fingerprint import same
 from sc_eval.runtime.schedules import warmup_cosine
 
 log = logging.getLogger(__name__)
@@ -256,7 +257,7 @@ def load_lit(path: Path, encoder=None, device: str = "cpu") -> LitModel:
         if encoder.width != cfg.image_width:
             raise CheckpointError(f"--lit {path}: trained on {cfg.image_width}-d image features but the encoder "
                                   f"gives {encoder.width}-d; pass the encoder it was trained with")
-        if raw.get("encoder_fingerprint") not in (None, encoder.fingerprint):
+        if raw.get("encoder_fingerprint") is not None and not same(raw["encoder_fingerprint"], encoder.fingerprint):
             log.warning("--lit %s was trained on another encoder (fingerprint %s); zero-shot numbers will "
                         "not mean much", path, str(raw.get("encoder_fingerprint"))[:12])
     model = LitModel(cfg)
