@@ -106,9 +106,9 @@ def build(kind: str, lean: bool = True):
         model, crit = SuperClassModel("vit-b-16", lean=lean), SuperClassLoss()
         return model, lambda m, x, t: crit(m(x), t)
     if kind == "clip":
-        from sc_eval.pretrain.models import ClipLoss, ClipModel
+        from sc_eval.pretrain.models import ClipModel, clip_criterion
 
-        model, crit = ClipModel("vit-b-16", lean=lean), ClipLoss()
+        model, crit = ClipModel("vit-b-16", lean=lean), clip_criterion()
         return model, lambda m, x, t: crit(*m(x, t))
     if kind == "open_clip":
         import open_clip

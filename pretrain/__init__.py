@@ -13,7 +13,6 @@ _LAZY = {
     "SuperClassLoss": "sc_eval.pretrain.loss",
     "SuperClassModel": "sc_eval.pretrain.models",
     "ClipModel": "sc_eval.pretrain.models",
-    "ClipLoss": "sc_eval.pretrain.models",
 }
 
 __all__ = sorted(_LAZY)

@@ -155,28 +155,14 @@ class ClipModel(nn.Module):
         return img, txt, self.logit_scale.clamp(max=math.log(100)).exp()
 
 
-class ClipLoss(nn.Module):
-    """Symmetric InfoNCE. Under a process group, features are gathered from every rank WITH
-    gradients and each rank scores its own rows against all columns (open_clip's
-    ``local_loss + gather_with_grad``): DDP's gradient averaging then equals the full-batch loss.
-    """
+def clip_criterion(rank: int = 0, world: int = 1) -> nn.Module:
+    """The CLIP baseline's loss: open_clip's symmetric InfoNCE (``ClipLoss``). Under a process
+    group, features are gathered from every rank WITH gradients and each rank scores its own
+    rows against all columns (``local_loss + gather_with_grad``): DDP's gradient averaging then
+    equals the full-batch loss. Called as ``criterion(image_features, text_features, scale)``."""
+    from open_clip.loss import ClipLoss
 
-    def forward(self, img, txt, scale):
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            from torch.distributed.nn.functional import all_gather
-
-            all_img = torch.cat(all_gather(img), 0)
-            all_txt = torch.cat(all_gather(txt), 0)
-            offset = dist.get_rank() * img.shape[0]
-        else:
-            all_img, all_txt, offset = img, txt, 0
-        labels = torch.arange(img.shape[0], device=img.device) + offset
-        up = lambda x: x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # noqa: E731
-        logits_i = scale * up(img) @ up(all_txt).t()
-        logits_t = scale * up(txt) @ up(all_img).t()
-        return (F.cross_entropy(logits_i, labels) + F.cross_entropy(logits_t, labels)) / 2
+    return ClipLoss(local_loss=True, gather_with_grad=True, rank=rank, world_size=world)
 
 
 def build_model(objective: str, vit_cfg, tokenizer, lean: bool = True):

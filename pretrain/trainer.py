@@ -125,7 +125,7 @@ def train(args) -> dict:
     from sc_eval.pretrain.data import PretrainStream, make_loader, open_source, resolve_decode, to_device
     from sc_eval.pretrain import parallel
     from sc_eval.pretrain.loss import SuperClassLoss
-    from sc_eval.pretrain.models import ClipLoss, build_model, named_param_groups, param_groups
+    from sc_eval.pretrain.models import build_model, clip_criterion, named_param_groups, param_groups
     from sc_eval.pretrain.tokenize import build_tokenizer
 
     args.device = D.resolve_device(args.device)
@@ -145,7 +145,7 @@ def train(args) -> dict:
                                    mask_special=args.mask_special, special_ids=tokenizer.special_ids,
                                    dataset_size=args.dataset_size)
     else:
-        criterion = ClipLoss()
+        criterion = clip_criterion(rank, world)
     ckpt_config = {"model": vit_cfg, "objective": args.objective, "tokenizer": tokenizer.name,
                    "vocab_size": tokenizer.vocab_size, "text": getattr(model, "text_cfg", None),
                    "idf": args.idf, "loss": args.loss, "global_batch": args.batch_size}

@@ -1,6 +1,5 @@
 """Fingerprints: what they hash, their length, and how stored ones are compared."""
 import hashlib
-import json
 
 import torch
 

@@ -15,13 +15,19 @@ from test_probe import COLOURS, _one_thread, write_imagefolder  # noqa: F401 (au
 
 
 def test_clip_loss_by_hand():
+    from open_clip.loss import ClipLoss
+
     img = torch.eye(2)
     txt = torch.eye(2)
-    scale = torch.tensor(math.log(2.0))
+    model = L.LitModel(L.LitConfig(image_width=2, embed_dim=2))
+    model.logit_scale.data.fill_(math.log(2.0))
+    scale = model.scale()
     # logits [[2, 0], [0, 2]]: each row and column is CE = log(1 + e^-2)
-    assert L.clip_loss(img, txt, scale).item() == pytest.approx(math.log(1 + math.exp(-2)), rel=1e-5)
+    assert ClipLoss()(img, txt, scale).item() == pytest.approx(math.log(1 + math.exp(-2)), rel=1e-5)
     # swapped texts: the positive has logit 0, the negative 2 -> log(1 + e^2)
-    assert L.clip_loss(img, txt.flip(0), scale).item() == pytest.approx(math.log(1 + math.exp(2)), rel=1e-5)
+    assert ClipLoss()(img, txt.flip(0), scale).item() == pytest.approx(math.log(1 + math.exp(2)), rel=1e-5)
+    model.logit_scale.data.fill_(math.log(1000.0))
+    assert model.scale().item() == pytest.approx(100.0)  # CLIP's clamp
 
 
 def test_text_tower_is_causal_and_reads_the_eot_position():

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from open_clip.loss import ClipLoss
 from torch import nn
 
 from sc_eval.errors import CheckpointError, ConfigError
@@ -121,13 +122,9 @@ class LitModel(nn.Module):
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.text(tokens), dim=-1)
 
-
-def clip_loss(img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE over the batch: pair i is the positive of row i and of column i."""
-    scale = logit_scale.clamp(max=math.log(100.0)).exp()
-    logits = scale * img @ txt.T
-    target = torch.arange(img.shape[0], device=img.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    def scale(self) -> torch.Tensor:
+        """The logits' temperature: exp(logit_scale), at most 100 (CLIP's clamp)."""
+        return self.logit_scale.clamp(max=math.log(100.0)).exp()
 
 
 def tokenizer(context_length: int):
@@ -178,6 +175,7 @@ def train_lit(image_feats: torch.Tensor, captions: list[str], cfg: LitConfig,
     order, pos = torch.randperm(n, generator=gen), 0
     warm = max(1, min(train.warmup_steps, train.steps // 5))  # short runs still reach the peak
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(warm, train.steps))
+    clip_loss = ClipLoss()  # open_clip's symmetric InfoNCE, as the CLIP baseline's pretraining
     model.train()
     for step in range(train.steps):
         if pos + bs > n:  # a new epoch: reshuffle, never a ragged batch
@@ -186,7 +184,7 @@ def train_lit(image_feats: torch.Tensor, captions: list[str], cfg: LitConfig,
         pos += bs
         with amp:
             loss = clip_loss(model.encode_image(feats[idx].to(device)), model.encode_text(tokens[idx].to(device)),
-                             model.logit_scale)
+                             model.scale())
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)
