@@ -21,7 +21,7 @@ measured dense matmul rate, ``matmul_tflops``).
 
 Each runs with its own tool's optimizer settings (sc-eval: fused AdamW; open_clip_train: torch's
 default AdamW, which on a CPU is the per-tensor loop). sc-eval's models train with the
-memory-lean blocks of ``sc_eval.pretrain.lean`` as the trainer does (``--stock-blocks``: timm's
+memory-lean blocks of ``sc_eval.models.lean`` as the trainer does (``--stock-blocks``: timm's
 blocks, to measure what they cost or save). Prints ONE JSON object: ``<name>_step_s`` (median of
 all timed steps), ``<name>_peak_mb`` and the ratios the targets are stated in. Peak memory is the
 process's peak RSS above its RSS before the model was built (CPU) or
