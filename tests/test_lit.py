@@ -76,7 +76,7 @@ def _write_pairs(root, n_per_colour=24, seed=1):
     return root / "pairs.jsonl"
 
 
-def test_lit_zeroshot_beats_chance_on_colours_and_reloads(tmp_path):
+def test_lit_zeroshot_beats_chance_on_colours_and_reloads(tmp_path, capsys):
     data = write_imagefolder(tmp_path / "data", {"train": 1, "test": 10})
     pairs = _write_pairs(tmp_path / "pairs")
     tpl = tmp_path / "templates.txt"
@@ -99,6 +99,16 @@ def test_lit_zeroshot_beats_chance_on_colours_and_reloads(tmp_path):
     assert main(["zeroshot", *common, "--lit", str(lit_dir), "--output-dir", str(tmp_path / "run2")]) == 0
     e2 = json.loads((tmp_path / "run2" / "results.json").read_text())["results"]["zeroshot_lit"]
     assert e2["metrics"] == e["metrics"]
+
+    # A text side saved by an earlier version (format version 1, other blocks) is refused
+    # naming what to do, before any result is written.
+    cfg = json.loads((lit_dir / "config.json").read_text())
+    (lit_dir / "config.json").write_text(json.dumps({**cfg, "version": 1}))
+    capsys.readouterr()
+    assert main(["zeroshot", *common, "--lit", str(lit_dir), "--output-dir", str(tmp_path / "run3")]) == 2
+    err = capsys.readouterr().err
+    assert "format version 1" in err and "sc-eval zeroshot --overwrite" in err
+    assert not (tmp_path / "run3" / "results.json").exists()
 
 
 def test_lit_dir_that_is_not_one_fails_clearly(tmp_path, capsys):

@@ -24,13 +24,16 @@ from open_clip.loss import ClipLoss
 from torch import nn
 
 from sc_eval.errors import CheckpointError, ConfigError
+from sc_eval.models.text import TextTower
 from sc_eval.runtime.fingerprint import same
 from sc_eval.runtime.schedules import warmup_cosine
 
 log = logging.getLogger(__name__)
 
 LIT_FORMAT = "sc-eval-lit"
-VOCAB_SIZE = 49408  # OpenAI CLIP BPE; SOT 49406, EOT 49407 (the largest id, so argmax finds it)
+LIT_VERSION = 2  # 2: the CLIP baseline's text tower (1: torch's TransformerEncoderLayer blocks)
+VOCAB_SIZE = 49408  # OpenAI CLIP BPE; SOT 49406, EOT 49407 (the largest id)
+EOT_ID = 49407
 
 
 @dataclass
@@ -60,36 +63,26 @@ class LitTrainConfig:
     precision: str = "fp32"  # autocast of the projection and text tower (--precision)
 
 
-class TextTower(nn.Module):
-    """CLIP's text transformer in miniature: causal pre-LN blocks, features at the EOT token.
-
-    Its vocabulary is the BPE ids that occur in the training captions (``vocab_ids``, sorted),
-    plus one row for every other id. A row whose token never occurs in training would keep its
-    random initialisation anyway; dropping those rows makes each step touch a few thousand rows
-    instead of 49,408, which is most of the step time on a CPU.
+class LitText(TextTower):
+    """The CLIP baseline's text tower (:class:`sc_eval.models.text.TextTower`) over a trimmed
+    vocabulary: its embedding rows are the BPE ids that occur in the training captions
+    (``vocab_ids``, sorted), plus one row for every other id. A row whose token never occurs in
+    training would keep its random initialisation anyway; dropping those rows makes each step
+    touch a few thousand rows instead of 49,408, which is most of the step time on a CPU. The
+    end-of-text id (49407) is the largest kept id, so its row is the last kept one.
     """
 
     def __init__(self, cfg: TextConfig, embed_dim: int):
-        super().__init__()
+        super().__init__(cfg.vocab_size, cfg.width, cfg.layers, cfg.heads, embed_dim,
+                         context_length=cfg.context_length, eot_id=cfg.vocab_size - 2)
         self.cfg = cfg
         self.register_buffer("vocab_ids", torch.arange(cfg.vocab_size - 1))
-        self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.width)
-        self.positional_embedding = nn.Parameter(torch.empty(cfg.context_length, cfg.width))
-        self.blocks = nn.ModuleList(
-            nn.TransformerEncoderLayer(cfg.width, cfg.heads, 4 * cfg.width, dropout=0.0, activation="gelu",
-                                       batch_first=True, norm_first=True)
-            for _ in range(cfg.layers))
-        self.ln_final = nn.LayerNorm(cfg.width)
-        self.proj = nn.Linear(cfg.width, embed_dim, bias=False)
-        mask = torch.full((cfg.context_length, cfg.context_length), float("-inf")).triu(1)
-        self.register_buffer("causal_mask", mask, persistent=False)
-        nn.init.normal_(self.token_embedding.weight, std=0.02)
-        nn.init.normal_(self.positional_embedding, std=0.01)
-        nn.init.normal_(self.proj.weight, std=cfg.width ** -0.5)
 
     def set_vocab(self, ids: torch.Tensor) -> None:
         if ids.numel() != self.cfg.vocab_size - 1:
             raise ValueError(f"{ids.numel()} vocabulary ids for {self.cfg.vocab_size - 1} embedding rows")
+        if int(ids.max()) != EOT_ID:
+            raise ValueError("the kept vocabulary must hold the end-of-text id, its largest")
         self.vocab_ids.copy_(ids.sort().values)
 
     def rows(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -98,13 +91,7 @@ class TextTower(nn.Module):
         return torch.where(self.vocab_ids[pos] == tokens, pos, self.vocab_ids.numel())
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        x = self.token_embedding(self.rows(tokens)) + self.positional_embedding[: tokens.shape[1]]
-        mask = self.causal_mask[: tokens.shape[1], : tokens.shape[1]]
-        for block in self.blocks:
-            x = block(x, src_mask=mask, is_causal=True)
-        x = self.ln_final(x)
-        eot = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
-        return self.proj(eot)
+        return super().forward(self.rows(tokens))
 
 
 class LitModel(nn.Module):
@@ -113,7 +100,7 @@ class LitModel(nn.Module):
         self.cfg = cfg
         self.image_proj = nn.Linear(cfg.image_width, cfg.embed_dim, bias=False)
         nn.init.normal_(self.image_proj.weight, std=cfg.image_width ** -0.5)
-        self.text = TextTower(cfg.text, cfg.embed_dim)
+        self.text = LitText(cfg.text, cfg.embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
     def encode_image(self, feats: torch.Tensor) -> torch.Tensor:
@@ -146,7 +133,7 @@ def train_lit(image_feats: torch.Tensor, captions: list[str], cfg: LitConfig,
               train: LitTrainConfig | None = None, device: str = "cpu") -> LitModel:
     """Fit projection + text tower on (frozen features, caption) pairs; returns the model in eval.
 
-    ``cfg.text.vocab_size`` is replaced by the size of the captions' vocabulary (see TextTower).
+    ``cfg.text.vocab_size`` is replaced by the size of the captions' vocabulary (see LitText).
     """
     train = train or LitTrainConfig()
     n = len(captions)
@@ -230,7 +217,7 @@ def save_lit(model: LitModel, out: Path, encoder_fingerprint: str, extra: dict |
     out.mkdir(parents=True, exist_ok=True)
     atomic_save_safetensors(out / "model.safetensors", model.state_dict())
     atomic_write_json(out / "config.json", {
-        "format": LIT_FORMAT, "version": 1, **asdict(model.cfg), "tokenizer": "openai-clip-bpe",
+        "format": LIT_FORMAT, "version": LIT_VERSION, **asdict(model.cfg), "tokenizer": "openai-clip-bpe",
         "encoder_fingerprint": encoder_fingerprint, **(extra or {})})
     return out
 
@@ -250,6 +237,10 @@ def load_lit(path: Path, encoder=None, device: str = "cpu") -> LitModel:
     raw = read_json(cfg_path)
     if raw.get("format") != LIT_FORMAT:
         raise CheckpointError(f"{cfg_path}: not a LiT text side (format {raw.get('format')!r})")
+    if raw.get("version") != LIT_VERSION:
+        raise CheckpointError(f"{cfg_path}: a LiT text side of format version {raw.get('version')}, which this "
+                              f"version of sc-eval cannot load (it reads version {LIT_VERSION}); train it again "
+                              "with `sc-eval zeroshot --overwrite` (without --lit)")
     cfg = LitConfig(image_width=raw["image_width"], embed_dim=raw["embed_dim"], text=TextConfig(**raw["text"]))
     if encoder is not None:
         if encoder.width != cfg.image_width:
