@@ -130,10 +130,6 @@ class Task:
             return dict(metrics), {k: float(v) for k, v in dict(stderr or {}).items() if v is not None}
         return self._means(records)
 
-    def aggregate_records(self, records: list[dict]) -> dict:
-        """Corpus metrics: the utils aggregate when given, else the mean of each per-doc score x100."""
-        return self.score_records(records)[0]
-
     def _means(self, records: list[dict]) -> tuple[dict, dict]:
         """Each metric's mean of the per-doc scores x100 and its standard error (sample std over
         sqrt(n), same units; left out below two docs)."""
