@@ -92,6 +92,20 @@ def test_config_values_meet_the_flags_own_checks(tmp_path, capsys, text, fragmen
     assert f"--config {cfg}: " in err and fragment in err and err.count("\n") == 1
 
 
+def test_ls_adapters_lists_every_adapter_with_a_command_that_runs_it(capsys):
+    from sc_eval.adapters import ADAPTERS
+    from sc_eval.commands.probe import TASKS as PROBE_TASKS
+
+    assert main(["ls", "adapters"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert set(rows) == set(ADAPTERS) and "probe" not in rows  # `probe` is a command, not an adapter
+    for a in ADAPTERS.values():
+        prog, command, *rest = a.command.split()
+        assert prog == "sc-eval" and command in COMMANDS and a.command in rows[a.name]
+        if rest:  # a probe task
+            assert rest[0] == "--tasks" and rest[1] in PROBE_TASKS
+
+
 def test_a_closed_stdout_pipe_ends_quietly():
     """`sc-eval ... | head`: the reader leaves early; no traceback, SIGPIPE's exit status."""
     import os

@@ -388,6 +388,30 @@ def test_list_encoder_kinds_names_every_form():
         assert prefix in forms
 
 
+def test_a_registered_encoder_kind_is_loaded_listed_and_documented(monkeypatch, capsys):
+    from pathlib import Path
+
+    from sc_eval import encoders
+    from sc_eval.cli import main
+
+    monkeypatch.setattr(encoders, "_REGISTRY", dict(encoders._REGISTRY))
+    kind = encoders.EncoderKind("toy:NAME", "a tower registered by a test", "toy", "sc_eval.encoders.foreign:load_random")
+    encoders.register_encoder_kind(kind)
+    assert load_encoder("toy:sc-vit-micro").fingerprint == load_encoder("random:sc-vit-micro").fingerprint
+    assert main(["ls", "encoders"]) == 0
+    out = capsys.readouterr().out
+    assert all(k.form in out for k in encoders.encoder_kinds())
+    with pytest.warns(UserWarning, match="toy:NAME"):
+        encoders.register_encoder_kind(kind)
+    with pytest.raises(ConfigError, match="toy:NAME"):  # the error's list of accepted specs
+        load_encoder("nowhere/at/all")
+    # the README's encoder table names every built-in prefix
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for k in encoders.encoder_kinds():
+        if k.prefix and k.prefix != "toy":
+            assert f"`{k.prefix}:" in readme, k.prefix
+
+
 class _NotATensor:
     """A pickled custom object: weights_only loading must refuse to build it."""
 
