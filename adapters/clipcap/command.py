@@ -134,13 +134,14 @@ def _train_docs(args, data_root: Path) -> tuple[list[dict], str]:
 def _train(args, rd, data_root, encoder, device, recipe):
     """Train (or resume) the mapper and save the adapter directory; returns (model, tok, cfg)."""
     from sc_eval.cache import encode_images
+    from sc_eval.models.lm import load_causal_lm
 
     from .mapper import MapperConfig
-    from .model import build_model, load_adapter, load_lm, save_adapter
+    from .model import build_model, load_adapter, save_adapter
     from .train import TrainConfig, fit, tokenize_captions
 
     lm_dir = _lm_dir(args, data_root)
-    lm, tok = load_lm(lm_dir, device)
+    lm, tok = load_causal_lm(lm_dir, device)
     docs, key = _train_docs(args, data_root)
     log.info("training on %d images (%s)", len(docs), key)
     feats = encode_images(encoder, [d["image"] for d in docs], dataset_key=key, split="train+restval",
