@@ -23,6 +23,7 @@ from pathlib import Path
 
 from sc_eval.errors import CheckpointError
 from sc_eval.runtime.schedules import warmup_linear
+from sc_eval.runtime.seeding import epoch_order
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +75,6 @@ def total_steps(cfg: TrainConfig, n_examples: int) -> tuple[int, int]:
     per_epoch = max(1, math.ceil(n_examples / cfg.batch_size))
     total = cfg.steps if cfg.steps is not None else max(1, math.ceil(cfg.epochs * per_epoch))
     return per_epoch, total
-
-
-def _epoch_order(n: int, seed: int, epoch: int):
-    import torch
-
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch))
 
 
 def fit(model, feats, examples, cfg: TrainConfig, ckpt_dir=None, seed: int = 0, device="cpu",
@@ -145,7 +140,7 @@ def fit(model, feats, examples, cfg: TrainConfig, ckpt_dir=None, seed: int = 0, 
     while step < total:
         epoch, pos = divmod(step, per_epoch)
         if epoch != order_epoch:
-            order, order_epoch = _epoch_order(n, seed, epoch), epoch
+            order, order_epoch = epoch_order(n, seed, epoch), epoch
         batch = [examples[j] for j in order[pos * cfg.batch_size: (pos + 1) * cfg.batch_size].tolist()]
         idx, ids, mask = collate(batch, pad_id)
         with amp:

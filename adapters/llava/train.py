@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sc_eval.runtime.schedules import warmup_cosine
+from sc_eval.runtime.seeding import epoch_order
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +46,11 @@ class StageConfig:
 
 def _batch_indices(n: int, batch_size: int, step: int, seed: int) -> list[int]:
     """Indices of batch ``step``: epoch-wise permutations seeded by (seed, epoch); resumable."""
-    import torch
-
     out = []
     pos = step * batch_size
     while len(out) < batch_size:
         epoch, off = divmod(pos, n)
-        g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        perm = torch.randperm(n, generator=g).tolist()
-        take = perm[off:off + batch_size - len(out)]
+        take = epoch_order(n, seed, epoch).tolist()[off:off + batch_size - len(out)]
         out += take
         pos += len(take)
     return out
