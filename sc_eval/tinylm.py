@@ -21,12 +21,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from sc_eval.errors import ConfigError, DataError
+from sc_eval.io import atomic_directory
 from sc_eval.runtime.fingerprint import digest
 from sc_eval.runtime.schedules import warmup_cosine
 
@@ -84,25 +82,13 @@ def build_tiny_lm(kind: str, seed: int = 0, **overrides):
 
 
 def save_lm(model, tokenizer, out_dir, info: dict | None = None) -> Path:
-    """save_pretrained model + tokenizer into a temp sibling, then rename it into place."""
+    """save_pretrained model + tokenizer into ``out_dir``, which appears whole or not at all."""
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         if info is not None:
             (tmp / "tinylm.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        if out.exists():  # replace an older model: move it aside first, rename, then delete it
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            os.replace(out, old / "m")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
