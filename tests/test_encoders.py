@@ -427,3 +427,21 @@ def test_unloadable_checkpoints_are_checkpoint_errors(tmp_path):
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     with pytest.raises(CheckpointError, match="no encoder/"):
         load_encoder(str(tmp_path / "run"))
+
+
+def test_malformed_json_configs_name_the_file_and_line(tmp_path):
+    enc = save_encoder_dir(create_vit("sc-vit-micro"), "sc-vit-micro", tmp_path / "enc")
+    text = (enc / "config.json").read_text()
+    (enc / "config.json").write_text(text[: len(text) // 2])  # cut short
+    with pytest.raises(CheckpointError, match=r"enc/config.json: malformed JSON at line \d+"):
+        load_encoder(str(tmp_path / "enc" / "model.safetensors"))
+    step = tmp_path / "run" / "checkpoints" / "step_1"
+    step.mkdir(parents=True)
+    (step / "model.safetensors").write_bytes(b"")
+    (step / "config.json").write_text('{"model": "sc-vit-micro",\n  "objective": }')
+    with pytest.raises(CheckpointError, match=r"step_1/config.json: malformed JSON at line 2"):
+        load_encoder(str(step))
+    (tmp_path / "oc.json").write_text('{"vision_cfg": {')
+    torch.save({"state_dict": {}}, tmp_path / "epoch_1.pt")
+    with pytest.raises(ConfigError, match=r"oc.json: malformed JSON at line 1"):
+        load_encoder(str(tmp_path / "epoch_1.pt"), config=str(tmp_path / "oc.json"))
