@@ -11,7 +11,10 @@ template, the short-answer instruction), greedy decoding, POPE's own answer pars
 Prints ONE JSON object: per LLM directory, POPE accuracy / F1 / yes-ratio (percent) and the
 colour questions' exact-match accuracy, with and without the caption.
 
-    python benchmarks/lm_grounding.py ~/.cache/sc-eval/world-0-v3-tinylm-llama-... --world ~/.cache/sc-eval/world-0-v3
+    python benchmarks/lm_grounding.py ~/.cache/sc-eval/world-0-v5-tinylm-llama-*/ --world ~/.cache/sc-eval/world-0-v5
+
+(the demo's tiny Llama is cached beside its world, under ``$SC_EVAL_HOME``, default
+``~/.cache/sc-eval``.)
 """
 from __future__ import annotations
 

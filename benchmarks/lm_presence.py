@@ -22,7 +22,7 @@ captions (held-out pictures), so a form that only memorises scores 50%.
 Prints ONE JSON object: per form, held-out accuracy (percent) every ``--eval-every`` steps and the
 seconds it trained.
 
-    python benchmarks/lm_presence.py --world ~/.cache/sc-eval/world-0-v3 --steps 1600
+    python benchmarks/lm_presence.py --world ~/.cache/sc-eval/world-0-v5 --steps 1600 [--llm DIR]
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ subprocess so that peak memory is its own:
   multi-hot, the IDF re-weighting, L1 normalisation, full log_softmax)
 
 ``--only superclass,superclass_compiled`` (likewise ``clip_compiled``, ``open_clip_compiled``)
-adds the model through ``torch.compile``, as ``sc-eval pretrain --compile`` trains it:
+adds the model through ``torch.compile``, as ``sc-eval pretrain`` trains it on CUDA:
 ``<name>_compile_s`` is its warm-up time beyond that many steady steps (the compilation), and
 ``<name>_over_eager_step`` the compiled / eager step ratio. ``--compile`` compiles every
 contender instead. ``--flops`` counts each model's FLOPs per image (matmul, convolution and

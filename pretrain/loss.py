@@ -1,6 +1,6 @@
 """The SuperClass loss: caption subword ids -> IDF-weighted multi-hot target -> classification loss.
 
-Default = the official x-cls/superclass code, which differs from the paper (PROTOCOLS.md §1):
+Default = what the official x-cls/superclass code does, where it and the paper's text differ:
 
 - the multi-hot target covers ALL context ids of the caption (SOT, EOT and the pad id 0 too),
   each distinct id once;

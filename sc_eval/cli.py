@@ -2,7 +2,7 @@
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
 those modules import only argparse-level things at top level, so ``--help`` and ``ls`` are instant.
-Common flags (DESIGN.md) are added here, once, to every subcommand.
+The common flags of run commands (README) are added here, once, to every such subcommand.
 """
 from __future__ import annotations
 

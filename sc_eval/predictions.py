@@ -1,4 +1,4 @@
-"""Read predictions in every format sc-eval scores (DESIGN.md `sc-eval score`).
+"""Read predictions in every format `sc-eval score` accepts.
 
 Formats, detected per record:
   sc-eval predictions jsonl     {"doc_id", "prediction", ...}

@@ -1,4 +1,4 @@
-"""Run directories: one per command, self-describing (DESIGN.md "Run directory").
+"""Run directories: one per command, self-describing (README, "Run directories").
 
     runs/<name>/config.yaml env.json argv.txt log.txt run.lock checkpoints/ predictions/ results.json
 

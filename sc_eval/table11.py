@@ -14,7 +14,7 @@ era, ``LLAVA`` under LLaVA-1.5's scripts (where LLaVA has none for a split, the 
 A column takes the first of its candidate tasks that a run evaluated, so a run with
 `textvqa_val_ocr` instead of `textvqa_val` still fills "T-VQA" (the header then names the task).
 A run scored before a column's metric existed shows "-" there rather than another rule's value.
-Only plain dict access here: `sc_eval.runner.results_markdown` calls it on every rewrite.
+Only plain dict access here: `sc_eval.results.results_markdown` calls it on every rewrite.
 """
 from __future__ import annotations
 

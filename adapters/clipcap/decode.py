@@ -11,21 +11,20 @@ same length K, so there is no padding and no position shift: an image's rows see
 they would see alone, which is why a batched caption equals the caption decoded alone (the test
 suite checks it in fp32). Images that finish leave the batch.
 
-Where the time goes, and what this module does about it (profiled on GPT-2 small, 32 images x 5
-beams; see benchmarks/caption_decode.py): the matrix products of the LM are most of it and are
-left alone; the rest was overhead, now removed:
+Beyond the LM's matrix products, beam search spends its time moving caches and scanning the
+vocabulary; this module keeps that overhead small (figures: benchmarks/README.md):
 - The LM's key/value cache is used for every step; the prefix runs through the LM once per
-  image, and only its last position goes through the 50k-wide output layer (all 40 positions
-  through it cost as much as eight decoding steps).
+  image, and only its last position goes through the 50k-wide output layer.
 - For GPT-2 (:class:`_SharedPrefixGPT2`), the prefix's keys/values are stored once per image,
   not once per beam, and the generated tokens' keys/values are written in place and never
-  reordered: each hypothesis attends to its ancestors through a mask built from back-pointers.
-  transformers' cache copies the whole cache twice a step (concatenate, then reorder by beam),
-  a cost that grows with every token. Other causal LMs use that cache.
+  reordered: each hypothesis attends to its ancestors through a mask built from back-pointers,
+  where transformers' cache would copy the whole cache twice a step (concatenate, then reorder
+  by beam). Other causal LMs use transformers' cache.
 - Each hypothesis only contributes its ``beam`` best next tokens to the ranking (the
   normalisation divides a whole row by one length, so no other token can rank higher), and
   those come from the output layer in vocabulary chunks (:func:`_top_log_probs`), so no
   [rows, vocabulary] tensor is written or scanned.
+- ``cache=False`` is the reference's cache-free search, kept as the benchmark's baseline.
 """
 from __future__ import annotations
 

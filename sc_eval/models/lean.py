@@ -1,8 +1,8 @@
 """Memory-lean transformer blocks for training: same maths, same gradients, fewer saved tensors.
 
-Why: at batch 32 a ViT-B/16 training step keeps ~3.7 GB of activations for backward (more
-than its weights, gradients and AdamW moments together), and autograd saves several tensors
-that are cheap functions of others it also keeps:
+Why: activations saved for backward are most of a ViT's training memory at useful batch sizes
+(more than its weights, gradients and AdamW moments together), and autograd saves several
+tensors that are cheap functions of others it also keeps:
 
 - the LayerNorm output (``norm1``/``norm2``) that feeds ``qkv``/``fc1`` is saved next to the
   LayerNorm input, mean and rstd, from which it is recomputed exactly;
@@ -13,8 +13,8 @@ that are cheap functions of others it also keeps:
 Three autograd Functions below save only the second tensor of each pair and recompute the
 first in backward with the same kernels, so forward values and every gradient are bitwise those
 of the stock modules (tests/test_pretrain_loss.py checks it). That removes 7 of the ~17
-[B, N, D]-sized tensors saved per block (1.3 GB of saved tensors at batch 32 on ViT-B/16:
-4.08 -> 2.75 GB) for three elementwise recomputations (~3% of a CPU step). A fourth,
+[B, N, D]-sized tensors saved per block, about a third of the saved activations, for three
+elementwise recomputations (figures: benchmarks/README.md, ``pretrain_step.py``). A fourth,
 ``split_heads``, only assembles the q/k/v gradient with one copy instead of a strided stack
 plus a copy. ``lean_blocks`` swaps timm ``Block``s for ``LeanBlock``s that own
 the same submodules, so state-dict keys, checkpoints and exports are unchanged.

@@ -1,6 +1,6 @@
 """Writers for the question-answering benchmarks: VQAv2, TextVQA, GQA, POPE and ScienceQA.
 
-Each writes the official file layout and field names (see PROTOCOLS.md section 4), so a task's
+Each writes the official file layout and field names (docs/data-layouts.md), so a task's
 loader cannot tell the embedded world from the real download. Questions come from the scene
 (sc_eval.world.text); human answers carry realistic variation so the three VQA accuracy
 variants give different numbers, as they do on real data.
