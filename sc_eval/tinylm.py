@@ -221,6 +221,10 @@ def tiny_lm_key(kind: str, seed: int, steps: int | None) -> str:
     return f"tinylm-{kind}-s{seed}-v{VERSION}-{key}"
 
 
+def _saved(folder: Path) -> bool:
+    return (folder / "config.json").exists() and (folder / "tinylm.json").exists()
+
+
 def ensure_tiny_lm(kind: str = "gpt2", world_root=None, seed: int = 0, steps: int | None = None) -> Path:
     """The cached tiny LM trained on ``world_root``'s text (trained on first use, ~1 minute).
 
@@ -234,8 +238,15 @@ def ensure_tiny_lm(kind: str = "gpt2", world_root=None, seed: int = 0, steps: in
         world_root = ensure_world()
     world_root = Path(world_root)
     out = world_root.parent / f"{world_root.name}-{tiny_lm_key(kind, seed, steps)}"
-    if (out / "config.json").exists() and (out / "tinylm.json").exists():
+    if _saved(out):
         return out
+    # The same model saved under the key cut to 8 characters (before fingerprints had one
+    # length): reused, so that adapters which recorded its path still find it.
+    stem, _, key = out.name.rpartition("-")
+    for old in sorted(out.parent.glob(f"{stem}-*")):
+        short = old.name.rpartition("-")[2]
+        if len(short) >= 8 and key.startswith(short) and _saved(old):
+            return old
     log.info("training the tiny %s LM on %s (once; cached in %s)", kind, world_root / "text/corpus.txt", out)
     chat = world_root / "llava" / "finetune.json" if kind == "llama" else None
     return train_tiny_lm(kind, out, world_root / "text" / "corpus.txt", steps=steps, seed=seed,
