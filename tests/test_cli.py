@@ -87,9 +87,11 @@ def test_config_file_is_read_in_every_form_argparse_accepts(tmp_path, form):
 def test_config_values_meet_the_flags_own_checks(tmp_path, capsys, text, fragment):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(text)
-    assert main(["probe", "--encoder", "random:sc-vit-micro", f"--config={cfg}"]) == 2
+    run = tmp_path / "run"
+    assert main(["probe", "--encoder", "random:sc-vit-micro", f"--config={cfg}", "--output-dir", str(run)]) == 2
     err = capsys.readouterr().err
     assert f"--config {cfg}: " in err and fragment in err and err.count("\n") == 1
+    assert not run.exists()  # refused before anything ran
 
 
 def test_ls_adapters_lists_every_adapter_with_a_command_that_runs_it(capsys):
