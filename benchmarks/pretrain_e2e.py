@@ -23,7 +23,6 @@ Prints ONE JSON object: ``step_images_per_s``, ``<mode>_images_per_s``,
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -40,6 +39,7 @@ def step_alone(args) -> float:
     from sc_eval.models import resolve_config
     from sc_eval.pretrain.loss import SuperClassLoss
     from sc_eval.pretrain.models import SuperClassModel, param_groups
+    from sc_eval.runtime.precision import autocast
 
     device = torch.device(args.device)
     cfg = resolve_config(args.model)
@@ -53,7 +53,7 @@ def step_alone(args) -> float:
     ids = torch.zeros(args.batch_size, 77, dtype=torch.long)
     ids[:, 0], ids[:, 1:13], ids[:, 13] = 49406, torch.randint(1, 49000, (args.batch_size, 12), generator=g), 49407
     ids = ids.to(device)
-    amp = torch.autocast(device.type, dtype=torch.bfloat16) if args.precision == "bf16" else contextlib.nullcontext()
+    amp = autocast(device, args.precision)
 
     def sync():
         if device.type == "cuda":

@@ -21,7 +21,7 @@ measured dense matmul rate, ``matmul_tflops``).
 
 Each runs with its own tool's optimizer settings (sc-eval: fused AdamW; open_clip_train: torch's
 default AdamW, which on a CPU is the per-tensor loop). sc-eval's models train with the
-memory-lean blocks of ``sc_eval.pretrain.lean`` as the trainer does (``--stock-blocks``: timm's
+memory-lean blocks of ``sc_eval.models.lean`` as the trainer does (``--stock-blocks``: timm's
 blocks, to measure what they cost or save). Prints ONE JSON object: ``<name>_step_s`` (median of
 all timed steps), ``<name>_peak_mb`` and the ratios the targets are stated in. Peak memory is the
 process's peak RSS above its RSS before the model was built (CPU) or
@@ -106,9 +106,9 @@ def build(kind: str, lean: bool = True):
         model, crit = SuperClassModel("vit-b-16", lean=lean), SuperClassLoss()
         return model, lambda m, x, t: crit(m(x), t)
     if kind == "clip":
-        from sc_eval.pretrain.models import ClipLoss, ClipModel
+        from sc_eval.pretrain.models import ClipModel, clip_criterion
 
-        model, crit = ClipModel("vit-b-16", lean=lean), ClipLoss()
+        model, crit = ClipModel("vit-b-16", lean=lean), clip_criterion()
         return model, lambda m, x, t: crit(*m(x, t))
     if kind == "open_clip":
         import open_clip
@@ -158,13 +158,12 @@ def _flops_per_image(module, step_loss, x, ids) -> float:
 
 
 def worker(args) -> dict:
-    import contextlib
-
     if args.exact_rss:
         _exact_rss()
     import torch
 
     from sc_eval.pretrain.models import param_groups
+    from sc_eval.runtime.precision import autocast
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
     device = torch.device(args.device)
@@ -182,8 +181,7 @@ def worker(args) -> dict:
     opt = torch.optim.AdamW(param_groups(model, 0.2), lr=1e-4, betas=(0.9, 0.98), eps=1e-6, fused=True if ours else None)
     x = torch.randn(args.batch_size, 3, 224, 224, device=device)
     ids = _tokens(args.batch_size).to(device)
-    amp = (torch.autocast(device.type, dtype=torch.bfloat16) if args.precision == "bf16"
-           else contextlib.nullcontext())
+    amp = autocast(device, args.precision)
     flops = None
     if args.flops:  # eager, 2 images: counted before the timed steps, gradients dropped
         with amp:
@@ -214,7 +212,9 @@ def _matmul_tflops(device: str, precision: str) -> float:
     """The device's achievable dense matmul rate (8192^3, bf16 or fp32), TFLOP/s."""
     import torch
 
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    from sc_eval.runtime.precision import compute_dtype
+
+    dtype = compute_dtype(precision)
     n = 8192 if device.startswith("cuda") else 1024
     a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(3):

@@ -2,8 +2,7 @@
 
 Modules: ``loss`` (SuperClassLoss: labels + online IDF + loss), ``tokenize`` (CLIP BPE or a local
 HF tokenizer), ``models`` (tower + head, and the CLIP baseline), ``data`` (webdataset shards,
-jsonl, HF datasets, exact-resume streaming), ``lean`` (memory-lean training blocks: same
-gradients, fewer saved activations), ``parallel`` (DDP / FSDP wrapping and full-state
+jsonl, HF datasets, exact-resume streaming), ``parallel`` (DDP / FSDP wrapping and full-state
 checkpoints), ``checkpoint`` (run-directory layout), ``trainer`` and ``command``
 (`sc-eval pretrain`). Importing this package imports no torch: names are resolved on first use.
 """
@@ -13,7 +12,6 @@ _LAZY = {
     "SuperClassLoss": "sc_eval.pretrain.loss",
     "SuperClassModel": "sc_eval.pretrain.models",
     "ClipModel": "sc_eval.pretrain.models",
-    "ClipLoss": "sc_eval.pretrain.models",
 }
 
 __all__ = sorted(_LAZY)

@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from sc_eval.errors import CheckpointError
+from sc_eval.io import read_json
 
 
 def rng_state() -> dict:
@@ -80,8 +81,6 @@ def find_checkpoint(run_dir: Path, spec: str) -> Path | None:
 
 def load_checkpoint(step_dir: Path, model, config: dict) -> dict:
     """Load weights into ``model`` (names every mismatched key) and return the train state."""
-    import json
-
     import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -89,10 +88,7 @@ def load_checkpoint(step_dir: Path, model, config: dict) -> dict:
     from sc_eval.encoders.base import check_state_dict
 
     step_dir = Path(step_dir)
-    try:
-        saved = json.loads((step_dir / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{step_dir / 'config.json'}: unreadable ({e})") from None
+    saved = read_json(step_dir / "config.json", error=CheckpointError)
     if saved.get("objective") != config.get("objective"):
         raise CheckpointError(f"{step_dir}: trained with --objective {saved.get('objective')}, this run uses "
                               f"{config.get('objective')}; resume with the same objective or use a new --output-dir")

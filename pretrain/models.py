@@ -13,7 +13,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
+
+from sc_eval.models.text import TextTower
 
 # Text towers for the CLIP baseline, keyed by the vision width (open_clip's pairings for
 # S/B/L; the tiny ones mirror the vision tower so a laptop run stays balanced).
@@ -45,8 +46,8 @@ class SuperClassModel(nn.Module):
         from sc_eval.models import create_vit
 
         self.visual = create_vit(vit_cfg)
-        if lean:  # same maths and gradients, ~40% fewer saved activations (see lean.py)
-            from sc_eval.pretrain.lean import lean_blocks
+        if lean:  # same maths and gradients, ~40% fewer saved activations (see sc_eval/models/lean.py)
+            from sc_eval.models.lean import lean_blocks
 
             lean_blocks(self.visual)
         self.vit_cfg = self.visual.sc_config
@@ -58,64 +59,6 @@ class SuperClassModel(nn.Module):
 
     def forward(self, images, token_ids=None):
         return self.head(self.visual(images))
-
-
-class _TextBlock(nn.Module):
-    """Pre-LN causal transformer block using F.scaled_dot_product_attention."""
-
-    def __init__(self, width: int, heads: int):
-        super().__init__()
-        self.heads = heads
-        self.ln_1 = nn.LayerNorm(width)
-        self.qkv = nn.Linear(width, 3 * width)
-        self.out = nn.Linear(width, width)
-        self.ln_2 = nn.LayerNorm(width)
-        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
-
-    def forward(self, x):
-        # The memory-lean Functions of lean.py: the same maths as ln -> linear, gelu -> linear
-        # and merge-heads -> linear, without saving the recomputable intermediate tensors.
-        from sc_eval.pretrain.lean import gelu_linear, heads_linear, norm_linear, split_heads
-
-        q, k, v = split_heads(norm_linear(x, self.ln_1, self.qkv), self.heads)
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        x = x + heads_linear(a, self.out)
-        return x + gelu_linear(norm_linear(x, self.ln_2, self.mlp[0]), self.mlp[2])
-
-
-class TextTower(nn.Module):
-    """CLIP-style causal text transformer; the feature is the EOT position's output."""
-
-    def __init__(self, vocab_size: int, width: int, layers: int, heads: int, embed_dim: int,
-                 context_length: int = 77, eot_id: int | None = 49407):
-        super().__init__()
-        self.eot_id = eot_id
-        self.grad_checkpointing = False
-        self.token_embedding = nn.Embedding(vocab_size, width)
-        self.positional_embedding = nn.Parameter(torch.empty(context_length, width))
-        self.blocks = nn.ModuleList(_TextBlock(width, heads) for _ in range(layers))
-        self.ln_final = nn.LayerNorm(width)
-        self.proj = nn.Linear(width, embed_dim, bias=False)
-        nn.init.normal_(self.token_embedding.weight, std=0.02)
-        nn.init.normal_(self.positional_embedding, std=0.01)
-        for blk in self.blocks:  # open_clip's scaled init
-            nn.init.normal_(blk.qkv.weight, std=width ** -0.5)
-            nn.init.normal_(blk.out.weight, std=(width ** -0.5) * (2 * layers) ** -0.5)
-            nn.init.normal_(blk.mlp[0].weight, std=(2 * width) ** -0.5)
-            nn.init.normal_(blk.mlp[2].weight, std=(width ** -0.5) * (2 * layers) ** -0.5)
-        nn.init.normal_(self.proj.weight, std=width ** -0.5)
-
-    def forward(self, ids):
-        x = self.token_embedding(ids) + self.positional_embedding[: ids.shape[1]]
-        for blk in self.blocks:
-            x = checkpoint(blk, x, use_reentrant=False) if self.grad_checkpointing and self.training else blk(x)
-        x = self.ln_final(x)
-        if self.eot_id is not None:
-            is_eot = ids == self.eot_id
-            pos = torch.where(is_eot.any(1), is_eot.int().argmax(1), torch.full_like(ids[:, 0], ids.shape[1] - 1))
-        else:
-            pos = torch.full_like(ids[:, 0], ids.shape[1] - 1)
-        return self.proj(x[torch.arange(ids.shape[0], device=ids.device), pos])
 
 
 class ClipModel(nn.Module):
@@ -130,7 +73,7 @@ class ClipModel(nn.Module):
 
         self.visual = create_vit(vit_cfg)
         if lean:
-            from sc_eval.pretrain.lean import lean_blocks
+            from sc_eval.models.lean import lean_blocks
 
             lean_blocks(self.visual)
         self.vit_cfg = self.visual.sc_config
@@ -155,28 +98,14 @@ class ClipModel(nn.Module):
         return img, txt, self.logit_scale.clamp(max=math.log(100)).exp()
 
 
-class ClipLoss(nn.Module):
-    """Symmetric InfoNCE. Under a process group, features are gathered from every rank WITH
-    gradients and each rank scores its own rows against all columns (open_clip's
-    ``local_loss + gather_with_grad``): DDP's gradient averaging then equals the full-batch loss.
-    """
+def clip_criterion(rank: int = 0, world: int = 1) -> nn.Module:
+    """The CLIP baseline's loss: open_clip's symmetric InfoNCE (``ClipLoss``). Under a process
+    group, features are gathered from every rank WITH gradients and each rank scores its own
+    rows against all columns (``local_loss + gather_with_grad``): DDP's gradient averaging then
+    equals the full-batch loss. Called as ``criterion(image_features, text_features, scale)``."""
+    from open_clip.loss import ClipLoss
 
-    def forward(self, img, txt, scale):
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            from torch.distributed.nn.functional import all_gather
-
-            all_img = torch.cat(all_gather(img), 0)
-            all_txt = torch.cat(all_gather(txt), 0)
-            offset = dist.get_rank() * img.shape[0]
-        else:
-            all_img, all_txt, offset = img, txt, 0
-        labels = torch.arange(img.shape[0], device=img.device) + offset
-        up = lambda x: x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # noqa: E731
-        logits_i = scale * up(img) @ up(all_txt).t()
-        logits_t = scale * up(txt) @ up(all_img).t()
-        return (F.cross_entropy(logits_i, labels) + F.cross_entropy(logits_t, labels)) / 2
+    return ClipLoss(local_loss=True, gather_with_grad=True, rank=rank, world_size=world)
 
 
 def build_model(objective: str, vit_cfg, tokenizer, lean: bool = True):

@@ -14,7 +14,6 @@ when it logs or saves, which is also where a non-finite loss stops the run.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -23,31 +22,14 @@ import time
 from pathlib import Path
 
 from sc_eval.errors import ConfigError, ScEvalError
+from sc_eval.runtime.precision import autocast, check_precision, grad_scaler
+from sc_eval.runtime.schedules import warmup_cosine
 
 log = logging.getLogger("sc_eval.pretrain")
 
 
 class TrainingDiverged(ScEvalError):
     """The loss became NaN or infinite."""
-
-
-def lr_lambda(warmup: int, total: int):
-    """Linear warm-up from 0 then cosine to 0 (open_clip's cosine_lr), as a LambdaLR factor."""
-    def f(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        span = max(1, total - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(step - warmup, span) / span))
-    return f
-
-
-def _autocast(device: str, precision: str):
-    import torch
-
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
 
 
 def _check_args(args, world: int):
@@ -57,8 +39,7 @@ def _check_args(args, world: int):
     if args.batch_size <= 0 or args.batch_size % per:
         raise ConfigError(f"--batch-size {args.batch_size} must be a positive multiple of processes x "
                           f"--grad-accum = {world} x {args.grad_accum}")
-    if args.precision == "fp16" and not args.device.startswith("cuda"):
-        raise ConfigError("--precision fp16 needs a CUDA device; use bf16 or fp32 on CPU")
+    check_precision(args.precision, args.device)
 
 
 def _prepare_run_dir(args, is_main: bool):
@@ -127,10 +108,8 @@ def _resume_batch(data: dict, args, ckpt) -> int:
 
 
 def _tensorboard(path: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is optional
-        return None
+    from torch.utils.tensorboard import SummaryWriter
+
     return SummaryWriter(str(path))
 
 
@@ -146,7 +125,7 @@ def train(args) -> dict:
     from sc_eval.pretrain.data import PretrainStream, make_loader, open_source, resolve_decode, to_device
     from sc_eval.pretrain import parallel
     from sc_eval.pretrain.loss import SuperClassLoss
-    from sc_eval.pretrain.models import ClipLoss, build_model, named_param_groups, param_groups
+    from sc_eval.pretrain.models import build_model, clip_criterion, named_param_groups, param_groups
     from sc_eval.pretrain.tokenize import build_tokenizer
 
     args.device = D.resolve_device(args.device)
@@ -166,7 +145,7 @@ def train(args) -> dict:
                                    mask_special=args.mask_special, special_ids=tokenizer.special_ids,
                                    dataset_size=args.dataset_size)
     else:
-        criterion = ClipLoss()
+        criterion = clip_criterion(rank, world)
     ckpt_config = {"model": vit_cfg, "objective": args.objective, "tokenizer": tokenizer.name,
                    "vocab_size": tokenizer.vocab_size, "text": getattr(model, "text_cfg", None),
                    "idf": args.idf, "loss": args.loss, "global_batch": args.batch_size}
@@ -216,8 +195,9 @@ def train(args) -> dict:
     optimizer = torch.optim.AdamW(param_groups(raw_model, args.wd), lr=args.lr, betas=(0.9, args.beta2),
                                   eps=1e-6, fused=device.type in ("cuda", "cpu"))
     warmup = args.warmup if args.warmup is not None else min(500, args.steps // 10)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(warmup, args.steps))
-    scaler = torch.amp.GradScaler("cuda", enabled=args.precision == "fp16")
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup, args.steps))
+    scaler = grad_scaler(device, args.precision)
+    amp = autocast(device, args.precision)
     if state is not None:
         parallel.load_optimizer_state(raw_model, optimizer, state["optimizer"], group_names)
         scheduler.load_state_dict(state["scheduler"])
@@ -365,7 +345,7 @@ def train(args) -> dict:
                 images, tokens, n_failed = to_device(batch, device, args.seed, vit_cfg["mean"], vit_cfg["std"])
                 n_corrupt += batch["n_corrupt"] + n_failed
                 sync = world > 1 and micro < args.grad_accum - 1
-                with parallel.no_sync(model, sync), _autocast(args.device, args.precision):
+                with parallel.no_sync(model, sync), amp:
                     if args.objective == "superclass":
                         loss = criterion(model(images), tokens)
                     else:

@@ -72,13 +72,6 @@ def llama_tokenizer():
     several spaces can be split into different pieces, as with any converted Llama tokenizer.
     """
     model = package_file("mistral_common", "data/tokenizer.model.v1", "pip install mistral-common")
-    for dep, pkg in (("sentencepiece", "sentencepiece"), ("google.protobuf", "protobuf")):
-        try:
-            found = importlib.util.find_spec(dep) is not None
-        except ModuleNotFoundError:
-            found = False
-        if not found:
-            raise MissingDependencyError(f"converting {model.name} needs {pkg}; pip install {pkg}")
     from transformers import LlamaTokenizer
 
     # from_pretrained reads "tokenizer.model" from a folder; the wheel's file has another name.
@@ -110,8 +103,6 @@ def lm_tokenizer(family: str):
 
 def clip_tokenizer(context_length: int = 77):
     """open_clip's ``SimpleTokenizer`` (OpenAI CLIP BPE: 49,408 ids, SOT 49406, EOT 49407)."""
-    if importlib.util.find_spec("open_clip") is None:
-        raise MissingDependencyError("the 'open_clip' package is not installed; pip install open-clip-torch")
     from open_clip.tokenizer import SimpleTokenizer
 
     return SimpleTokenizer(context_length=context_length)

@@ -11,24 +11,20 @@ Files are written atomically (temp file + rename): a killed run leaves no half f
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from pathlib import Path
 
+from sc_eval.data.images import load_image
 from sc_eval.errors import ConfigError
+from sc_eval.runtime import home
+from sc_eval.runtime.dist import is_main
+from sc_eval.runtime.fingerprint import Hasher
 
 log = logging.getLogger(__name__)
 
 KINDS = ("pooled", "tokens")
 CACHE_VERSION = 2  # 2: file size and mtime in the key
-
-
-def default_cache_dir() -> Path:
-    """``$SC_EVAL_HOME/features`` (default ``~/.cache/sc-eval/features``)."""
-    home = os.environ.get("SC_EVAL_HOME") or str(Path.home() / ".cache" / "sc-eval")
-    return Path(home) / "features"
 
 
 def _transform_description(encoder) -> str:
@@ -38,8 +34,7 @@ def _transform_description(encoder) -> str:
 
 def cache_key(encoder, image_paths, dataset_key: str, split: str, kind: str, layer: int,
               precision: str = "fp32") -> str:
-    """The sha256 naming the cache file (see the module docstring for what it covers)."""
-    h = hashlib.sha256()
+    """The fingerprint naming the cache file (see the module docstring for what it covers)."""
     head = {
         "version": CACHE_VERSION,
         "encoder": encoder.fingerprint,
@@ -51,7 +46,7 @@ def cache_key(encoder, image_paths, dataset_key: str, split: str, kind: str, lay
     }
     if precision != "fp32":  # fp32 keys stay what they were before the field existed
         head["precision"] = precision
-    h.update(json.dumps(head, sort_keys=True).encode())
+    h = Hasher().json(head)
     for p in image_paths:
         path = Path(p).absolute()
         try:
@@ -59,24 +54,8 @@ def cache_key(encoder, image_paths, dataset_key: str, split: str, kind: str, lay
             stamp = f"{st.st_size}:{st.st_mtime_ns}"
         except OSError:  # a missing image: encoding it names the file
             stamp = "missing"
-        h.update(b"\0" + os.fspath(path).encode() + b"\0" + stamp.encode())
-    return h.hexdigest()
-
-
-def _load_image(path):
-    try:
-        from sc_eval.data.images import load_image
-    except ImportError:  # the data package is optional for this module
-        from PIL import Image
-
-        from sc_eval.errors import DataError
-
-        try:
-            with Image.open(path) as im:
-                return im.convert("RGB")
-        except (OSError, ValueError) as e:
-            raise DataError(f"{path}: cannot read image ({e})") from None
-    return load_image(path)
+        h.bytes(b"\0" + os.fspath(path).encode() + b"\0" + stamp.encode())
+    return h.hex()
 
 
 def _read_cached(path: Path, n: int):
@@ -92,17 +71,6 @@ def _read_cached(path: Path, n: int):
         log.warning("%s: cached %d rows for %d images; re-encoding", path, feats.shape[0], n)
         return None
     return feats
-
-
-def _show_progress(progress: bool, n_batches: int) -> bool:
-    if not progress or n_batches < 2:
-        return False
-    try:
-        from sc_eval.runtime.dist import is_main
-
-        return is_main()
-    except ImportError:  # pragma: no cover - runtime is part of the package
-        return True
 
 
 def encode_images(encoder, image_paths, dataset_key: str, split: str, kind: str = "pooled",
@@ -125,7 +93,7 @@ def encode_images(encoder, image_paths, dataset_key: str, split: str, kind: str 
     paths = [os.fspath(p) for p in image_paths]
     amp = autocast(getattr(encoder, "device", "cpu"), precision)  # checks the precision before any work
     key = cache_key(encoder, paths, dataset_key, split, kind, layer, precision)
-    path = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = Path(cache_dir) if cache_dir is not None else home.cache_dir("features")
     path = path / f"{key}.safetensors"
     if path.is_file():
         feats = _read_cached(path, len(paths))
@@ -137,14 +105,14 @@ def encode_images(encoder, image_paths, dataset_key: str, split: str, kind: str 
     index = {p: i for i, p in enumerate(unique)}
     batches = [unique[i:i + batch_size] for i in range(0, len(unique), batch_size)]
     it = batches
-    if _show_progress(progress, len(batches)):
+    if progress and len(batches) > 1 and is_main():
         from tqdm.auto import tqdm
 
         it = tqdm(batches, desc=f"encode {dataset_key}/{split}", unit="batch")
     chunks = []
     with torch.inference_mode(), amp:
         for batch in it:
-            x = torch.stack([encoder.transform(_load_image(p)) for p in batch])
+            x = torch.stack([encoder.transform(load_image(p)) for p in batch])
             out = encoder.forward_pooled(x) if kind == "pooled" else encoder.forward_tokens(x, layer=layer)
             chunks.append(out.float().cpu())
     if chunks:

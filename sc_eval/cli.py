@@ -18,6 +18,7 @@ import yaml
 
 from sc_eval import rundir
 from sc_eval.errors import ConfigError, ScEvalError
+from sc_eval.runtime.precision import PRECISIONS
 
 # name -> (module, one-line help)
 COMMANDS = {
@@ -47,8 +48,6 @@ def _number_type(kind, low, low_inclusive: bool = True, high=None, hint: str = "
 
     def check(text):
         try:
-            if kind is int and isinstance(text, (float, bool)):  # a config file's 2.5 or true
-                raise ValueError
             value = kind(text)
         except (TypeError, ValueError):
             raise argparse.ArgumentTypeError(f"expected {want}, got {text!r}") from None
@@ -59,7 +58,6 @@ def _number_type(kind, low, low_inclusive: bool = True, high=None, hint: str = "
             raise argparse.ArgumentTypeError(f"expected {want}, got {text!r}{hint}")
         return value
 
-    check.range_checked = True  # --config values are put through it too
     return check
 
 
@@ -103,7 +101,7 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--output-dir", default=None, help="run directory (default: runs/<command>-<timestamp>)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:N, mps or auto (default: cuda if available)")
-    g.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+    g.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="autocast precision (default fp32; bf16 on GPUs)")
     g.add_argument("--batch-size", type=positive_int, default=None,
                    help="global batch size (command default if omitted)")
@@ -114,20 +112,39 @@ def add_common_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
-def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser that keeps its subcommands' parsers by name (``commands``)."""
+
+    commands: dict
+
+
+class _ParseError(Exception):
+    pass
+
+
+class _CheckingParser(_Parser):
+    """A parser whose usage errors are raised (to name the config file a bad value came from)."""
+
+    def error(self, message):
+        raise _ParseError(message)
+
+
+def build_parser(selected: str | None = None, parser_class=_Parser) -> argparse.ArgumentParser:
     """The parser; only the selected subcommand's module is imported (all when None)."""
-    parser = argparse.ArgumentParser(
+    parser = parser_class(
         prog="sc-eval",
         description="SuperClass pretraining and the paper's downstream protocol for vision encoders.",
     )
     from sc_eval import __version__
 
     parser.add_argument("--version", action="version", version=f"sc-eval {__version__}")
+    parser.commands = {}
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_,
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         p.set_defaults(_module=module)
+        parser.commands[name] = p
         if selected is not None and name != selected:
             continue
         if name in RUN_COMMANDS:
@@ -136,11 +153,22 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _config_path(argv: list[str]) -> str | None:
+    """The value of ``--config`` in any form argparse reads (``--config F``, ``--config=F``, ``--conf F``)."""
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--config")
+    return first.parse_known_args(argv)[0].config
+
+
 def _apply_config_defaults(parser: argparse.ArgumentParser, argv: list[str]) -> None:
-    """`--config FILE`: YAML keys become defaults of the chosen subcommand (flags still win)."""
-    if "--config" not in argv:
+    """`--config FILE`: YAML keys become defaults of the chosen subcommand (flags still win).
+
+    Each value is read by the subcommand's own flag (its type, range and choices), as if it had
+    been given on the command line: a bad value is refused naming the file and the key.
+    """
+    path = _config_path(argv)
+    if path is None:
         return
-    path = argv[argv.index("--config") + 1]
     try:
         with open(path, encoding="utf-8") as f:
             values = yaml.safe_load(f) or {}
@@ -153,13 +181,12 @@ def _apply_config_defaults(parser: argparse.ArgumentParser, argv: list[str]) -> 
                           "fix the file (flag names as keys, e.g. `steps: 300`)") from None
     if not isinstance(values, dict):
         raise ScEvalError(f"--config {path}: expected a mapping of flag names to values")
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    cmd = next((a for a in argv if a in sub.choices), None)
+    defaults = vars(parser.parse_args(argv))  # the chosen command's flags, as the command line sets them
+    cmd = defaults.get("command")
     if cmd is None:
         return
-    subp = sub.choices[cmd]
-    actions = {a.dest: a for a in subp._actions}
-    known = set(actions)
+    known = {dest for dest in defaults if not dest.startswith("_") and dest != "command"}
+    checker = None
     clean = {}
     for k, v in values.items():
         dest = str(k).replace("-", "_")
@@ -168,14 +195,16 @@ def _apply_config_defaults(parser: argparse.ArgumentParser, argv: list[str]) -> 
 
             raise ScEvalError(f"--config {path}: unknown key {k!r} for `sc-eval {cmd}`"
                               f"{did_you_mean(dest, known)}")
-        check = actions[dest].type
-        if v is not None and getattr(check, "range_checked", False):  # a default skips argparse's check
+        if isinstance(v, (str, int, float)):  # read by the flag itself: `--key=value` (a bool: `--key`)
+            flag = "--" + dest.replace("_", "-")
+            checker = checker or build_parser(cmd, parser_class=_CheckingParser)
             try:
-                v = check(v)
-            except argparse.ArgumentTypeError as e:
-                raise ScEvalError(f"--config {path}: {k}: {e}") from None
+                got = getattr(checker.parse_args([*argv, flag if isinstance(v, bool) else f"{flag}={v}"]), dest)
+            except _ParseError as e:
+                raise ScEvalError(f"--config {path}: {k}: {v!r}: {e}") from None
+            v = v if isinstance(v, bool) else got
         clean[dest] = v
-    subp.set_defaults(**clean)
+    parser.commands[cmd].set_defaults(**clean)
 
 
 def main(argv: list[str] | None = None) -> int:

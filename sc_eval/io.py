@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from sc_eval.errors import ConfigError, DataError
+from sc_eval.errors import ConfigError, DataError, ScEvalError
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
@@ -72,19 +72,21 @@ def atomic_torch_save(path, obj: Any) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def read_json(path) -> Any:
+def read_json(path, error: type[ScEvalError] = DataError) -> Any:
+    """The JSON value in ``path``; a missing, unreadable or malformed file raises ``error``
+    (DataError for data, CheckpointError for a model's config) naming the file and the line."""
     path = Path(path)
     if not path.exists():
-        raise DataError(f"{path}: file not found")
+        raise error(f"{path}: file not found")
     if path.is_dir():
-        raise DataError(f"{path}: a directory, where a JSON file was expected")
+        raise error(f"{path}: a directory, where a JSON file was expected")
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as e:
-        raise DataError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+        raise error(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     except UnicodeDecodeError:
-        raise DataError(f"{path}: not a JSON file (its bytes are not UTF-8 text)") from None
+        raise error(f"{path}: not a JSON file (its bytes are not UTF-8 text)") from None
 
 
 def iter_jsonl(path, skip_truncated_tail: bool = False) -> Iterator[dict]:

@@ -18,6 +18,7 @@ from sc_eval.io import AppendLog, atomic_write_json, atomic_write_text, iter_jso
 from sc_eval.results import read_results, results_markdown, update_results  # noqa: F401 (re-exported)
 from sc_eval.rundir import locked
 from sc_eval.runtime import dist
+from sc_eval.runtime.fingerprint import same
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +49,25 @@ def _read_records(paths) -> dict[str, dict]:
     return out
 
 
-def _check_fingerprint(meta_path: Path, pred_paths: list[Path], fp: str, overwrite: bool, task: str) -> None:
+def _same_setup(meta: dict, fp: str, adapter_fp: str, task: tasks_api.Task) -> bool:
+    """Whether stored predictions were made with this setup. The task's fingerprint hashes the
+    adapter's as text, so one made when the adapter's fingerprint was cut at another length is
+    recomputed from the adapter fingerprint stored beside it, once that one is known the same."""
+    stored = meta.get("fingerprint")
+    if same(stored, fp):
+        return True
+    old_adapter = meta.get("adapter")
+    return (isinstance(old_adapter, str) and same(old_adapter, adapter_fp)
+            and same(stored, tasks_api.fingerprint(old_adapter, task)))
+
+
+def _check_fingerprint(meta_path: Path, pred_paths: list[Path], fp: str, overwrite: bool, task: tasks_api.Task,
+                       adapter_fp: str) -> None:
     meta = read_json(meta_path) if meta_path.exists() else None
-    if meta and meta.get("fingerprint") != fp:
+    if meta and not _same_setup(meta, fp, adapter_fp, task):
         if not overwrite:
             raise ConfigError(
-                f"{meta_path.parent}: predictions for {task} were made with a different setup "
+                f"{meta_path.parent}: predictions for {task.name} were made with a different setup "
                 f"(fingerprint {meta.get('fingerprint')} != {fp}); use --overwrite to replace them "
                 "or another --output-dir")
         for p in pred_paths:
@@ -88,7 +102,7 @@ def run_task(task: tasks_api.Task, adapter, run_dir: Path, data_root: Path, limi
     meta_path = pred_dir / f"{task.name}.meta.json"
     fp = tasks_api.fingerprint(adapter.fingerprint(), task)
     if r == 0:
-        _check_fingerprint(meta_path, [main_path, *shard_paths], fp, overwrite, task.name)
+        _check_fingerprint(meta_path, [main_path, *shard_paths], fp, overwrite, task, adapter.fingerprint())
         atomic_write_json(meta_path, {"fingerprint": fp, **task.describe(),
                                       "adapter": adapter.fingerprint()})
     dist.barrier()

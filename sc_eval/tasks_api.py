@@ -6,11 +6,9 @@ the first time one of its functions is needed. Extra task folders can be added w
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import inspect
-import json
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ import yaml
 
 from sc_eval.errors import ConfigError, DataError, did_you_mean
 from sc_eval.io import check_name
+from sc_eval.runtime.fingerprint import Hasher, digest
 
 SUBMISSION_ONLY = "submission"  # tasks whose metrics come from a test server
 
@@ -106,7 +105,7 @@ class Task:
         text = self.prompt or ""
         if self.doc_to_text:
             text += inspect.getsource(self.fn(self.doc_to_text))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return Hasher().text(text).hex()
 
     def targets(self, doc: dict):
         if self.target_field:
@@ -130,10 +129,6 @@ class Task:
             metrics, stderr = out if isinstance(out, tuple) else (out, {})
             return dict(metrics), {k: float(v) for k, v in dict(stderr or {}).items() if v is not None}
         return self._means(records)
-
-    def aggregate_records(self, records: list[dict]) -> dict:
-        """Corpus metrics: the utils aggregate when given, else the mean of each per-doc score x100."""
-        return self.score_records(records)[0]
 
     def _means(self, records: list[dict]) -> tuple[dict, dict]:
         """Each metric's mean of the per-doc scores x100 and its standard error (sample std over
@@ -248,8 +243,8 @@ def names_a_group(spec: str, include: list | tuple = ()) -> bool:
 
 
 def fingerprint(adapter_fingerprint: str, task: Task) -> str:
-    blob = json.dumps({"adapter": adapter_fingerprint, **task.describe()}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+    """What a task's predictions depend on: the adapter's fingerprint and the task's description."""
+    return digest({"adapter": adapter_fingerprint, **task.describe()})
 
 
 def template_fields(template: str) -> list[str]:

@@ -18,16 +18,15 @@ cross-entropy, computed over the used ids only. The saved model is an ordinary f
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from sc_eval.errors import ConfigError, DataError
+from sc_eval.io import atomic_directory
+from sc_eval.runtime.fingerprint import digest
+from sc_eval.runtime.schedules import warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -83,25 +82,13 @@ def build_tiny_lm(kind: str, seed: int = 0, **overrides):
 
 
 def save_lm(model, tokenizer, out_dir, info: dict | None = None) -> Path:
-    """save_pretrained model + tokenizer into a temp sibling, then rename it into place."""
+    """save_pretrained model + tokenizer into ``out_dir``, which appears whole or not at all."""
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         model.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         if info is not None:
             (tmp / "tinylm.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        if out.exists():  # replace an older model: move it aside first, rename, then delete it
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-            os.replace(out, old / "m")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -168,13 +155,7 @@ def train_tiny_lm(kind: str, out_dir, corpus_path, steps: int | None = None, see
     opt = torch.optim.AdamW(model.parameters(), lr=hp["lr"], betas=(0.9, 0.95),
                             weight_decay=hp["weight_decay"])
 
-    def lr_at(step):  # linear warm-up, cosine decay to 10%
-        if step < hp["warmup"]:
-            return (step + 1) / hp["warmup"]
-        t = (step - hp["warmup"]) / max(1, hp["steps"] - hp["warmup"])
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(hp["warmup"], hp["steps"], floor=0.1))
     used, local = _zero_unused_rows(model, stream)
     n_unused = model.get_output_embeddings().weight.shape[0] - used.numel()
     model.train()
@@ -236,9 +217,12 @@ def _exact_lm_loss(model, x, used, targets_local, n_unused: int):
 
 def tiny_lm_key(kind: str, seed: int, steps: int | None) -> str:
     train = TRAIN_DEFAULTS[kind]
-    blob = json.dumps({"model": MODEL_DEFAULTS[kind], "train": {**train, "steps": steps or train["steps"]}},
-                      sort_keys=True)
-    return f"tinylm-{kind}-s{seed}-v{VERSION}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
+    key = digest({"model": MODEL_DEFAULTS[kind], "train": {**train, "steps": steps or train["steps"]}})
+    return f"tinylm-{kind}-s{seed}-v{VERSION}-{key}"
+
+
+def _saved(folder: Path) -> bool:
+    return (folder / "config.json").exists() and (folder / "tinylm.json").exists()
 
 
 def ensure_tiny_lm(kind: str = "gpt2", world_root=None, seed: int = 0, steps: int | None = None) -> Path:
@@ -254,8 +238,15 @@ def ensure_tiny_lm(kind: str = "gpt2", world_root=None, seed: int = 0, steps: in
         world_root = ensure_world()
     world_root = Path(world_root)
     out = world_root.parent / f"{world_root.name}-{tiny_lm_key(kind, seed, steps)}"
-    if (out / "config.json").exists() and (out / "tinylm.json").exists():
+    if _saved(out):
         return out
+    # The same model saved under the key cut to 8 characters (before fingerprints had one
+    # length): reused, so that adapters which recorded its path still find it.
+    stem, _, key = out.name.rpartition("-")
+    for old in sorted(out.parent.glob(f"{stem}-*")):
+        short = old.name.rpartition("-")[2]
+        if len(short) >= 8 and key.startswith(short) and _saved(old):
+            return old
     log.info("training the tiny %s LM on %s (once; cached in %s)", kind, world_root / "text/corpus.txt", out)
     chat = world_root / "llava" / "finetune.json" if kind == "llama" else None
     return train_tiny_lm(kind, out, world_root / "text" / "corpus.txt", steps=steps, seed=seed,

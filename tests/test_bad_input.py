@@ -439,14 +439,15 @@ def test_all_empty_captions_are_reported_while_pretraining(tmp_path, caplog):
 
 
 # -- names read from files stay inside their folders ------------------------------------------------
-def test_a_parquet_image_path_outside_its_dataset_folder_is_refused(tmp_path):
+def test_a_parquet_image_path_outside_its_dataset_folder_is_refused(tmp_path, monkeypatch):
     """An lmms-lab image cell holding only a path is read from inside the download alone."""
+    monkeypatch.setenv("SC_EVAL_HOME", str(tmp_path / "home"))  # a cache of this test's own
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from sc_eval import tasks_api
-    from sc_eval.data import lmms
     from sc_eval.errors import DataError
+    from sc_eval.runtime.home import cache_dir
     from tests.test_lmms_layouts import _vqav2, img
 
     _, root = _vqav2(tmp_path)
@@ -471,7 +472,7 @@ def test_a_parquet_image_path_outside_its_dataset_folder_is_refused(tmp_path):
         cells(outside)
         with pytest.raises(DataError, match="outside the dataset folder"):
             task.load_docs(root)
-    cached = [p.read_bytes() for p in lmms.cache_root().rglob("*") if p.is_file()]
+    cached = [p.read_bytes() for p in cache_dir("lmms").rglob("*") if p.is_file()]
     assert secret.read_bytes() not in cached
 
 

@@ -68,6 +68,46 @@ def test_config_file_sets_defaults_and_rejects_unknown_keys(tmp_path, capsys):
     assert f"--config {cfg}: not valid YAML at line 2" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("form", ["--config=FILE", "--conf FILE", "--config FILE"])
+def test_config_file_is_read_in_every_form_argparse_accepts(tmp_path, form):
+    from sc_eval.cli import _apply_config_defaults, build_parser
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("seed: 7\nbatch-size: 3\nepochs: 12\n")
+    argv = ["probe", "--encoder", "random:sc-vit-micro", *form.replace("FILE", str(cfg)).split(), "--seed", "9"]
+    parser = build_parser("probe")
+    _apply_config_defaults(parser, argv)
+    args = parser.parse_args(argv)
+    assert (args.seed, args.batch_size, args.epochs) == (9, 3, 12)
+
+
+@pytest.mark.parametrize("text, fragment", [("epochs: 2.5\n", "'2.5'"), ("epochs: true\n", "expected one argument"),
+                                            ("precision: fp64\n", "invalid choice"),
+                                            ("overwrite: maybe\n", "overwrite")])
+def test_config_values_meet_the_flags_own_checks(tmp_path, capsys, text, fragment):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    run = tmp_path / "run"
+    assert main(["probe", "--encoder", "random:sc-vit-micro", f"--config={cfg}", "--output-dir", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"--config {cfg}: " in err and fragment in err and err.count("\n") == 1
+    assert not run.exists()  # refused before anything ran
+
+
+def test_ls_adapters_lists_every_adapter_with_a_command_that_runs_it(capsys):
+    from sc_eval.adapters import ADAPTERS
+    from sc_eval.commands.probe import TASKS as PROBE_TASKS
+
+    assert main(["ls", "adapters"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert set(rows) == set(ADAPTERS) and "probe" not in rows  # `probe` is a command, not an adapter
+    for a in ADAPTERS.values():
+        prog, command, *rest = a.command.split()
+        assert prog == "sc-eval" and command in COMMANDS and a.command in rows[a.name]
+        if rest:  # a probe task
+            assert rest[0] == "--tasks" and rest[1] in PROBE_TASKS
+
+
 def test_a_closed_stdout_pipe_ends_quietly():
     """`sc-eval ... | head`: the reader leaves early; no traceback, SIGPIPE's exit status."""
     import os

@@ -388,6 +388,30 @@ def test_list_encoder_kinds_names_every_form():
         assert prefix in forms
 
 
+def test_a_registered_encoder_kind_is_loaded_listed_and_documented(monkeypatch, capsys):
+    from pathlib import Path
+
+    from sc_eval import encoders
+    from sc_eval.cli import main
+
+    monkeypatch.setattr(encoders, "_REGISTRY", dict(encoders._REGISTRY))
+    kind = encoders.EncoderKind("toy:NAME", "a tower registered by a test", "toy", "sc_eval.encoders.foreign:load_random")
+    encoders.register_encoder_kind(kind)
+    assert load_encoder("toy:sc-vit-micro").fingerprint == load_encoder("random:sc-vit-micro").fingerprint
+    assert main(["ls", "encoders"]) == 0
+    out = capsys.readouterr().out
+    assert all(k.form in out for k in encoders.encoder_kinds())
+    with pytest.warns(UserWarning, match="toy:NAME"):
+        encoders.register_encoder_kind(kind)
+    with pytest.raises(ConfigError, match="toy:NAME"):  # the error's list of accepted specs
+        load_encoder("nowhere/at/all")
+    # the README's encoder table names every built-in prefix
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for k in encoders.encoder_kinds():
+        if k.prefix and k.prefix != "toy":
+            assert f"`{k.prefix}:" in readme, k.prefix
+
+
 class _NotATensor:
     """A pickled custom object: weights_only loading must refuse to build it."""
 
@@ -403,3 +427,21 @@ def test_unloadable_checkpoints_are_checkpoint_errors(tmp_path):
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     with pytest.raises(CheckpointError, match="no encoder/"):
         load_encoder(str(tmp_path / "run"))
+
+
+def test_malformed_json_configs_name_the_file_and_line(tmp_path):
+    enc = save_encoder_dir(create_vit("sc-vit-micro"), "sc-vit-micro", tmp_path / "enc")
+    text = (enc / "config.json").read_text()
+    (enc / "config.json").write_text(text[: len(text) // 2])  # cut short
+    with pytest.raises(CheckpointError, match=r"enc/config.json: malformed JSON at line \d+"):
+        load_encoder(str(tmp_path / "enc" / "model.safetensors"))
+    step = tmp_path / "run" / "checkpoints" / "step_1"
+    step.mkdir(parents=True)
+    (step / "model.safetensors").write_bytes(b"")
+    (step / "config.json").write_text('{"model": "sc-vit-micro",\n  "objective": }')
+    with pytest.raises(CheckpointError, match=r"step_1/config.json: malformed JSON at line 2"):
+        load_encoder(str(step))
+    (tmp_path / "oc.json").write_text('{"vision_cfg": {')
+    torch.save({"state_dict": {}}, tmp_path / "epoch_1.pt")
+    with pytest.raises(ConfigError, match=r"oc.json: malformed JSON at line 1"):
+        load_encoder(str(tmp_path / "epoch_1.pt"), config=str(tmp_path / "oc.json"))

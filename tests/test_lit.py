@@ -15,13 +15,19 @@ from test_probe import COLOURS, _one_thread, write_imagefolder  # noqa: F401 (au
 
 
 def test_clip_loss_by_hand():
+    from open_clip.loss import ClipLoss
+
     img = torch.eye(2)
     txt = torch.eye(2)
-    scale = torch.tensor(math.log(2.0))
+    model = L.LitModel(L.LitConfig(image_width=2, embed_dim=2))
+    model.logit_scale.data.fill_(math.log(2.0))
+    scale = model.scale()
     # logits [[2, 0], [0, 2]]: each row and column is CE = log(1 + e^-2)
-    assert L.clip_loss(img, txt, scale).item() == pytest.approx(math.log(1 + math.exp(-2)), rel=1e-5)
+    assert ClipLoss()(img, txt, scale).item() == pytest.approx(math.log(1 + math.exp(-2)), rel=1e-5)
     # swapped texts: the positive has logit 0, the negative 2 -> log(1 + e^2)
-    assert L.clip_loss(img, txt.flip(0), scale).item() == pytest.approx(math.log(1 + math.exp(2)), rel=1e-5)
+    assert ClipLoss()(img, txt.flip(0), scale).item() == pytest.approx(math.log(1 + math.exp(2)), rel=1e-5)
+    model.logit_scale.data.fill_(math.log(1000.0))
+    assert model.scale().item() == pytest.approx(100.0)  # CLIP's clamp
 
 
 def test_text_tower_is_causal_and_reads_the_eot_position():
@@ -70,7 +76,7 @@ def _write_pairs(root, n_per_colour=24, seed=1):
     return root / "pairs.jsonl"
 
 
-def test_lit_zeroshot_beats_chance_on_colours_and_reloads(tmp_path):
+def test_lit_zeroshot_beats_chance_on_colours_and_reloads(tmp_path, capsys):
     data = write_imagefolder(tmp_path / "data", {"train": 1, "test": 10})
     pairs = _write_pairs(tmp_path / "pairs")
     tpl = tmp_path / "templates.txt"
@@ -93,6 +99,16 @@ def test_lit_zeroshot_beats_chance_on_colours_and_reloads(tmp_path):
     assert main(["zeroshot", *common, "--lit", str(lit_dir), "--output-dir", str(tmp_path / "run2")]) == 0
     e2 = json.loads((tmp_path / "run2" / "results.json").read_text())["results"]["zeroshot_lit"]
     assert e2["metrics"] == e["metrics"]
+
+    # A text side saved by an earlier version (format version 1, other blocks) is refused
+    # naming what to do, before any result is written.
+    cfg = json.loads((lit_dir / "config.json").read_text())
+    (lit_dir / "config.json").write_text(json.dumps({**cfg, "version": 1}))
+    capsys.readouterr()
+    assert main(["zeroshot", *common, "--lit", str(lit_dir), "--output-dir", str(tmp_path / "run3")]) == 2
+    err = capsys.readouterr().err
+    assert "format version 1" in err and "sc-eval zeroshot --overwrite" in err
+    assert not (tmp_path / "run3" / "results.json").exists()
 
 
 def test_lit_dir_that_is_not_one_fails_clearly(tmp_path, capsys):
@@ -127,6 +143,12 @@ def test_pairs_from_webdataset_shards_and_bad_jsonl(tmp_path):
         add(tf, "002.txt", b"another red square\n")
     got = [(im.size, cap) for im, cap in iter_shard_pairs([tmp_path / "00000.tar"])]
     assert got == [((8, 8), "a red square"), ((8, 8), "another red square")]
+    from sc_eval import load_encoder
+    from sc_eval.probe.pairs import pair_features
+
+    feats, captions = pair_features(load_encoder("random:sc-vit-micro"), str(tmp_path / "00000.tar"))
+    assert captions == ["a red square", "another red square"] and feats.shape[0] == 2
+    assert torch.equal(feats[0], feats[1])  # the same image twice
 
     bad = tmp_path / "pairs.jsonl"
     bad.write_text('{"image": "a.jpg", "caption": "ok"}\n{"image": "b.jpg"}\n')

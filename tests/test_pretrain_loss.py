@@ -120,7 +120,7 @@ def _stock_and_lean(cfg, dtype=torch.float32):
     import copy
 
     from sc_eval.models import create_vit
-    from sc_eval.pretrain.lean import LeanBlock, lean_blocks
+    from sc_eval.models.lean import LeanBlock, lean_blocks
 
     torch.manual_seed(0)
     stock = create_vit(cfg).to(dtype).train()
@@ -152,7 +152,7 @@ def test_lean_functions_pass_gradcheck_in_float64():
     """Numerical (finite-difference) gradients of each Function, independent of autograd's."""
     from torch import nn
 
-    from sc_eval.pretrain import lean
+    from sc_eval.models import lean
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, 6, dtype=torch.float64, generator=g, requires_grad=True)

@@ -232,12 +232,12 @@ def test_clip_objective_and_jsonl_source(tmp_path):
 def test_clip_loss_matches_numpy():
     import numpy as np
 
-    from sc_eval.pretrain import ClipLoss
+    from sc_eval.pretrain.models import clip_criterion
 
     g = torch.Generator().manual_seed(0)
     img = torch.nn.functional.normalize(torch.randn(6, 16, generator=g, dtype=torch.float64), dim=-1)
     txt = torch.nn.functional.normalize(torch.randn(6, 16, generator=g, dtype=torch.float64), dim=-1)
-    got = ClipLoss()(img, txt, torch.tensor(10.0, dtype=torch.float64)).item()
+    got = clip_criterion()(img, txt, torch.tensor(10.0, dtype=torch.float64)).item()
     s = 10.0 * img.numpy() @ txt.numpy().T
 
     def ce(rows):

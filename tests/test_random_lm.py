@@ -144,3 +144,27 @@ def test_caption_with_a_random_lm_reports_images_per_s_and_predicts_without_scor
     assert entry["timing"]["predicted"] == 2 and entry["timing"]["docs_per_s"] > 0
     preds = (run / "predictions" / "coco_caption.jsonl").read_text().splitlines()
     assert len(preds) == 2
+
+
+def test_one_loader_for_a_saved_lm_and_a_random_spec(tmp_path):
+    """ClipCap and LLaVA load their LM through load_causal_lm: a save_pretrained folder gives back
+    the same weights in the asked dtype; a folder that is not one is named with the flag."""
+    from sc_eval.errors import CheckpointError
+    from sc_eval.models.lm import load_causal_lm
+
+    model, tok = build_random_lm("random:gpt2-tiny")
+    model.save_pretrained(tmp_path / "lm")
+    tok.save_pretrained(tmp_path / "lm")
+    again, tok2 = load_causal_lm(tmp_path / "lm")
+    assert tok2.eos_token_id == tok.eos_token_id == 50256
+    a, b = model.state_dict(), again.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    half, _ = load_causal_lm(tmp_path / "lm", dtype=torch.bfloat16)
+    assert {p.dtype for p in half.parameters()} == {torch.bfloat16}
+    assert load_causal_lm("random:gpt2-tiny")[0].state_dict()["transformer.wte.weight"].equal(a["transformer.wte.weight"])
+    with pytest.raises(ConfigError, match=r"--llm .*nowhere: not a Hugging Face model directory"):
+        load_causal_lm(tmp_path / "nowhere", flag="--llm")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "config.json").write_text("{}")
+    with pytest.raises((CheckpointError, ConfigError), match="--lm"):
+        load_causal_lm(tmp_path / "broken")

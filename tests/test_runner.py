@@ -275,3 +275,45 @@ def test_all_keeps_only_the_tasks_an_adapter_can_run():
     assert "vqav2_val" in generate and "coco_caption" not in generate
     with pytest.raises(ConfigError, match="coco_caption is a caption task"):
         tasks_api.resolve("vqav2,coco_caption", adapter_kind="generate")
+
+
+def test_predictions_stored_with_longer_fingerprints_resume(tmp_path, data_root):
+    """A run directory written when the task's and the adapter's fingerprints were cut to 20
+    hex characters resumes under 16-character ones; another adapter is still refused."""
+    import hashlib
+
+    weights = hashlib.sha256(b"the adapter's weights").hexdigest()
+
+    class Cut(Upper):
+        def __init__(self, length, **kw):
+            super().__init__(**kw)
+            self.length = length
+
+        def fingerprint(self):
+            return weights[:self.length]
+
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(toy(), Cut(16, fail_after=2), run, data_root, batch_size=3, progress=False)
+    # what the earlier version wrote beside the 6 predictions made so far
+    task = toy()[0]
+    old_task_fp = hashlib.sha256(json.dumps({"adapter": weights[:20], **task.describe()},
+                                            sort_keys=True).encode()).hexdigest()[:20]
+    meta = run / "predictions" / "toy_upper.meta.json"
+    meta.write_text(json.dumps({"fingerprint": old_task_fp, **task.describe(), "adapter": weights[:20]}))
+
+    resumed = Cut(16)
+    res = evaluate(toy(), resumed, run, data_root, batch_size=3, progress=False)
+    assert resumed.seen == [str(100 + i) for i in range(6, 11)]  # the 6 stored predictions kept
+    assert res["results"]["toy_upper"]["n_docs"]["evaluated"] == 11
+    assert json.loads(meta.read_text())["fingerprint"] == hashlib.sha256(json.dumps(
+        {"adapter": weights[:16], **task.describe()}, sort_keys=True).encode()).hexdigest()[:16]
+
+    meta.write_text(json.dumps({"fingerprint": old_task_fp, **task.describe(), "adapter": weights[:20]}))
+
+    class Other(Cut):
+        def fingerprint(self):
+            return hashlib.sha256(b"other weights").hexdigest()[:16]
+
+    with pytest.raises(ConfigError, match="--overwrite"):
+        evaluate(toy(), Other(16), run, data_root, progress=False)

@@ -125,3 +125,29 @@ def test_ensure_tiny_lm_trains_once_next_to_the_world(corpus, tmp_path, monkeypa
     assert first == second and first.parent == world.parent and len(calls) == 1
     with pytest.raises(Exception, match="unknown tiny LM kind"):
         tinylm.ensure_tiny_lm("gpt3", world_root=world)
+    # a model saved under the key cut to 8 characters (an earlier version's folder) is the same
+    # model: reused where it is, not trained again
+    earlier = first.with_name(first.name[:-8])
+    first.rename(earlier)
+    assert len(first.name.rpartition("-")[2]) == 16
+    assert tinylm.ensure_tiny_lm("gpt2", world_root=world, seed=0, steps=2) == earlier and len(calls) == 1
+
+
+def test_a_save_killed_midway_leaves_the_saved_lm_whole(tmp_path):
+    from sc_eval.tinylm import build_tiny_lm, save_lm
+
+    model, tok = build_tiny_lm("gpt2", seed=0)
+    out = save_lm(model, tok, tmp_path / "lm", {"round": 1})
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    class Broken:
+        def save_pretrained(self, path):
+            raise KeyboardInterrupt("killed while saving")
+
+    with pytest.raises(KeyboardInterrupt):
+        save_lm(model, Broken(), out, {"round": 2})
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == ["lm"]  # no temporary folder left behind
+    save_lm(model, tok, out, {"round": 2})
+    assert json.loads((out / "tinylm.json").read_text()) == {"round": 2}
+    assert [p.name for p in tmp_path.iterdir()] == ["lm"]

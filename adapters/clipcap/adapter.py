@@ -9,8 +9,7 @@ generation_kwargs (``num_beams``, ``max_new_tokens``) apply, defaulting to beam 
 """
 from __future__ import annotations
 
-import hashlib
-import json
+from sc_eval.runtime.fingerprint import Hasher
 
 from .decode import MAX_NEW_TOKENS, generate_captions
 
@@ -35,21 +34,17 @@ class ClipCapAdapter:
     def fingerprint(self) -> str:
         """Encoder + mapper weights + LM + decoding overrides: what changes a caption."""
         if self._fp is None:
-            h = hashlib.sha256()
-            h.update(str(getattr(self.encoder, "fingerprint", "")).encode())
+            h = Hasher().text(str(getattr(self.encoder, "fingerprint", "")))
             for k, v in sorted(self.model.mapper.state_dict().items()):
-                h.update(k.encode())
-                h.update(v.detach().cpu().contiguous().numpy().tobytes())
+                h.text(k).bytes(v.detach().cpu().contiguous().numpy().tobytes())
             if not self.model.lm_frozen:
                 for k, v in sorted(self.model.lm.state_dict().items()):
-                    h.update(k.encode())
-                    h.update(v.detach().cpu().contiguous().numpy().tobytes())
+                    h.text(k).bytes(v.detach().cpu().contiguous().numpy().tobytes())
             decoding = {"lm": self.adapter_config.get("lm_fingerprint"), "mapper": self.adapter_config.get("mapper"),
                         "beam": self.beam, "max_new_tokens": self.max_new_tokens}
             if self.precision != "fp32":  # fp32 fingerprints stay what they were before the field existed
                 decoding["precision"] = self.precision
-            h.update(json.dumps(decoding, sort_keys=True).encode())
-            self._fp = "clipcap-" + h.hexdigest()[:16]
+            self._fp = "clipcap-" + h.json(decoding).hex()
         return self._fp
 
     def decoding(self, task=None) -> tuple[int, int]:

@@ -22,6 +22,7 @@ import logging
 from pathlib import Path
 
 from sc_eval.cli import nonneg_int, positive_float, positive_int
+from sc_eval.runtime.fingerprint import same
 
 log = logging.getLogger(__name__)
 
@@ -133,13 +134,14 @@ def _train_docs(args, data_root: Path) -> tuple[list[dict], str]:
 def _train(args, rd, data_root, encoder, device, recipe):
     """Train (or resume) the mapper and save the adapter directory; returns (model, tok, cfg)."""
     from sc_eval.cache import encode_images
+    from sc_eval.models.lm import load_causal_lm
 
     from .mapper import MapperConfig
-    from .model import build_model, load_adapter, load_lm, save_adapter
+    from .model import build_model, load_adapter, save_adapter
     from .train import TrainConfig, fit, tokenize_captions
 
     lm_dir = _lm_dir(args, data_root)
-    lm, tok = load_lm(lm_dir, device)
+    lm, tok = load_causal_lm(lm_dir, device)
     docs, key = _train_docs(args, data_root)
     log.info("training on %d images (%s)", len(docs), key)
     feats = encode_images(encoder, [d["image"] for d in docs], dataset_key=key, split="train+restval",
@@ -223,7 +225,7 @@ def run(args) -> int:
     else:  # other ranks wait for rank 0's adapter (training is not sharded)
         dist.barrier()
         model, tok, acfg = load_adapter(rd.path / "adapter", device)
-    if acfg.get("encoder_fingerprint") != encoder.fingerprint:
+    if not same(acfg.get("encoder_fingerprint"), encoder.fingerprint):
         raise ConfigError(f"adapter {args.adapter or rd.path / 'adapter'} was trained on another encoder "
                           f"({acfg.get('encoder', '?')}, fingerprint {acfg.get('encoder_fingerprint')}); "
                           f"--encoder {args.encoder} has fingerprint {encoder.fingerprint}")

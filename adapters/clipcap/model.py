@@ -17,50 +17,30 @@ function in training and decoding.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 
-from sc_eval import hf
 from sc_eval.errors import CheckpointError
-from sc_eval.models.lm import RANDOM_SEED, build_random_lm, is_random_lm
+from sc_eval.models.lm import RANDOM_SEED, is_random_lm, load_causal_lm
+from sc_eval.runtime.fingerprint import Hasher
 
 from .mapper import MapperConfig, build_mapper, normalize_features
 
 FORMAT = "sc-eval-clipcap"
 
 
-def load_lm(lm_dir, device="cpu"):
-    """(model, tokenizer) from a local HF directory, offline, no remote code; or a real-size
-    architecture with seeded random weights for ``random:NAME`` (``sc_eval.models.lm``)."""
-    if is_random_lm(str(lm_dir)):
-        return build_random_lm(str(lm_dir), device=device)
-    lm_dir = Path(lm_dir)
-    if not (lm_dir / "config.json").exists():
-        raise CheckpointError(f"{lm_dir}: not a language-model directory (no config.json); pass "
-                              "--lm with a directory written by save_pretrained (e.g. GPT-2)")
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(lm_dir), local_files_only=True)
-    lm = hf.from_pretrained(AutoModelForCausalLM, str(lm_dir), torch.float32, local_files_only=True).to(device)
-    return lm, tok
-
-
 def lm_fingerprint(lm_dir) -> str:
     """Hash of the LM's config and weight file sizes/names: cheap, changes when the LM does."""
-    h = hashlib.sha256()
+    h = Hasher()
     if is_random_lm(str(lm_dir)):  # seeded weights: the spec and the seed name them
-        h.update(f"{lm_dir}|seed={RANDOM_SEED}".encode())
-        return h.hexdigest()[:16]
+        return h.text(f"{lm_dir}|seed={RANDOM_SEED}").hex()
     lm_dir = Path(lm_dir)
     for p in sorted(lm_dir.iterdir()):
         if p.is_file():
-            h.update(p.name.encode())
-            h.update(str(p.stat().st_size).encode())
+            h.text(p.name).text(str(p.stat().st_size))
             if p.suffix == ".json":
-                h.update(p.read_bytes())
-    return h.hexdigest()[:16]
+                h.bytes(p.read_bytes())
+    return h.hex()
 
 
 def caption_token_ids(tokenizer, caption: str, eos_id: int, max_tokens: int) -> list[int]:
@@ -214,7 +194,7 @@ def load_adapter(adapter_dir, device="cpu", lm_dir=None):
     lm_path = lm_path if is_random_lm(str(lm_path)) else Path(lm_path)
     if not is_random_lm(str(lm_path)) and not lm_path.exists():
         raise CheckpointError(f"{cfg_path}: its language model {lm_path} is missing; pass --lm DIR")
-    lm, tok = load_lm(lm_path, device)
+    lm, tok = load_causal_lm(lm_path, device)
     model = build_model(MapperConfig.from_dict(cfg["mapper"]), lm, lm_frozen=cfg["lm_frozen"])
     try:
         model.mapper.load_state_dict(load_file(str(adir / "mapper.safetensors")))

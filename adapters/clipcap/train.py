@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sc_eval.errors import CheckpointError
+from sc_eval.runtime.schedules import warmup_linear
+from sc_eval.runtime.seeding import epoch_order
 
 log = logging.getLogger(__name__)
 
@@ -75,20 +77,6 @@ def total_steps(cfg: TrainConfig, n_examples: int) -> tuple[int, int]:
     return per_epoch, total
 
 
-def _epoch_order(n: int, seed: int, epoch: int):
-    import torch
-
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100003 + epoch))
-
-
-def _schedule(warmup: int, total: int):
-    def f(step):  # linear warm-up, then linear decay to 0 at the last step
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.0, (total - step) / max(1, total - warmup))
-    return f
-
-
 def fit(model, feats, examples, cfg: TrainConfig, ckpt_dir=None, seed: int = 0, device="cpu",
         on_log=None) -> dict:
     """Train ``model`` (a ClipCapModel) on ``feats`` [N, D] and ``examples``; resumes from
@@ -111,7 +99,7 @@ def fit(model, feats, examples, cfg: TrainConfig, ckpt_dir=None, seed: int = 0, 
     warmup = min(cfg.warmup, max(1, total // 10))
     params = model.trainable_parameters()
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(warmup, total))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_linear(warmup, total))
     pad_id = int(getattr(model.lm.config, "eos_token_id", 0) or 0)
 
     step, resumed = 0, None
@@ -152,7 +140,7 @@ def fit(model, feats, examples, cfg: TrainConfig, ckpt_dir=None, seed: int = 0, 
     while step < total:
         epoch, pos = divmod(step, per_epoch)
         if epoch != order_epoch:
-            order, order_epoch = _epoch_order(n, seed, epoch), epoch
+            order, order_epoch = epoch_order(n, seed, epoch), epoch
         batch = [examples[j] for j in order[pos * cfg.batch_size: (pos + 1) * cfg.batch_size].tolist()]
         idx, ids, mask = collate(batch, pad_id)
         with amp:

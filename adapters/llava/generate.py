@@ -10,13 +10,13 @@ feeding it EOS, masked out of the answer, until the whole batch stops or ``max_n
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 
 from sc_eval import hf
 from sc_eval.adapters.llava.templates import IMAGE_INDEX
 from sc_eval.errors import ConfigError
+from sc_eval.runtime.fingerprint import Hasher
+from sc_eval.runtime.precision import autocast
 
 log = logging.getLogger(__name__)
 
@@ -135,19 +135,17 @@ class LlavaAdapter:
         self._fp = None
 
     def fingerprint(self) -> str:
-        """sha256 over the config and every trained tensor (projector, LoRA), computed once."""
+        """The fingerprint of the config and every trained tensor (projector, LoRA), computed once."""
         if self._fp is None:
             import dataclasses
 
-            h = hashlib.sha256(json.dumps(dataclasses.asdict(self.model.config), sort_keys=True).encode())
+            h = Hasher().json(dataclasses.asdict(self.model.config))
             for name, t in sorted(self.model.projector.state_dict().items()):
-                h.update(name.encode())
-                h.update(t.detach().float().cpu().numpy().tobytes())
+                h.text(name).bytes(t.detach().float().cpu().numpy().tobytes())
             for name, p in sorted(self.model.llm.named_parameters()):
                 if "lora_" in name:
-                    h.update(name.encode())
-                    h.update(p.detach().float().cpu().numpy().tobytes())
-            self._fp = h.hexdigest()[:20]
+                    h.text(name).bytes(p.detach().float().cpu().numpy().tobytes())
+            self._fp = h.hex()
         return self._fp
 
     def prompt_ids(self, text: str, with_image: bool = True) -> list[int]:
@@ -164,14 +162,10 @@ class LlavaAdapter:
         return torch.stack([image_tensor(self.model.encoder, load_image(d["image"])) for d in docs]).to(self.device)
 
     def predict(self, docs: list[dict], task) -> list[str]:
-        import torch
-
         max_new = check_generation_kwargs(dict(task.generation_kwargs or {}))
         ids = [self.prompt_ids(task.prompt_for(d)) for d in docs]
         pixels = self.pixels(docs)
         self.model.eval()
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
-        dev_type = "cuda" if str(self.device).startswith("cuda") else "cpu"
-        with torch.autocast(dev_type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        with autocast(self.device, self.precision):
             out = greedy_generate(self.model, ids, pixels, max_new, self.model.tokenizer.eos_token_id)
         return [self.model.tokenizer.decode(o, skip_special_tokens=True).strip() for o in out]

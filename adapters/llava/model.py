@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from sc_eval import hf
 from sc_eval.adapters.llava.templates import IGNORE_INDEX, IMAGE_INDEX
-from sc_eval.errors import CheckpointError, ConfigError, MissingDependencyError
+from sc_eval.errors import ConfigError, MissingDependencyError
+from sc_eval.models.lm import is_random_lm, load_causal_lm
+from sc_eval.runtime.precision import weight_dtype
 
 log = logging.getLogger(__name__)
 
@@ -63,48 +64,15 @@ def image_tensor(encoder, img):
     return encoder.transform(pad_to_square(img.convert("RGB"), [int(255 * m) for m in mean]))
 
 
-def llm_dtype(device: str, precision: str):
-    import torch
-
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "fp16":
-        return torch.float16
-    return torch.float32
-
-
 def load_llm(path, device: str = "cpu", precision: str = "fp32", quantize_4bit: bool = False):
-    """(model, tokenizer) from a local HF directory; never reaches the hub, never trusts remote code.
-    ``random:NAME`` (e.g. random:vicuna-7b): the real architecture with seeded random weights,
-    built on ``device`` in the precision's dtype (``sc_eval.models.lm``)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from sc_eval.models.lm import build_random_lm, is_random_lm
-
-    if is_random_lm(str(path)):
-        if quantize_4bit:
-            raise ConfigError(f"--llm {path}: --4bit quantises downloaded weights; a random LLM is built "
-                              "directly in --precision's dtype (drop --4bit)")
-        return build_random_lm(str(path), device=device, dtype=llm_dtype(device, precision))
-    path = Path(path)
-    if not (path / "config.json").exists():
-        raise ConfigError(f"--llm {path}: not a Hugging Face model directory (no config.json); "
-                          "give the local folder written by save_pretrained")
-    kwargs = {"local_files_only": True}
-    if quantize_4bit:
-        kwargs["quantization_config"] = _bnb_config()
-        kwargs["device_map"] = {"": device}
-    try:
-        model = hf.from_pretrained(AutoModelForCausalLM, path, llm_dtype(device, precision), **kwargs)
-        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"--llm {path}: cannot load the model or its tokenizer ({e})") from None
-    if not quantize_4bit:
-        model.to(device)
-    model.config.use_cache = True
-    if tok.eos_token_id is None:
-        raise ConfigError(f"--llm {path}: the tokenizer has no EOS token; generation could not stop")
-    return model, tok
+    """(model, tokenizer) of the LLM (``sc_eval.models.lm.load_causal_lm``: a local HF directory,
+    or ``random:NAME`` such as random:vicuna-7b), its weights in ``precision``'s dtype or, with
+    ``quantize_4bit``, QLoRA's 4-bit nf4."""
+    if quantize_4bit and is_random_lm(str(path)):
+        raise ConfigError(f"--llm {path}: --4bit quantises downloaded weights; a random LLM is built "
+                          "directly in --precision's dtype (drop --4bit)")
+    return load_causal_lm(path, device=device, dtype=weight_dtype(precision, device), flag="--llm",
+                          quantization_config=_bnb_config() if quantize_4bit else None)
 
 
 def _bnb_config():

@@ -23,6 +23,7 @@ import shutil
 from pathlib import Path
 
 from sc_eval.errors import CheckpointError, ConfigError
+from sc_eval.runtime.fingerprint import same
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ def load_adapter(adapter_dir, encoder, device: str = "cpu", precision: str = "fp
     adapter_dir = Path(adapter_dir)
     cfg = read_config(adapter_dir)
     fp = getattr(encoder, "fingerprint", "")
-    if cfg.encoder_fingerprint and fp and fp != cfg.encoder_fingerprint:
+    if cfg.encoder_fingerprint and fp and not same(cfg.encoder_fingerprint, fp):
         raise CheckpointError(f"--adapter {adapter_dir} was trained on encoder {cfg.encoder} "
                               f"(fingerprint {cfg.encoder_fingerprint[:12]}), not on the one given "
                               f"(fingerprint {fp[:12]}); pass the same --encoder")

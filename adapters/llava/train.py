@@ -21,6 +21,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from sc_eval.runtime.schedules import warmup_cosine
+from sc_eval.runtime.seeding import epoch_order
+
 log = logging.getLogger(__name__)
 
 
@@ -41,26 +44,13 @@ class StageConfig:
     precision: str = "fp32"
 
 
-def lr_lambda(step: int, total: int, warmup_ratio: float) -> float:
-    """Multiplier of the base lr: linear warm-up over ceil(ratio*total) steps, then cosine to 0."""
-    warm = math.ceil(warmup_ratio * total)
-    if step < warm:
-        return (step + 1) / warm
-    progress = (step - warm) / max(1, total - warm)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
 def _batch_indices(n: int, batch_size: int, step: int, seed: int) -> list[int]:
     """Indices of batch ``step``: epoch-wise permutations seeded by (seed, epoch); resumable."""
-    import torch
-
     out = []
     pos = step * batch_size
     while len(out) < batch_size:
         epoch, off = divmod(pos, n)
-        g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-        perm = torch.randperm(n, generator=g).tolist()
-        take = perm[off:off + batch_size - len(out)]
+        take = epoch_order(n, seed, epoch).tolist()[off:off + batch_size - len(out)]
         out += take
         pos += len(take)
     return out
@@ -177,7 +167,8 @@ def train_stage(model, data, cfg: StageConfig, ckpt_root, device: str = "cpu", p
     if not groups:
         raise RuntimeError(f"{cfg.name}: nothing to train (no parameter requires grad)")
     opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, cfg.steps, cfg.warmup_ratio))
+    # warm-up over ceil(ratio * steps) steps, then cosine to 0
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(math.ceil(cfg.warmup_ratio * cfg.steps), cfg.steps))
     start = 0
     if last is not None:
         load_trainable(model, last / "trainable.safetensors")

@@ -5,13 +5,6 @@ specs build (``sc_eval.models.lm``).
 """
 from __future__ import annotations
 
-ADAPTERS = [
-    ("clipcap", "ClipCap mapper (transformer | mlp) into GPT-2: `sc-eval caption`"),
-    ("llava", "LLaVA projector (linear | mlpNx_gelu) into a causal LM with LoRA: `sc-eval llava`"),
-    ("probe", "linear probe / k-shot classifier on frozen features: `sc-eval probe`"),
-]
-
-
 def add_arguments(p) -> None:
     p.add_argument("what", nargs="?", default="tasks", choices=["tasks", "encoders", "adapters", "models"],
                    help="what to list (default: tasks)")
@@ -28,7 +21,10 @@ def run(args) -> int:
                 for t in sorted(tasks.values(), key=lambda t: t.name)]
         _table(("task", "aliases", "groups", "metrics"), rows)
     elif args.what == "adapters":
-        _table(("adapter", "description"), ADAPTERS)
+        from sc_eval.adapters import ADAPTERS
+
+        _table(("adapter", "makes", "run with", "description"),
+               [(a.name, a.output, a.command, a.description) for a in ADAPTERS.values()])
     elif args.what == "encoders":
         from sc_eval.encoders import list_encoder_kinds
 

@@ -13,12 +13,12 @@ eval split is classified by cosine similarity. Result: ``zeroshot_lit`` in resul
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
 from sc_eval.cli import positive_float, positive_int
 from sc_eval.errors import ConfigError
+from sc_eval.runtime.fingerprint import Hasher
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +40,6 @@ def add_arguments(parser):
     parser.add_argument("--text-layers", type=positive_int, default=3, help="text transformer depth")
     parser.add_argument("--context-length", type=positive_int, default=32, help="text tokens per caption (CLIP: 77)")
     parser.add_argument("--max-pairs", type=positive_int, default=None, help="use only the first N pairs")
-
-
-def _file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 def run(args) -> int:
@@ -83,7 +75,7 @@ def run(args) -> int:
                                  precision=args.precision)
     if args.lit:
         lit_dir = Path(args.lit)
-        lit_id = {"lit": _file_hash(lit_dir / "model.safetensors")} if (lit_dir / "model.safetensors").is_file() else {}
+        lit_id = {"lit": Hasher().file(lit_dir / "model.safetensors").hex()} if (lit_dir / "model.safetensors").is_file() else {}
     else:
         lit_dir = rd.path / "lit"
         lit_id = {"cfg": repr(cfg), "train": repr(train_cfg), "pairs": str(args.pairs), "max_pairs": args.max_pairs}

@@ -23,7 +23,6 @@ Why these choices:
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -34,6 +33,8 @@ from typing import Callable, Iterable, Iterator
 from sc_eval.data.images import image_suffix
 from sc_eval.errors import DataError
 from sc_eval.io import check_name
+from sc_eval.runtime import home
+from sc_eval.runtime.fingerprint import Hasher
 
 log = logging.getLogger(__name__)
 
@@ -203,12 +204,6 @@ def image_bytes(value, where: str) -> bytes | None:
     raise DataError(f"{where}: image cell of type {type(value).__name__} is not an image")
 
 
-def cache_root() -> Path:
-    """``$SC_EVAL_HOME/lmms`` (default ``~/.cache/sc-eval/lmms``), beside the world cache."""
-    home = os.environ.get("SC_EVAL_HOME") or Path.home() / ".cache" / "sc-eval"
-    return Path(home) / "lmms"
-
-
 def cache_dir(sources: Iterable[Source], reader: str) -> Path:
     """A folder for one reader over these files; any change to a file gives a new folder."""
     parts = [reader, str(CACHE_VERSION)]
@@ -216,8 +211,8 @@ def cache_dir(sources: Iterable[Source], reader: str) -> Path:
         for f in src.files:
             st = f.stat()
             parts.append(f"{f.resolve()}|{st.st_size}|{st.st_mtime_ns}")
-    key = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
-    return cache_root() / reader / key
+    key = Hasher().text("\n".join(parts)).hex()
+    return home.cache_dir("lmms") / reader / key
 
 
 class ImageStore:

@@ -18,13 +18,13 @@ Backends (timm towers, open_clip towers, HF CLIPVisionModel) subclass it and imp
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 
 import torch
 from torch import nn
 
 from sc_eval.errors import CheckpointError, ConfigError, DataError
+from sc_eval.runtime.fingerprint import Hasher
 
 _INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "lanczos", "box", "hamming")
 
@@ -70,19 +70,10 @@ class ImageTransform:
 
 
 def fingerprint_state(state: dict, meta: dict) -> str:
-    """sha256 over a JSON description of the architecture and every tensor (name, dtype, shape,
-    bytes), in sorted key order: the same weights give the same hash however they were loaded."""
-    h = hashlib.sha256()
-    h.update(json.dumps(meta, sort_keys=True, default=str).encode())
-    for name in sorted(state):
-        t = state[name]
-        if not torch.is_tensor(t):
-            continue
-        t = t.detach().to("cpu").contiguous()
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        if t.numel():
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+    """The encoder's fingerprint: the whole sha256 over a JSON description of the architecture
+    and every tensor (name, dtype, shape, bytes), in sorted key order: the same weights give the
+    same hash however they were loaded."""
+    return Hasher().json(meta).tensors(state).hex(length=None)
 
 
 @contextlib.contextmanager

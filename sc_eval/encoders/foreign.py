@@ -20,7 +20,7 @@ import os
 import posixpath
 from pathlib import Path
 
-from sc_eval.errors import CheckpointError, ConfigError, MissingDependencyError, did_you_mean
+from sc_eval.errors import CheckpointError, ConfigError, did_you_mean
 
 log = logging.getLogger(__name__)
 
@@ -230,19 +230,15 @@ def load_random(name: str, spec: str, device="cpu"):
 
 
 def _open_clip_names() -> list[str]:
-    try:
-        import open_clip
-    except ImportError:
-        return []
+    import open_clip
+
     return list(open_clip.list_models())
 
 
 def _open_clip_model(name: str, spec: str, quick_gelu: bool = False):
     """open_clip's whole CLIP model ``name``, seeded random init (weights are loaded after)."""
-    try:
-        import open_clip
-    except ImportError:
-        raise MissingDependencyError(f"{spec}: open_clip is not installed; pip install open-clip-torch") from None
+    import open_clip
+
     from sc_eval.encoders.base import seeded
 
     if name not in open_clip.list_models():

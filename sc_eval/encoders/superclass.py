@@ -17,11 +17,11 @@ Three on-disk forms hold the same tower and all load into the timm model of
 """
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 from sc_eval.errors import CheckpointError, ConfigError, DataError
+from sc_eval.io import read_json
 
 FORMAT_VERSION = 1
 HEAD_FILE = "head.safetensors"
@@ -131,8 +131,7 @@ def _resolve_official_config(config, ckpt: Path) -> dict:
     if path.suffix == ".json" or path.exists():
         if not path.is_file():
             raise ConfigError(f"{path}: model config file not found")
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = read_json(path, error=ConfigError)
         if "vision_cfg" in data:
             return vit_config_from_open_clip(data, source=str(path))
         return normalize_config(data.get("model", data) if isinstance(data.get("model"), dict) else data, source=str(path))
@@ -196,19 +195,11 @@ def _load_safetensors(path: Path) -> dict:
         raise CheckpointError(f"{path}: cannot read safetensors file ({e}); re-export or re-download it") from None
 
 
-def _read_config(path: Path) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{path}: malformed JSON at line {e.lineno}: {e.msg}") from None
-
-
 def load_encoder_dir(path: Path, spec: str, device="cpu"):
     """An sc-eval encoder directory."""
     from sc_eval.models import normalize_config
 
-    cfg_json = _read_config(path / "config.json")
+    cfg_json = read_json(path / "config.json", error=CheckpointError)
     meta = cfg_json.get("sc_eval") or {}
     if meta.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
         raise CheckpointError(f"{path}: encoder format {meta['format_version']} is newer than this sc-eval "
@@ -233,7 +224,7 @@ def load_pretrain_checkpoint(step_dir: Path, spec: str, device="cpu"):
     weights = step_dir / "model.safetensors"
     if not cfg_path.is_file() or not weights.is_file():
         raise CheckpointError(f"{step_dir}: a checkpoint directory needs config.json and model.safetensors")
-    cfg_json = _read_config(cfg_path)
+    cfg_json = read_json(cfg_path, error=CheckpointError)
     if "model" not in cfg_json:
         raise CheckpointError(f"{cfg_path}: no 'model' entry (the vit config); is this a pretraining checkpoint?")
     cfg = resolve_config(cfg_json["model"])
@@ -345,7 +336,7 @@ def is_encoder_dir(path: Path) -> bool:
     if not cfg.is_file():
         return False
     try:
-        return "sc_eval" in _read_config(cfg)
+        return "sc_eval" in read_json(cfg, error=CheckpointError)
     except (CheckpointError, OSError):
         return False
 

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import contextlib
 
-from sc_eval.errors import ConfigError, did_you_mean
+from pathlib import Path
+
+from sc_eval.errors import CheckpointError, ConfigError, did_you_mean
 
 PREFIX = "random:"
 RANDOM_SEED = 0
@@ -119,6 +121,40 @@ def build_random_lm(spec: str, device="cpu", dtype=None, seed: int = RANDOM_SEED
             model = _model_class(config)(config)
     model.config.use_cache = True
     return model.eval(), tok
+
+
+def load_causal_lm(spec, device="cpu", dtype=None, flag: str = "--lm", quantization_config=None):
+    """(model, tokenizer) of a causal LM: ``random:NAME`` (built on ``device`` in ``dtype``), or a
+    local Hugging Face directory (written by ``save_pretrained``), read offline and never with
+    remote code. ``dtype``: the weights' dtype (default float32). ``quantization_config``:
+    transformers' quantisation (the weights go straight to ``device``). ``flag`` names the
+    model in errors (``--lm``, ``--llm``)."""
+    if is_random_lm(str(spec)):
+        return build_random_lm(str(spec), device=device, dtype=dtype)
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sc_eval import hf
+
+    path = Path(spec)
+    if not (path / "config.json").exists():
+        raise ConfigError(f"{flag} {path}: not a Hugging Face model directory (no config.json); "
+                          "give the local folder written by save_pretrained")
+    kwargs = {"local_files_only": True}
+    if quantization_config is not None:
+        kwargs["quantization_config"] = quantization_config
+        kwargs["device_map"] = {"": device}
+    try:
+        model = hf.from_pretrained(AutoModelForCausalLM, path, dtype or torch.float32, **kwargs)
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{flag} {path}: cannot load the model or its tokenizer ({e})") from None
+    if quantization_config is None:
+        model.to(device)
+    model.config.use_cache = True
+    if tok.eos_token_id is None:
+        raise ConfigError(f"{flag} {path}: the tokenizer has no EOS token; generation could not stop")
+    return model, tok
 
 
 def count_params(spec: str, **overrides) -> int:

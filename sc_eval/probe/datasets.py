@@ -120,12 +120,8 @@ def _normalise(out, where: Path) -> tuple[list[str], list[str]]:
 
 
 def load_hf(path: str) -> ClassificationData:
-    try:
-        import datasets
-    except ImportError:  # pragma: no cover - a declared dependency
-        from sc_eval.errors import MissingDependencyError
+    import datasets
 
-        raise MissingDependencyError("hf:DIR datasets need the `datasets` package: pip install datasets") from None
     root = Path(path).expanduser()
     if not root.exists():
         raise DataError(f"{root}: no such directory; hf:DIR expects a datasets.save_to_disk folder")

@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 
 from sc_eval.errors import ConfigError
+from sc_eval.runtime.schedules import warmup_cosine
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +36,6 @@ class ProbeConfig:
     weight_decay: float = 0.0  # MAE's probe uses none: BatchNorm already normalises
     warmup_epochs: int = 10   # MAE: 10 of 90 (capped at half the run)
     seed: int = 0
-
-
-def _lr_at(step: int, total: int, warmup: int, base: float) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    return base * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
 def build_probe_head(width: int, num_classes: int):
@@ -81,19 +75,17 @@ def train_linear_probe(x, y, num_classes: int, cfg: ProbeConfig | None = None, d
     steps_per_epoch = max(1, n // bs)  # drop the ragged last batch: BatchNorm needs > 1 sample
     total = cfg.epochs * steps_per_epoch
     warmup = min(cfg.warmup_epochs * steps_per_epoch, total // 2)
-    step = 0
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(warmup, total))
     head.train()
     for epoch in range(cfg.epochs):
         order = torch.randperm(n, generator=gen)
         for i in range(steps_per_epoch):
             idx = order[i * bs:(i + 1) * bs].to(device)
-            for g in opt.param_groups:
-                g["lr"] = _lr_at(step, total, warmup, cfg.lr)
             loss = F.cross_entropy(head(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            step += 1
+            sched.step()
         if epoch == cfg.epochs - 1 or (epoch + 1) % 10 == 0:
             log.debug("probe epoch %d/%d loss %.4f", epoch + 1, cfg.epochs, loss.item())
     return head.cpu().eval()

@@ -20,14 +20,20 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from open_clip.loss import ClipLoss
 from torch import nn
 
 from sc_eval.errors import CheckpointError, ConfigError
+from sc_eval.models.text import TextTower
+from sc_eval.runtime.fingerprint import same
+from sc_eval.runtime.schedules import warmup_cosine
 
 log = logging.getLogger(__name__)
 
 LIT_FORMAT = "sc-eval-lit"
-VOCAB_SIZE = 49408  # OpenAI CLIP BPE; SOT 49406, EOT 49407 (the largest id, so argmax finds it)
+LIT_VERSION = 2  # 2: the CLIP baseline's text tower (1: torch's TransformerEncoderLayer blocks)
+VOCAB_SIZE = 49408  # OpenAI CLIP BPE; SOT 49406, EOT 49407 (the largest id)
+EOT_ID = 49407
 
 
 @dataclass
@@ -57,36 +63,26 @@ class LitTrainConfig:
     precision: str = "fp32"  # autocast of the projection and text tower (--precision)
 
 
-class TextTower(nn.Module):
-    """CLIP's text transformer in miniature: causal pre-LN blocks, features at the EOT token.
-
-    Its vocabulary is the BPE ids that occur in the training captions (``vocab_ids``, sorted),
-    plus one row for every other id. A row whose token never occurs in training would keep its
-    random initialisation anyway; dropping those rows makes each step touch a few thousand rows
-    instead of 49,408, which is most of the step time on a CPU.
+class LitText(TextTower):
+    """The CLIP baseline's text tower (:class:`sc_eval.models.text.TextTower`) over a trimmed
+    vocabulary: its embedding rows are the BPE ids that occur in the training captions
+    (``vocab_ids``, sorted), plus one row for every other id. A row whose token never occurs in
+    training would keep its random initialisation anyway; dropping those rows makes each step
+    touch a few thousand rows instead of 49,408, which is most of the step time on a CPU. The
+    end-of-text id (49407) is the largest kept id, so its row is the last kept one.
     """
 
     def __init__(self, cfg: TextConfig, embed_dim: int):
-        super().__init__()
+        super().__init__(cfg.vocab_size, cfg.width, cfg.layers, cfg.heads, embed_dim,
+                         context_length=cfg.context_length, eot_id=cfg.vocab_size - 2)
         self.cfg = cfg
         self.register_buffer("vocab_ids", torch.arange(cfg.vocab_size - 1))
-        self.token_embedding = nn.Embedding(cfg.vocab_size, cfg.width)
-        self.positional_embedding = nn.Parameter(torch.empty(cfg.context_length, cfg.width))
-        self.blocks = nn.ModuleList(
-            nn.TransformerEncoderLayer(cfg.width, cfg.heads, 4 * cfg.width, dropout=0.0, activation="gelu",
-                                       batch_first=True, norm_first=True)
-            for _ in range(cfg.layers))
-        self.ln_final = nn.LayerNorm(cfg.width)
-        self.proj = nn.Linear(cfg.width, embed_dim, bias=False)
-        mask = torch.full((cfg.context_length, cfg.context_length), float("-inf")).triu(1)
-        self.register_buffer("causal_mask", mask, persistent=False)
-        nn.init.normal_(self.token_embedding.weight, std=0.02)
-        nn.init.normal_(self.positional_embedding, std=0.01)
-        nn.init.normal_(self.proj.weight, std=cfg.width ** -0.5)
 
     def set_vocab(self, ids: torch.Tensor) -> None:
         if ids.numel() != self.cfg.vocab_size - 1:
             raise ValueError(f"{ids.numel()} vocabulary ids for {self.cfg.vocab_size - 1} embedding rows")
+        if int(ids.max()) != EOT_ID:
+            raise ValueError("the kept vocabulary must hold the end-of-text id, its largest")
         self.vocab_ids.copy_(ids.sort().values)
 
     def rows(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -95,13 +91,7 @@ class TextTower(nn.Module):
         return torch.where(self.vocab_ids[pos] == tokens, pos, self.vocab_ids.numel())
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        x = self.token_embedding(self.rows(tokens)) + self.positional_embedding[: tokens.shape[1]]
-        mask = self.causal_mask[: tokens.shape[1], : tokens.shape[1]]
-        for block in self.blocks:
-            x = block(x, src_mask=mask, is_causal=True)
-        x = self.ln_final(x)
-        eot = x[torch.arange(x.shape[0], device=x.device), tokens.argmax(dim=-1)]
-        return self.proj(eot)
+        return super().forward(self.rows(tokens))
 
 
 class LitModel(nn.Module):
@@ -110,7 +100,7 @@ class LitModel(nn.Module):
         self.cfg = cfg
         self.image_proj = nn.Linear(cfg.image_width, cfg.embed_dim, bias=False)
         nn.init.normal_(self.image_proj.weight, std=cfg.image_width ** -0.5)
-        self.text = TextTower(cfg.text, cfg.embed_dim)
+        self.text = LitText(cfg.text, cfg.embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07)))
 
     def encode_image(self, feats: torch.Tensor) -> torch.Tensor:
@@ -119,13 +109,9 @@ class LitModel(nn.Module):
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.text(tokens), dim=-1)
 
-
-def clip_loss(img: torch.Tensor, txt: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE over the batch: pair i is the positive of row i and of column i."""
-    scale = logit_scale.clamp(max=math.log(100.0)).exp()
-    logits = scale * img @ txt.T
-    target = torch.arange(img.shape[0], device=img.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    def scale(self) -> torch.Tensor:
+        """The logits' temperature: exp(logit_scale), at most 100 (CLIP's clamp)."""
+        return self.logit_scale.clamp(max=math.log(100.0)).exp()
 
 
 def tokenizer(context_length: int):
@@ -147,7 +133,7 @@ def train_lit(image_feats: torch.Tensor, captions: list[str], cfg: LitConfig,
               train: LitTrainConfig | None = None, device: str = "cpu") -> LitModel:
     """Fit projection + text tower on (frozen features, caption) pairs; returns the model in eval.
 
-    ``cfg.text.vocab_size`` is replaced by the size of the captions' vocabulary (see TextTower).
+    ``cfg.text.vocab_size`` is replaced by the size of the captions' vocabulary (see LitText).
     """
     train = train or LitTrainConfig()
     n = len(captions)
@@ -174,24 +160,23 @@ def train_lit(image_feats: torch.Tensor, captions: list[str], cfg: LitConfig,
     bs = min(train.batch_size, n)
     feats = image_feats.float()
     order, pos = torch.randperm(n, generator=gen), 0
+    warm = max(1, min(train.warmup_steps, train.steps // 5))  # short runs still reach the peak
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(warm, train.steps))
+    clip_loss = ClipLoss()  # open_clip's symmetric InfoNCE, as the CLIP baseline's pretraining
     model.train()
     for step in range(train.steps):
         if pos + bs > n:  # a new epoch: reshuffle, never a ragged batch
             order, pos = torch.randperm(n, generator=gen), 0
         idx = order[pos:pos + bs]
         pos += bs
-        warm = max(1, min(train.warmup_steps, train.steps // 5))  # short runs still reach the peak
-        lr = train.lr * ((step + 1) / warm if step < warm else
-                         0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, train.steps - warm))))
-        for g in opt.param_groups:
-            g["lr"] = lr
         with amp:
             loss = clip_loss(model.encode_image(feats[idx].to(device)), model.encode_text(tokens[idx].to(device)),
-                             model.logit_scale)
+                             model.scale())
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
+        sched.step()
         if step % 50 == 0 or step == train.steps - 1:
             log.info("LiT step %d/%d loss %.4f", step + 1, train.steps, loss.item())
     return model.eval()
@@ -232,7 +217,7 @@ def save_lit(model: LitModel, out: Path, encoder_fingerprint: str, extra: dict |
     out.mkdir(parents=True, exist_ok=True)
     atomic_save_safetensors(out / "model.safetensors", model.state_dict())
     atomic_write_json(out / "config.json", {
-        "format": LIT_FORMAT, "version": 1, **asdict(model.cfg), "tokenizer": "openai-clip-bpe",
+        "format": LIT_FORMAT, "version": LIT_VERSION, **asdict(model.cfg), "tokenizer": "openai-clip-bpe",
         "encoder_fingerprint": encoder_fingerprint, **(extra or {})})
     return out
 
@@ -252,12 +237,16 @@ def load_lit(path: Path, encoder=None, device: str = "cpu") -> LitModel:
     raw = read_json(cfg_path)
     if raw.get("format") != LIT_FORMAT:
         raise CheckpointError(f"{cfg_path}: not a LiT text side (format {raw.get('format')!r})")
+    if raw.get("version") != LIT_VERSION:
+        raise CheckpointError(f"{cfg_path}: a LiT text side of format version {raw.get('version')}, which this "
+                              f"version of sc-eval cannot load (it reads version {LIT_VERSION}); train it again "
+                              "with `sc-eval zeroshot --overwrite` (without --lit)")
     cfg = LitConfig(image_width=raw["image_width"], embed_dim=raw["embed_dim"], text=TextConfig(**raw["text"]))
     if encoder is not None:
         if encoder.width != cfg.image_width:
             raise CheckpointError(f"--lit {path}: trained on {cfg.image_width}-d image features but the encoder "
                                   f"gives {encoder.width}-d; pass the encoder it was trained with")
-        if raw.get("encoder_fingerprint") not in (None, encoder.fingerprint):
+        if raw.get("encoder_fingerprint") is not None and not same(raw["encoder_fingerprint"], encoder.fingerprint):
             log.warning("--lit %s was trained on another encoder (fingerprint %s); zero-shot numbers will "
                         "not mean much", path, str(raw.get("encoder_fingerprint"))[:12])
     model = LitModel(cfg)

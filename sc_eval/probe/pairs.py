@@ -79,7 +79,7 @@ def pair_features(encoder, spec=None, seed: int = 0, batch_size: int = 64, limit
     import torch
 
     if spec is not None and ("{" in str(spec) or any(ch in str(spec) for ch in "*?[")):
-        return _shard_features(encoder, expand_shards(str(spec), "--pairs"), str(spec), batch_size, limit)
+        return _shard_features(encoder, expand_shards(str(spec), "--pairs"), str(spec), batch_size, limit, precision)
     path = Path(spec).expanduser() if spec is not None else default_pairs(seed)
     if not path.exists():
         raise DataError(f"--pairs {path}: no such file or directory (a .jsonl of image/caption pairs, "
@@ -94,10 +94,11 @@ def pair_features(encoder, spec=None, seed: int = 0, batch_size: int = 64, limit
     tars = [path] if path.is_file() else sorted(path.glob("*.tar"))
     if not tars or any(t.suffix != ".tar" for t in tars):
         raise DataError(f"--pairs {path}: expected a .jsonl file, a .tar shard or a directory of .tar shards")
-    return _shard_features(encoder, [str(t) for t in tars], str(path), batch_size, limit)
+    return _shard_features(encoder, [str(t) for t in tars], str(path), batch_size, limit, precision)
 
 
-def _shard_features(encoder, shards: list[str], spec: str, batch_size: int, limit: int | None):
+def _shard_features(encoder, shards: list[str], spec: str, batch_size: int, limit: int | None,
+                    precision: str = "fp32"):
     from sc_eval.probe.datasets import encode_pil
 
     captions: list[str] = []

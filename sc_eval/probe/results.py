@@ -8,7 +8,6 @@ reused on a rerun; a different one is refused unless ``--overwrite``, as the run
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -16,13 +15,14 @@ from pathlib import Path
 from sc_eval.errors import ConfigError, DataError
 from sc_eval.io import atomic_write_text, iter_jsonl
 from sc_eval.results import read_results, results_markdown, update_results
+from sc_eval.runtime.fingerprint import digest, same
 
 log = logging.getLogger(__name__)
 
 
 def fingerprint(**parts) -> str:
-    """sha256 (16 hex) of the JSON of everything a result depends on."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """The fingerprint of everything a result depends on."""
+    return digest(parts)
 
 
 class ResultsFile:
@@ -37,7 +37,7 @@ class ResultsFile:
         old = self.data["results"].get(task)
         if old is None:
             return None
-        if old.get("fingerprint") == fp:
+        if same(old.get("fingerprint"), fp):
             if self._predictions_intact(old):
                 return old
             log.warning("%s: the predictions file of %s is missing or damaged; computing it again", self.path, task)

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from sc_eval.errors import ConfigError, did_you_mean
+from sc_eval.runtime.home import home
 from sc_eval.world.sizes import VERSION, WorldSizes, size_fields
 
 log = logging.getLogger(__name__)
@@ -84,14 +85,10 @@ def _write_world(root: Path, seed: int, cfg: WorldSizes) -> Path:
     return root
 
 
-def default_home() -> Path:
-    return Path(os.environ.get("SC_EVAL_HOME") or Path.home() / ".cache" / "sc-eval")
-
-
 def ensure_world(root=None, seed: int = 0) -> Path:
     """The default world for `seed`, written once under `root` (default $SC_EVAL_HOME or
     ~/.cache/sc-eval) as `world-<seed>-v<VERSION>`; later calls return it immediately."""
-    base = Path(root) if root is not None else default_home()
+    base = Path(root) if root is not None else home()
     target = base / f"world-{seed}-v{VERSION}"
     if (target / "world.json").exists():
         return target

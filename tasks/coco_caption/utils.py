@@ -20,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sc_eval.errors import DataError
+from sc_eval.runtime.fingerprint import Hasher
 
 LMMS_COLUMNS = ("id", "image", "answer")
 
@@ -92,9 +93,7 @@ def _lmms_docs(root: Path, official: str, dirs, split: str, wanted: set | None =
 
 
 def _ids_key(ids) -> str:
-    import hashlib
-
-    return hashlib.sha256(",".join(map(str, sorted(ids))).encode()).hexdigest()[:12]
+    return Hasher().text(",".join(map(str, sorted(ids)))).hex()
 
 
 def _lmms_images(root: Path, images: str, dirs, split: str, wanted: set) -> dict:

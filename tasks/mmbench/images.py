@@ -6,23 +6,18 @@ second load reuses the files, a changed source gets a fresh folder.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 from sc_eval.data.images import image_suffix
-
-
-def cache_root() -> Path:
-    """``$SC_EVAL_HOME/images`` (default ``~/.cache/sc-eval/images``), like the world cache."""
-    home = os.environ.get("SC_EVAL_HOME") or Path.home() / ".cache" / "sc-eval"
-    return Path(home) / "images"
+from sc_eval.runtime.fingerprint import Hasher
+from sc_eval.runtime.home import cache_dir
 
 
 def cache_dir_for(source: Path, dataset: str) -> Path:
     st = Path(source).stat()
     key = f"{os.path.abspath(source)}|{st.st_size}|{st.st_mtime_ns}"
-    return cache_root() / dataset / hashlib.sha256(key.encode()).hexdigest()[:16]
+    return cache_dir("images") / dataset / Hasher().text(key).hex()
 
 
 def materialize(folder: Path, name: str, data: bytes) -> str:
