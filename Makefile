@@ -41,7 +41,7 @@ COMPAT_TESTS ?= tests/test_llava_model.py tests/test_clipcap.py tests/test_encod
 $(COMPAT_STAMP): $(STAMP) ci/constraints-oldest.txt ci/compat_overlay.py
 	$(PY) ci/compat_overlay.py create $(COMPAT)
 	$(COMPAT)/bin/python -m pip install -q -c ci/constraints-oldest.txt \
-		transformers peft timm open-clip-torch datasets tokenizers huggingface-hub fsspec
+		transformers peft timm open-clip-torch datasets webdataset tokenizers huggingface-hub fsspec
 	$(COMPAT)/bin/python ci/compat_overlay.py check
 	@touch $(COMPAT_STAMP)
 

@@ -20,8 +20,8 @@ def pytest_terminal_summary(terminalreporter):
         except md.PackageNotFoundError:
             return "not installed"
 
-    names = ("torch", "transformers", "peft", "timm", "open-clip-torch", "datasets", "tokenizers",
-             "huggingface-hub")
+    names = ("torch", "transformers", "peft", "timm", "open-clip-torch", "datasets", "webdataset",
+             "tokenizers", "huggingface-hub")
     terminalreporter.write_line("libraries: " + ", ".join(f"{n} {version(n)}" for n in names))
 
 
