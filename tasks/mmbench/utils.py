@@ -27,6 +27,7 @@ import logging
 import sys
 from pathlib import Path
 
+from sc_eval.data.images import embedded_images_dir, materialize
 from sc_eval.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -41,12 +42,11 @@ def _missing(value) -> bool:
 
 
 def _read_tsv(tsv: Path, decode_images: bool = True) -> list[dict]:
-    from sc_eval.tasks.mmbench.images import cache_dir_for, materialize
 
     if not tsv.exists():
         raise DataError(f"{tsv}: MMBench TSV not found")
     csv.field_size_limit(sys.maxsize)  # base64 images are far longer than csv's default limit
-    folder = cache_dir_for(tsv, "mmbench") if decode_images else None
+    folder = embedded_images_dir(tsv, "mmbench") if decode_images else None
     docs = []
     with open(tsv, encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f, delimiter="\t")

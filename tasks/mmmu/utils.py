@@ -18,6 +18,7 @@ import ast
 import re
 from pathlib import Path
 
+from sc_eval.data.images import embedded_images_dir, materialize
 from sc_eval.errors import DataError
 
 MC_SUFFIX = "Answer with the option's letter from the given choices directly."
@@ -98,14 +99,13 @@ def _find(root: Path, folder: str, split: str, lmms_dir=None) -> Path:
 
 def _read(folder: Path, split: str, decode_images: bool = True) -> list[dict]:
     from sc_eval.data import lmms
-    from sc_eval.tasks.mmbench.images import cache_dir_for, materialize
 
     docs = []
     for src in _sources(Path(folder), split):
         cols = None
         if not decode_images:
             cols = [c for c in lmms.parquet_columns(src.files[0]) if not c.startswith("image_")]
-        cache = cache_dir_for(src.files[0], "mmmu") if decode_images else None
+        cache = embedded_images_dir(src.files[0], "mmmu") if decode_images else None
         for row in lmms.iter_rows(src, cols):
             where = f"{src.folder} id {row.get('id')!r}"
             for k in ("id", "question", "answer", "question_type"):

@@ -10,14 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-OCR_PREFIX = "\nReference OCR token: "
+from sc_eval.data.formats import ocr_line
+
 LMMS_COLUMNS = ("question_id", "image_id", "question", "image")
-
-
-def ocr_line(tokens) -> str:
-    """LLaVA's OCR hint, ``"\\nReference OCR token: a, b, c"``; empty when there is no token."""
-    tokens = [str(t) for t in (tokens or [])]
-    return OCR_PREFIX + ", ".join(tokens) if tokens else ""
 
 
 def load_docs(root: Path, annotations: str, images: str = "textvqa/train_images", ocr: str | None = None,
