@@ -5,11 +5,15 @@ Each update merges: under the run directory's lock it reads the file as it is on
 only the entry of the task just finished and writes the whole file back atomically (temp file +
 rename), so an update never drops another task's entry from a stale copy held in memory, and a
 kill leaves the old file or the new one, never half of one.
+
+results.md is every task's scores in one table; a command that lays its results out in more
+ways (the LLaVA battery in the paper's Table 11 columns) passes its own ``markdown`` function.
 """
 from __future__ import annotations
 
 import datetime as _dt
 from pathlib import Path
+from typing import Callable
 
 from sc_eval.io import atomic_write_json, atomic_write_text, read_json
 from sc_eval.rundir import locked, package_versions
@@ -33,9 +37,11 @@ def read_results(run_dir) -> dict:
     return data
 
 
-def update_results(run_dir, task: str, entry: dict, info: dict | None = None) -> dict:
+def update_results(run_dir, task: str, entry: dict, info: dict | None = None,
+                   markdown: Callable[[dict], str] | None = None) -> dict:
     """Set ``task``'s entry (and the run-level ``info``) in results.json, keeping every other
-    task's entry as the file holds it now; rewrites results.md; returns the merged results."""
+    task's entry as the file holds it now; rewrites results.md (``markdown(results)``, by default
+    `results_markdown`); returns the merged results."""
     run_dir = Path(run_dir)
     with locked(run_dir):  # re-entrant: the command writing this directory holds it already
         data = read_results(run_dir)
@@ -43,7 +49,7 @@ def update_results(run_dir, task: str, entry: dict, info: dict | None = None) ->
         data.update({"updated": _dt.datetime.now().isoformat(timespec="seconds"),
                      "versions": package_versions(), **(info or {})})
         atomic_write_json(run_dir / RESULTS_NAME, data)
-        atomic_write_text(run_dir / "results.md", results_markdown(data))
+        atomic_write_text(run_dir / "results.md", (markdown or results_markdown)(data))
     return data
 
 
@@ -56,6 +62,7 @@ def _fmt(v) -> str:
 
 
 def results_markdown(results: dict) -> str:
+    """One row per task and metric: value, standard error, docs evaluated, and a note."""
     lines = ["| task | metric | value | ± stderr | n | note |", "|---|---|---|---|---|---|"]
     for name, e in results.get("results", {}).items():
         if e.get("skipped"):
@@ -72,8 +79,4 @@ def results_markdown(results: dict) -> str:
         for m, v in metrics.items():
             lines.append(f"| {name} | {m} | {_fmt(v)} | {_fmt(stderr.get(m))} | "
                          f"{n.get('evaluated')}/{n.get('total')} | {note} |")
-    from sc_eval.table11 import battery_sections, battery_tasks_in
-
-    if len(battery_tasks_in(results)) >= 2:  # the LLaVA battery: also as the paper lays it out
-        lines += ["", battery_sections(results).rstrip("\n")]
     return "\n".join(lines) + "\n"

@@ -11,11 +11,12 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Callable
 
 from sc_eval import tasks_api
 from sc_eval.errors import ConfigError, DataError
 from sc_eval.io import AppendLog, atomic_write_json, atomic_write_text, iter_jsonl, read_json
-from sc_eval.results import read_results, results_markdown, update_results  # noqa: F401 (re-exported)
+from sc_eval.results import read_results, results_markdown, update_results
 from sc_eval.rundir import locked
 from sc_eval.runtime import dist
 from sc_eval.runtime.fingerprint import same
@@ -217,8 +218,10 @@ def preload_docs(tasks, data_root, skip_missing_data: bool = False) -> dict:
 
 def evaluate(tasks, adapter, run_dir, data_root, limit=None, batch_size: int = 8,
              overwrite: bool = False, info: dict | None = None, progress: bool = True,
-             skip_missing_data: bool = False, docs: dict | None = None, score: bool = True) -> dict | None:
-    """Run every task; results.json/results.md are rewritten after each one (rank 0).
+             skip_missing_data: bool = False, docs: dict | None = None, score: bool = True,
+             markdown: Callable[[dict], str] = results_markdown) -> dict | None:
+    """Run every task; results.json/results.md are rewritten after each one (rank 0), results.md
+    by ``markdown(results)``, which is also printed at the end.
 
     With skip_missing_data (a group such as `all` asked for), a task whose data files are absent
     under data_root is skipped with a warning and recorded as skipped, instead of stopping the run.
@@ -235,15 +238,17 @@ def evaluate(tasks, adapter, run_dir, data_root, limit=None, batch_size: int = 8
             if isinstance(got, DataError):
                 log.warning("skipping %s: its data is missing (%s)", task.name, got)
                 if dist.is_main():
-                    results = update_results(run_dir, task.name, {"skipped": str(got), "metrics": {}}, info)
+                    results = update_results(run_dir, task.name, {"skipped": str(got), "metrics": {}}, info,
+                                             markdown=markdown)
                 continue
             entry = run_task(task, adapter, run_dir, data_root, limit=limit, batch_size=batch_size,
                              overwrite=overwrite, progress=progress, docs=got, score=score)
             if entry is None:
                 continue
-            results = update_results(run_dir, task.name, entry, {"adapter": adapter.fingerprint(), **(info or {})})
+            results = update_results(run_dir, task.name, entry, {"adapter": adapter.fingerprint(), **(info or {})},
+                                     markdown=markdown)
     if dist.is_main():
-        print(results_markdown(results))
+        print(markdown(results))
         return results
     return None
 

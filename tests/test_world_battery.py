@@ -251,11 +251,13 @@ class Oracle:
 
 
 def test_tasks_all_runs_the_battery_and_lays_out_table11(world, tmp_path):
+    from sc_eval.adapters.llava.command import results_markdown
     from sc_eval.table11 import HEADERS
 
     tasks = tasks_api.resolve("all", adapter_kind="generate")
     assert set(BATTERY) <= {t.name for t in tasks} and tasks_api.names_a_group("all")
-    res = evaluate(tasks, Oracle(), tmp_path / "run", world, progress=False, skip_missing_data=True)
+    res = evaluate(tasks, Oracle(), tmp_path / "run", world, progress=False, skip_missing_data=True,
+                   markdown=results_markdown)  # results.md as `sc-eval llava` writes it
     assert [n for n, e in res["results"].items() if e.get("skipped")] == []
     assert set(BATTERY) <= set(res["results"])
     for name in ("vizwiz_vqa_test", "mmbench_en_test"):        # test splits: submission files only
@@ -274,7 +276,7 @@ def test_tasks_all_runs_the_battery_and_lays_out_table11(world, tmp_path):
 
 
 def test_table11_fills_gaps_with_a_dash_and_marks_limited_runs():
-    from sc_eval.runner import results_markdown
+    from sc_eval.adapters.llava.command import results_markdown
     from sc_eval.table11 import table11_markdown
 
     results = {"encoder": "random:sc-vit-tiny", "results": {

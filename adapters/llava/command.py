@@ -59,6 +59,16 @@ def add_arguments(p) -> None:
                    help="extra task folders (same layout as tasks/)")
 
 
+def results_markdown(results: dict) -> str:
+    """A LLaVA run's results.md: every task's scores, then the battery in the paper's Table 11
+    columns (when the run holds two or more of its tasks)."""
+    from sc_eval.results import results_markdown as scores
+    from sc_eval.table11 import battery_markdown
+
+    battery = battery_markdown(results)
+    return scores(results) + ("\n" + battery.rstrip("\n") + "\n" if battery else "")
+
+
 def _steps(given, n: int, batch: int) -> int:
     return given if given is not None else max(1, math.ceil(n / batch))
 
@@ -176,5 +186,5 @@ def run(args) -> int:
     adapter = LlavaAdapter(model, device=device, precision=args.precision)
     # A group (`all`, `llava`) skips benchmarks whose files are absent; a task named outright must exist.
     evaluate(tasks, adapter, run_dir.path, root, limit=args.limit, batch_size=args.eval_batch_size,
-             overwrite=args.overwrite, info=info, skip_missing_data=group, docs=docs)
+             overwrite=args.overwrite, info=info, skip_missing_data=group, docs=docs, markdown=results_markdown)
     return 0
