@@ -31,7 +31,7 @@ COMMANDS = {
     "ls": ("sc_eval.commands.ls", "list tasks, encoders or adapters"),
     "report": ("sc_eval.commands.report", "tables and plots from run directories"),
     "world": ("sc_eval.commands.world", "write the embedded sc-shapes world to disk"),
-    "demo": ("sc_eval.commands.demo", "the paper's comparison in miniature, on the embedded world"),
+    "demo": ("sc_eval.demo.command", "the paper's comparison in miniature, on the embedded world"),
 }
 
 # Commands that take the common run flags (ls/world/score take only what they need).

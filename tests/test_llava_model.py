@@ -479,3 +479,15 @@ def test_missing_task_data_stops_before_training(cli_world, llm_dir, tmp_path, c
     assert main([*common, "--data-root", str(empty), "--tasks", "battery", "--output-dir", str(tmp_path / "r2")]) == 2
     assert f"no data under {empty} for any of" in capsys.readouterr().err
     assert not (tmp_path / "r2" / "checkpoints" / "stage1").exists()
+
+
+def test_training_without_llm_says_what_to_pass(cli_world, tmp_path, capsys):
+    from sc_eval.cli import main
+
+    run = tmp_path / "run"
+    assert main(["llava", "--encoder", "random:sc-vit-micro", "--data-root", str(cli_world), "--tasks", "vqav2",
+                 "--output-dir", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sc-eval: error: --llm not given") and err.count("\n") == 1
+    assert "--llm DIR" in err and "--llm random:vicuna-7b" in err and "--adapter DIR" in err
+    assert not run.exists()

@@ -2,6 +2,9 @@
 
     sc-eval caption --encoder SPEC [--lm DIR] [--mapper transformer|mlp] [--task coco_caption]
 
+The LM is ``--lm`` (a GPT-2 folder, or ``random:NAME``); without it, GPT-2 small from the local
+Hugging Face cache (the paper's ClipCap LM; never downloaded).
+
 Steps (each resumable: rerun the same command after a kill):
 1. encode the training images through the feature cache (never twice for the same encoder);
 2. train the mapper (checkpoints/last.pt every --save-every steps), save ``<run>/adapter/``;
@@ -43,7 +46,8 @@ def add_arguments(p) -> None:
     g.add_argument("--encoder-config", default=None, help="model config for official .pt checkpoints")
     g.add_argument("--lm", default=None, help="GPT-2 directory (save_pretrained layout), or random:NAME for a "
                    "real-size GPT-2 with random weights (random:gpt2, random:gpt2-medium; `sc-eval ls models`); "
-                   "default on the embedded world: a tiny GPT-2 trained on the world's text (cached)")
+                   "default: GPT-2 small (124M, the paper's ClipCap LM) from the local Hugging Face cache "
+                   "(openai-community/gpt2), never downloaded")
     g.add_argument("--mapper", choices=["transformer", "mlp"], default="transformer",
                    help="transformer: GPT-2 frozen (the SuperClass setting); mlp: GPT-2 fine-tuned")
     g.add_argument("--prefix-length", type=positive_int, default=None, help="K prefix tokens (recipe default)")
@@ -94,20 +98,20 @@ def _recipe(args, data_root: Path) -> dict:
     return r
 
 
-def _lm_dir(args, data_root: Path):
-    """A GPT-2 directory, or the ``random:NAME`` spec as given."""
-    from sc_eval.models.lm import is_random_lm
+def _lm_dir(args):
+    """The LM to train with: a GPT-2 directory, the ``random:NAME`` spec as given, or (no --lm)
+    GPT-2 small's folder in the local Hugging Face cache."""
+    from sc_eval.errors import ConfigError
+    from sc_eval.models.lm import GPT2_REPOS, cached_hf_model, is_random_lm
 
     if args.lm:
         return args.lm if is_random_lm(args.lm) else Path(args.lm)
-    from sc_eval.errors import ConfigError
-
-    if not (data_root / "world.json").exists():
-        raise ConfigError(f"--data-root {data_root} is not an embedded world: pass --lm DIR, a GPT-2 "
-                          "directory written by save_pretrained (config.json + weights + tokenizer)")
-    from sc_eval.tinylm import ensure_tiny_lm
-
-    return ensure_tiny_lm("gpt2", world_root=data_root, seed=0)
+    found = cached_hf_model(GPT2_REPOS)
+    if found is None:
+        raise ConfigError(f"--lm not given, and its default, GPT-2 ({GPT2_REPOS[0]}), is not in the local Hugging "
+                          "Face cache (it is never downloaded): pass --lm DIR, a GPT-2 folder written by "
+                          "save_pretrained, or --lm random:gpt2 for its architecture with random weights")
+    return found
 
 
 def _train_docs(args, data_root: Path) -> tuple[list[dict], str]:
@@ -131,8 +135,9 @@ def _train_docs(args, data_root: Path) -> tuple[list[dict], str]:
     return docs, str(path.resolve())
 
 
-def _train(args, rd, data_root, encoder, device, recipe):
-    """Train (or resume) the mapper and save the adapter directory; returns (model, tok, cfg)."""
+def _train(args, rd, data_root, encoder, device, recipe, lm_dir):
+    """Train (or resume) the mapper on ``lm_dir``'s LM and save the adapter directory; returns
+    (model, tok, cfg)."""
     from sc_eval.cache import encode_images
     from sc_eval.models.lm import load_causal_lm
 
@@ -140,7 +145,6 @@ def _train(args, rd, data_root, encoder, device, recipe):
     from .model import build_model, load_adapter, save_adapter
     from .train import TrainConfig, fit, tokenize_captions
 
-    lm_dir = _lm_dir(args, data_root)
     lm, tok = load_causal_lm(lm_dir, device)
     docs, key = _train_docs(args, data_root)
     log.info("training on %d images (%s)", len(docs), key)
@@ -150,8 +154,8 @@ def _train(args, rd, data_root, encoder, device, recipe):
                         lm_width=int(lm.get_input_embeddings().embedding_dim),
                         prefix_length=recipe["prefix_length"], clip_length=recipe["clip_length"],
                         num_layers=recipe["mapper_layers"])
-    # The mapper's initial weights come from the seed alone: training the tiny GPT-2 on a first
-    # run (cached afterwards) draws random numbers that a later run does not.
+    # The mapper's initial weights come from the seed alone, whatever drew random numbers before
+    # it in this process (`sc-eval demo` trains its tiny GPT-2 on a first run, not on later ones).
     from sc_eval.runtime.dist import seed_everything
 
     seed_everything(args.seed)
@@ -198,6 +202,7 @@ def run(args) -> int:
         from .model import check_adapter
 
         check_adapter(args.adapter)
+    lm_dir = None if args.adapter else _lm_dir(args)  # a missing default LM is refused before any work
     rd = RunDir.create(args.output_dir, "caption", args, main_process=dist.is_main())
     if args.data_root:
         data_root = Path(args.data_root)
@@ -220,7 +225,7 @@ def run(args) -> int:
     if args.adapter:
         model, tok, acfg = load_adapter(args.adapter, device, lm_dir=args.lm)
     elif dist.is_main():
-        model, tok, acfg = _train(args, rd, data_root, encoder, device, _recipe(args, data_root))
+        model, tok, acfg = _train(args, rd, data_root, encoder, device, _recipe(args, data_root), lm_dir)
         dist.barrier()
     else:  # other ranks wait for rank 0's adapter (training is not sharded)
         dist.barrier()

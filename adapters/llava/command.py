@@ -1,11 +1,13 @@
 """`sc-eval llava`: train the projector (stage 1) and LoRA/full LLM (stage 2), then run tasks.
 
-    sc-eval llava --encoder SPEC [--llm DIR] --tasks vqav2,gqa [--adapter DIR] [--lora-r 128]
+    sc-eval llava --encoder SPEC --llm DIR --tasks vqav2,gqa [--lora-r 128]
+    sc-eval llava --encoder SPEC --adapter DIR --tasks vqav2,gqa
 
-With no data flags everything comes from the embedded world (its LLaVA json files, its tasks,
-and a tiny Llama trained on its text). Rerunning the same command in the same --output-dir
-resumes: finished stages are reloaded, unfinished ones continue from their last checkpoint, and
-tasks skip the documents already predicted.
+Training needs ``--llm`` (a local causal LM such as vicuna-7b-v1.5, or ``random:NAME``); an
+adapter evaluated with ``--adapter`` names its own. With no data flags the training data and the
+tasks come from the embedded world (its LLaVA json files, its benchmarks). Rerunning the same
+command in the same --output-dir resumes: finished stages are reloaded, unfinished ones continue
+from their last checkpoint, and tasks skip the documents already predicted.
 """
 from __future__ import annotations
 
@@ -23,8 +25,8 @@ def add_arguments(p) -> None:
     g.add_argument("--encoder", required=True, help="vision encoder spec (sc-eval ls encoders)")
     g.add_argument("--llm", default=None,
                    help="local Hugging Face causal-LM directory, or random:NAME for the real architecture with random "
-                        "weights built on the device (random:vicuna-7b, random:llama-13b; `sc-eval ls models`) "
-                        "(default: the embedded world's tiny Llama)")
+                        "weights built on the device (random:vicuna-7b, random:llama-13b; `sc-eval ls models`); "
+                        "needed to train (with --adapter: the LLM the adapter names)")
     g.add_argument("--adapter", default=None, help="evaluate this trained adapter directory; no training")
     g.add_argument("--projector", default="mlp2x_gelu", help="linear | mlp{N}x_gelu | identity")
     g.add_argument("--select-layer", type=int, default=-2, help="encoder block whose patch tokens feed the LLM")
@@ -81,18 +83,13 @@ def train(args, encoder, root: Path, run, device: str):
     from sc_eval.adapters.llava.train import StageConfig, train_stage
     from sc_eval.models.lm import is_random_lm
 
-    if args.llm:
-        llm_dir = args.llm if is_random_lm(args.llm) else Path(args.llm)
-    else:
-        from sc_eval.tinylm import ensure_tiny_lm
-
-        llm_dir = ensure_tiny_lm("llama", root, args.seed)
+    llm_dir = args.llm if is_random_lm(args.llm) else Path(args.llm)
     llm, tok = load_llm(llm_dir, device=device, precision=args.precision, quantize_4bit=args.four_bit)
     lora = {"r": args.lora_r, "alpha": args.lora_alpha, "dropout": args.lora_dropout} if args.lora_r > 0 else None
     cfg = LlavaConfig(encoder=args.encoder, llm=str(llm_dir), projector=args.projector,
                       select_layer=args.select_layer, template="vicuna_v1", lora=lora, full_finetune=lora is None)
-    # The projector's initial weights come from the seed alone, whether or not the tiny Llama had
-    # to be trained first (that draws random numbers a run with the cached Llama does not).
+    # The projector's initial weights come from the seed alone, whatever drew random numbers
+    # before it in this process (`sc-eval demo` trains its tiny Llama on a first run only).
     from sc_eval.runtime.dist import seed_everything
 
     seed_everything(args.seed)
@@ -154,6 +151,12 @@ def run(args) -> int:
     init_distributed(device)
     seed_everything(args.seed)
     tasks = tasks_api.resolve(args.tasks, args.include_tasks, adapter_kind="generate")  # fail on a bad name before any work
+    if not args.adapter and not args.llm:
+        from sc_eval.errors import ConfigError
+
+        raise ConfigError("--llm not given: training needs the LLM, --llm DIR (a local causal LM written by "
+                          "save_pretrained, e.g. vicuna-7b-v1.5), or --llm random:vicuna-7b for its architecture "
+                          "with random weights (`sc-eval ls models`); to evaluate a trained adapter pass --adapter DIR")
     if args.adapter:  # a damaged or foreign adapter directory is refused before anything is built
         from sc_eval.adapters.llava.saving import check_adapter
 

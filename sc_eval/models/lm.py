@@ -26,6 +26,8 @@ from sc_eval.errors import CheckpointError, ConfigError, did_you_mean
 
 PREFIX = "random:"
 RANDOM_SEED = 0
+# GPT-2 small (124M) under its Hub names, current then legacy: `sc-eval caption`'s default LM.
+GPT2_REPOS = ("openai-community/gpt2", "gpt2")
 
 # name -> (family, config fields, what it is). Dimensions from the models' published configs.
 _LLAMA_7B = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
@@ -155,6 +157,19 @@ def load_causal_lm(spec, device="cpu", dtype=None, flag: str = "--lm", quantizat
     if tok.eos_token_id is None:
         raise ConfigError(f"{flag} {path}: the tokenizer has no EOS token; generation could not stop")
     return model, tok
+
+
+def cached_hf_model(repo_ids, cache_dir=None) -> Path | None:
+    """The folder of the first of ``repo_ids`` held in the local Hugging Face cache (``cache_dir``,
+    default: the one huggingface_hub uses, ``$HF_HOME/hub``), or None; never downloads."""
+    from huggingface_hub import snapshot_download
+
+    for repo in repo_ids:
+        try:
+            return Path(snapshot_download(repo, local_files_only=True, cache_dir=cache_dir))
+        except (OSError, ValueError):  # not cached (LocalEntryNotFoundError), or offline
+            continue
+    return None
 
 
 def count_params(spec: str, **overrides) -> int:

@@ -1,13 +1,14 @@
-"""Tiny causal language models trained on the embedded world's text.
+"""Tiny causal language models trained on the embedded world's text, for the demo.
 
 The frozen-LM protocols (ClipCap with a frozen GPT-2, LLaVA with a frozen or LoRA-tuned LLM) only
-make sense if the LM already knows the language it must produce. No pretrained weights can be
-downloaded here, so ``train_tiny_lm`` trains a small GPT-2 (real GPT-2 BPE, 50,257 ids) or Llama
+make sense if the LM already knows the language it must produce. The demo runs where no
+pretrained weights can be downloaded, so ``train_tiny_lm`` trains a small GPT-2 (real GPT-2 BPE, 50,257 ids) or Llama
 (SentencePiece, 32,000 ids) on the world's ``text/corpus.txt`` for a fixed number of steps (about
 a minute on 2 CPU cores) and writes a normal Hugging Face model directory with its tokenizer, so
 ``AutoModelForCausalLM`` / ``AutoTokenizer.from_pretrained(dir)`` load it offline.
 
-``ensure_tiny_lm`` trains once and caches the directory next to the world it was trained on.
+``ensure_tiny_lm`` trains once and caches the directory next to the world it was trained on;
+the demo hands it to ``sc-eval caption --lm`` and ``sc-eval llava --llm``.
 The step budget is fixed (not a wall-clock budget) so the same seed gives the same model.
 
 Speed: a full 50,257-way softmax costs most of a CPU step, yet the world's text uses a few hundred
@@ -34,7 +35,7 @@ KINDS = ("gpt2", "llama")
 VERSION = 2  # bump when a default below changes: cached models are keyed by it
 
 # Model sizes. GPT-2: the 50,257 x 128 embedding dominates (~7.3M parameters in all). Llama:
-# ~2.6M parameters, tied embeddings (DESIGN.md budgets a ~2.7M Llama trained about a minute).
+# ~2.6M parameters, tied embeddings (trained in about a minute).
 MODEL_DEFAULTS = {
     "gpt2": dict(n_embd=128, n_layer=4, n_head=4, n_positions=256),
     "llama": dict(hidden_size=72, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
