@@ -33,16 +33,16 @@ from sc_eval.encoders import save_encoder_dir
 from sc_eval.errors import ConfigError
 from sc_eval.models import resolve_config
 from sc_eval.pretrain import parallel
-from sc_eval.pretrain.checkpoint import (clean_partial, find_checkpoint, load_checkpoint, rng_state,
-                                         save_checkpoint, set_rng_state)
+from sc_eval.pretrain.checkpoint import (clean_partial, find_checkpoint, load_checkpoint, rng_state, save_checkpoint,
+                                         set_rng_state)
 from sc_eval.pretrain.data import PretrainStream, make_loader, open_source, resolve_decode, to_device
 from sc_eval.pretrain.loss import SuperClassLoss
 from sc_eval.pretrain.models import build_model, clip_criterion, named_param_groups, param_groups
 from sc_eval.pretrain.progress import TrainLog
 from sc_eval.pretrain.tokenize import build_tokenizer
-from sc_eval.rundir import RunDir, default_output_dir, lock_run_dir
 from sc_eval.runtime import dist as D
 from sc_eval.runtime.precision import autocast, check_precision, grad_scaler
+from sc_eval.runtime.rundir import RunDir, default_output_dir, lock_run_dir
 from sc_eval.runtime.schedules import warmup_cosine
 
 log = logging.getLogger("sc_eval.pretrain")
@@ -364,6 +364,18 @@ def finish_done_run(env: Env, parts: Parts, args, step: int) -> dict:
 
 
 # -- the run ----------------------------------------------------------------------------------
+def train_and_report(args) -> int:
+    """`sc-eval pretrain`: train, then say on rank 0 what the run directory holds."""
+    result = train(args)
+    if D.is_main():
+        if result.get("already_done"):
+            print(f"pretrain: {result['run_dir']} already has {result['steps']} steps; raise --steps to train on")
+        else:
+            print(f"pretrain: {result['steps']} steps, final loss {result['loss']:.4f}; "
+                  f"encoder exported to {result['run_dir']}/encoder")
+    return 0
+
+
 def train(args) -> dict:
     env = setup(args)
     parts = build(args, env)

@@ -22,7 +22,7 @@ CAPTIONS = ["a red circle on the left.", "two blue squares at the top",
 
 @pytest.fixture(scope="module")
 def tok():
-    from sc_eval.assets import gpt2_tokenizer
+    from sc_eval.models.tokenizers import gpt2_tokenizer
 
     return gpt2_tokenizer()
 
@@ -299,7 +299,8 @@ def test_recipes_clip_gradients_only_for_the_world(tmp_path):
     """The reference trains without gradient clipping (lr 2e-5); the world recipe's lr 1e-3 clips at 1."""
     import argparse
 
-    from sc_eval.adapters.clipcap.command import _recipe, add_arguments
+    from sc_eval.adapters.clipcap.command import add_arguments
+    from sc_eval.adapters.clipcap.pipeline import _recipe
     from sc_eval.adapters.clipcap.train import TrainConfig
 
     p = argparse.ArgumentParser()
@@ -317,7 +318,7 @@ def test_recipes_clip_gradients_only_for_the_world(tmp_path):
 def test_mapper_init_does_not_depend_on_whether_the_lm_was_trained_first(cli_world, tmp_path):
     """The first `sc-eval caption` on a world trains and caches its tiny GPT-2 (drawing random
     numbers), later ones load it: the same command and seed must give the same mapper."""
-    from sc_eval.adapters.clipcap import command as cmd
+    from sc_eval.adapters.clipcap import pipeline as cmd
     from sc_eval.demo.tiny_lm import build_tiny_lm, save_lm
     from tests.conftest import same_weights_whether_the_lm_was_trained_first
 

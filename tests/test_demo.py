@@ -35,7 +35,7 @@ def test_each_stage_logs_into_its_own_run_directory_only(tmp_path, folder):
     logs = {run.name: (run / "log.txt").read_text() for run in (first, second)}
     # one few-shot result line each: the second stage's lines (and the demo's line announcing it)
     # stay out of the first stage's log
-    assert [log.count("sc_eval.probe.fewshot: 2-shot seed 0") for log in logs.values()] == [1, 1]
+    assert [log.count("sc_eval.adapters.probe.fewshot: 2-shot seed 0") for log in logs.values()] == [1, 1]
     assert "probe-b" not in logs["probe-a"]
 
 

@@ -14,16 +14,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from PIL import Image, UnidentifiedImageError
+
 from sc_eval.errors import DataError
 from sc_eval.io import atomic_write_bytes
 from sc_eval.runtime.fingerprint import Hasher
 from sc_eval.runtime.home import cache_dir
 
 
-def load_image(path) -> "PIL.Image.Image":  # noqa: F821
+def load_image(path) -> Image.Image:
     """The image at `path`, fully decoded, in RGB mode (palette, grey, RGBA and CMYK converted)."""
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path)
     try:
         with Image.open(path) as im:

@@ -16,9 +16,9 @@ from sc_eval import cli
 from sc_eval.demo import tiny_lm
 from sc_eval.errors import ConfigError, ScEvalError
 from sc_eval.io import atomic_write_text
-from sc_eval.report import build_report
-from sc_eval.rundir import lock_run_dir
-from sc_eval.world import ensure_world
+from sc_eval.report.build import build_report
+from sc_eval.runtime.rundir import lock_run_dir
+from sc_eval.world.build import ensure_world
 
 log = logging.getLogger(__name__)
 

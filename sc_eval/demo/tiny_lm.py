@@ -24,10 +24,16 @@ import logging
 import math
 from pathlib import Path
 
+import torch
+from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
+
+from sc_eval.adapters.llava.templates import IMAGE_TOKEN, build_example
 from sc_eval.errors import ConfigError, DataError
-from sc_eval.io import atomic_directory
+from sc_eval.io import atomic_directory, read_json
+from sc_eval.models import tokenizers as assets
 from sc_eval.runtime.fingerprint import digest
 from sc_eval.runtime.schedules import warmup_cosine
+from sc_eval.world.build import ensure_world
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +57,6 @@ TRAIN_DEFAULTS = {
 
 
 def _tokenizer(kind: str):
-    from sc_eval import assets
-
     return assets.lm_tokenizer(kind)
 
 
@@ -62,20 +66,14 @@ def tiny_config(kind: str, vocab_size: int, **overrides):
         raise ConfigError(f"unknown tiny LM kind {kind!r}: choose one of {', '.join(KINDS)}")
     params = {**MODEL_DEFAULTS[kind], **overrides}
     if kind == "gpt2":
-        from transformers import GPT2Config
-
         return GPT2Config(vocab_size=vocab_size, bos_token_id=vocab_size - 1, eos_token_id=vocab_size - 1,
                           **params)
-    from transformers import LlamaConfig
 
     return LlamaConfig(vocab_size=vocab_size, bos_token_id=1, eos_token_id=2, pad_token_id=0, **params)
 
 
 def build_tiny_lm(kind: str, seed: int = 0, **overrides):
     """(model with random weights, tokenizer): tests use this to get a small LM quickly."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
     tok = _tokenizer(kind)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(tiny_config(kind, len(tok), **overrides))
@@ -100,9 +98,6 @@ def _chat_documents(tok, chat_path: Path) -> list[list[int]]:
     ASSISTANT's voice and stops; the tiny Llama learns the same from the world's training
     conversations, so LLaVA's stage 2 only has to learn to look at the image.
     """
-    from sc_eval.adapters.llava.templates import IMAGE_TOKEN, build_example
-    from sc_eval.io import read_json
-
     records = read_json(chat_path)
     if not isinstance(records, list):
         raise DataError(f"{chat_path}: expected a JSON list of LLaVA conversations")
@@ -118,8 +113,6 @@ def _chat_documents(tok, chat_path: Path) -> list[list[int]]:
 def _token_stream(tok, kind: str, corpus_path: Path, chat_path: Path | None = None, seed: int = 0):
     """Corpus lines (each closed by EOS; llama: opened by BOS) and, if given, chat dialogues,
     shuffled as documents with ``seed`` and joined into one stream."""
-    import torch
-
     if not corpus_path.exists():
         raise DataError(f"{corpus_path}: corpus not found; write the world with `sc-eval world --out DIR`")
     lines = [ln.strip() for ln in corpus_path.read_text(encoding="utf-8").splitlines() if ln.strip()]
@@ -140,8 +133,6 @@ def train_tiny_lm(kind: str, out_dir, corpus_path, steps: int | None = None, see
                   chat_path=None, **model_overrides) -> Path:
     """Train a tiny ``kind`` LM on ``corpus_path`` (plus the LLaVA conversations of
     ``chat_path``, text only, in the vicuna_v1 template) and save it with its tokenizer."""
-    import torch
-
     if kind not in KINDS:
         raise ConfigError(f"unknown tiny LM kind {kind!r}: choose one of {', '.join(KINDS)}")
     hp = dict(TRAIN_DEFAULTS[kind])
@@ -185,8 +176,6 @@ def train_tiny_lm(kind: str, out_dir, corpus_path, steps: int | None = None, see
 def _zero_unused_rows(model, stream):
     """Zero the (tied) embedding rows of ids absent from the corpus; return the used ids and a
     map from vocabulary id to position among the used ids."""
-    import torch
-
     emb = model.get_output_embeddings().weight
     if emb.data_ptr() != model.get_input_embeddings().weight.data_ptr():
         raise ConfigError("the tiny LM must tie its input and output embeddings")
@@ -202,8 +191,6 @@ def _zero_unused_rows(model, stream):
 
 def _exact_lm_loss(model, x, used, targets_local, n_unused: int):
     """Next-token cross-entropy over the full vocabulary, with unused rows known to be zero."""
-    import torch
-
     h = model.base_model(input_ids=x).last_hidden_state[:, :-1]      # [B, T-1, H]
     w = model.get_output_embeddings().weight[used]                   # [U, H]
     logits = (h @ w.t()).float()                                     # [B, T-1, U]
@@ -234,8 +221,6 @@ def ensure_tiny_lm(kind: str = "gpt2", world_root=None, seed: int = 0, steps: in
     if kind not in KINDS:
         raise ConfigError(f"unknown tiny LM kind {kind!r}: choose one of {', '.join(KINDS)}")
     if world_root is None:
-        from sc_eval.world import ensure_world
-
         world_root = ensure_world()
     world_root = Path(world_root)
     out = world_root.parent / f"{world_root.name}-{tiny_lm_key(kind, seed, steps)}"

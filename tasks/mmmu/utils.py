@@ -18,8 +18,11 @@ import ast
 import re
 from pathlib import Path
 
+from sc_eval.data import lmms
 from sc_eval.data.images import embedded_images_dir, materialize
+from sc_eval.data.lmms import Source, split_files
 from sc_eval.errors import DataError
+from sc_eval.tasks.mmmu.parse import choice_correct, open_correct, parse_choice, parse_open
 
 MC_SUFFIX = "Answer with the option's letter from the given choices directly."
 OPEN_SUFFIX = "Answer the question using a single word or phrase."
@@ -66,8 +69,6 @@ def _gold(answer):
 def _sources(folder: Path, split: str) -> list:
     """One source per folder of ``<split>-*.parquet`` files: subject folders (MMMU/MMMU), the
     merged ``data/`` folder (lmms-lab/MMMU), or the folder itself."""
-    from sc_eval.data.lmms import Source, split_files
-
     folder = Path(folder)
     subdirs = sorted({f.parent for f in folder.glob(f"*/{split}-*.parquet")})
     out = [Source(d, split, None, split_files(d, split, ".")) for d in subdirs]
@@ -88,8 +89,6 @@ def _subject(folder: Path, top: Path, qid: str) -> str:
 
 def _find(root: Path, folder: str, split: str, lmms_dir=None) -> Path:
     """``root/folder`` when it holds the split, else an lmms-lab MMMU download under root."""
-    from sc_eval.data import lmms
-
     if (Path(root) / folder).is_dir():
         return Path(root) / folder
     src = lmms.locate(root, lmms.candidate_dirs(folder, lmms_dir or ["MMMU"]), split, None,
@@ -98,8 +97,6 @@ def _find(root: Path, folder: str, split: str, lmms_dir=None) -> Path:
 
 
 def _read(folder: Path, split: str, decode_images: bool = True) -> list[dict]:
-    from sc_eval.data import lmms
-
     docs = []
     for src in _sources(Path(folder), split):
         cols = None
@@ -152,8 +149,6 @@ def doc_to_text(doc: dict) -> str:
 
 def process_results(doc: dict, prediction: str) -> dict:
     """MMMU's parse and match (tasks/mmmu/parse.py), overall and under the doc's discipline."""
-    from sc_eval.tasks.mmmu.parse import choice_correct, open_correct, parse_choice, parse_open
-
     if not isinstance(prediction, str):
         raise DataError(f"MMMU {doc['doc_id']}: prediction must be a string, got {prediction!r}")
     if doc["question_type"] == "multiple-choice":

@@ -133,7 +133,7 @@ class Task:
     def _means(self, records: list[dict]) -> tuple[dict, dict]:
         """Each metric's mean of the per-doc scores x100 and its standard error (sample std over
         sqrt(n), same units; left out below two docs)."""
-        from sc_eval.metrics.stderr import mean_stderr
+        from sc_eval.metrics.stderr import mean_stderr  # numpy: `sc-eval ls` reads tasks without it
 
         means, stderr = {}, {}
         for m in self.metrics:

@@ -113,7 +113,7 @@ def legend(layout: str = "paper") -> str:
 
 
 def table11_markdown(*runs: dict, labels: list[str] | None = None, layout: str = "paper") -> str:
-    """One row per results dict (the results.json structure of `sc_eval.runner`), the paper's
+    """One row per results dict (the results.json structure of `sc_eval.evaluation.runner`), the paper's
     columns in order, "-" where a run lacks the task or the column's metric, then the legend.
     ``layout``: "paper" (lmms-eval's rules of the paper's time) or "llava" (LLaVA-1.5's
     scripts). Labels default to each run's encoder."""
