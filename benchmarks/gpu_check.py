@@ -245,9 +245,9 @@ class Check:
         so every answer would run to 128 tokens), through --include-tasks."""
         import yaml
 
-        from sc_eval.evaluation.tasks import builtin_tasks_dir
+        from sc_eval.evaluation.tasks import discover
 
-        spec = yaml.safe_load((builtin_tasks_dir() / "vqav2" / "vqav2_val.yaml").read_text())
+        spec = dict(discover()["vqav2_val"].raw)  # its fields with its `include:` merged in
         spec.update(task="vqav2_check", aliases=[], groups=[], generation_kwargs={"max_new_tokens": new_tokens})
         folder = self.work / "tasks" / "vqav2_check"
         folder.mkdir(parents=True, exist_ok=True)
