@@ -111,7 +111,7 @@ class Check:
     # -- helpers ---------------------------------------------------------------------------
     def world(self) -> Path:
         if self._world is None:
-            from sc_eval.world import ensure_world, write_world
+            from sc_eval.world.build import ensure_world, write_world
 
             progress("embedded world ...")
             self._world = (write_world(self.work / "world", seed=0, **TINY_WORLD) if self.args.tiny
@@ -245,9 +245,9 @@ class Check:
         so every answer would run to 128 tokens), through --include-tasks."""
         import yaml
 
-        from sc_eval.tasks_api import builtin_tasks_dir
+        from sc_eval.evaluation.tasks import discover
 
-        spec = yaml.safe_load((builtin_tasks_dir() / "vqav2" / "vqav2_val.yaml").read_text())
+        spec = dict(discover()["vqav2_val"].raw)  # its fields with its `include:` merged in
         spec.update(task="vqav2_check", aliases=[], groups=[], generation_kwargs={"max_new_tokens": new_tokens})
         folder = self.work / "tasks" / "vqav2_check"
         folder.mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,7 @@ def _setup(args, tmp: Path):
     from sc_eval import load_encoder
     from sc_eval.adapters.llava.generate import LlavaAdapter
     from sc_eval.adapters.llava.model import LlavaConfig, build, load_llm
-    from sc_eval.assets import llama_tokenizer
+    from sc_eval.models.tokenizers import llama_tokenizer
 
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=32000, hidden_size=args.hidden, intermediate_size=args.hidden * 8 // 3,

@@ -1,7 +1,7 @@
 """Can a tiny Llama learn POPE's check at all? "Is there a star?" against a caption, by prompt form.
 
 POPE asks the LLM whether a named object is in what its context shows. This script takes the
-vision out entirely: a fresh tiny Llama (the demo's architecture, ``sc_eval.tinylm``) is trained
+vision out entirely: a fresh tiny Llama (the demo's architecture, ``sc_eval.demo.tiny_lm``) is trained
 from scratch on one decision, yes or no, from a COCO caption of the embedded world and a shape
 name, with the loss on the answer alone (the two-way softmax over the "yes" and "no" logits at
 the prompt's last position). The same captions and questions are put in three forms:
@@ -125,7 +125,7 @@ def load_llm(llm: str | None, seed: int):
     """(model in train mode, tokenizer): the LLM in directory ``llm``, or a fresh demo-sized tiny Llama."""
     import torch
 
-    from sc_eval.tinylm import build_tiny_lm
+    from sc_eval.demo.tiny_lm import build_tiny_lm
 
     if llm is None:
         model, tok = build_tiny_lm("llama", seed=seed)

@@ -54,7 +54,7 @@ def _probe(xtr, ytr, xte, yte, l2: float = 1e-3) -> float:
     two classes; its weight decay 4 * l2 is an l2 * ||w||^2 penalty on the one decision vector)."""
     import torch
 
-    from sc_eval.probe.linear import fit_logreg
+    from sc_eval.adapters.probe.linear import fit_logreg
 
     model = fit_logreg(xtr, torch.tensor(ytr), 2, weight_decay=4 * l2)
     return float((model.scores(xte).argmax(1) == torch.tensor(yte)).float().mean())
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     import torch
 
     from sc_eval import load_encoder
-    from sc_eval.world import ensure_world
+    from sc_eval.world.build import ensure_world
     from sc_eval.world.scene import COLOURS, SHAPES
 
     if args.threads:

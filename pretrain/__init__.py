@@ -3,8 +3,9 @@
 Modules: ``loss`` (SuperClassLoss: labels + online IDF + loss), ``tokenize`` (CLIP BPE or a local
 HF tokenizer), ``models`` (tower + head, and the CLIP baseline), ``data`` (webdataset shards,
 jsonl, HF datasets, exact-resume streaming), ``parallel`` (DDP / FSDP wrapping and full-state
-checkpoints), ``checkpoint`` (run-directory layout), ``trainer`` and ``command``
-(`sc-eval pretrain`). Importing this package imports no torch: names are resolved on first use.
+checkpoints), ``checkpoint`` (run-directory layout), ``trainer`` (the loop, in parts),
+``progress`` (metrics.jsonl, TensorBoard, the bar) and ``command`` (`sc-eval pretrain`).
+Importing this package imports no torch: names are resolved on first use.
 """
 from importlib import import_module
 

@@ -15,13 +15,17 @@ import random
 import shutil
 from pathlib import Path
 
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from sc_eval.encoders.base import check_state_dict
 from sc_eval.errors import CheckpointError
-from sc_eval.io import read_json
+from sc_eval.io import (atomic_directory, atomic_save_safetensors, atomic_torch_save, atomic_write_json,
+                        atomic_write_text, read_json)
 
 
 def rng_state() -> dict:
-    import torch
-
     state = {"torch": torch.get_rng_state(), "python": random.getstate()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
@@ -29,8 +33,6 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    import torch
-
     torch.set_rng_state(state["torch"])
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
@@ -40,9 +42,6 @@ def set_rng_state(state: dict) -> None:
 
 def save_checkpoint(ckpt_root: Path, step: int, model_state: dict, train_state: dict, config: dict) -> Path:
     """Write ``step_<step>`` atomically and point ``latest`` at it. Rank 0 only."""
-    from sc_eval.io import (atomic_directory, atomic_save_safetensors, atomic_torch_save, atomic_write_json,
-                            atomic_write_text)
-
     ckpt_root = Path(ckpt_root)
     final = ckpt_root / f"step_{step}"
     with atomic_directory(final) as tmp:  # a resumed run may re-save a step: replaced whole
@@ -81,12 +80,6 @@ def find_checkpoint(run_dir: Path, spec: str) -> Path | None:
 
 def load_checkpoint(step_dir: Path, model, config: dict) -> dict:
     """Load weights into ``model`` (names every mismatched key) and return the train state."""
-    import torch
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from sc_eval.encoders.base import check_state_dict
-
     step_dir = Path(step_dir)
     saved = read_json(step_dir / "config.json", error=CheckpointError)
     if saved.get("objective") != config.get("objective"):

@@ -72,17 +72,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from sc_eval.pretrain.trainer import train
+    from sc_eval.pretrain.trainer import train_and_report
 
     if args.batch_size is None:
         args.batch_size = 64
-    result = train(args)
-    from sc_eval.runtime.dist import is_main
-
-    if is_main():
-        if result.get("already_done"):
-            print(f"pretrain: {result['run_dir']} already has {result['steps']} steps; raise --steps to train on")
-        else:
-            print(f"pretrain: {result['steps']} steps, final loss {result['loss']:.4f}; "
-                  f"encoder exported to {result['run_dir']}/encoder")
-    return 0
+    return train_and_report(args)

@@ -45,9 +45,19 @@ import math
 import random
 from pathlib import Path
 
+import datasets
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torchvision.io import ImageReadMode, decode_jpeg
+
 from sc_eval.data.shards import (LaneLayout, LaneStream, decode_rgb, default_lanes, expand_shards, image_and_caption,
                                  lane_start, open_image, tar_epoch_items)
 from sc_eval.errors import ConfigError, DataError
+from sc_eval.io import iter_jsonl
+from sc_eval.world.build import ensure_world
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +109,6 @@ class _MapSource:
 
 class JsonlSource(_MapSource):
     def __init__(self, path: Path):
-        from sc_eval.io import iter_jsonl
-
         self.path = path
         self.records = list(iter_jsonl(path))
         self.describe = f"{path} ({len(self.records)} pairs)"
@@ -123,8 +131,6 @@ class JsonlSource(_MapSource):
 
 class HFSource(_MapSource):
     def __init__(self, path: Path):
-        import datasets
-
         ds = datasets.load_from_disk(str(path))
         if isinstance(ds, datasets.DatasetDict):
             ds = ds["train"] if "train" in ds else ds[next(iter(ds))]
@@ -155,8 +161,6 @@ class HFSource(_MapSource):
 def open_source(spec: str | None):
     """Resolve ``--data`` to a source (see module docstring)."""
     if spec in (None, "", "world"):
-        from sc_eval.world import ensure_world
-
         spec = str(Path(ensure_world()) / "pretrain" / "shards")
     p = Path(spec)
     if "{" in spec or spec.endswith(".tar") or any(ch in spec for ch in "*?[") or spec.startswith("pipe:"):
@@ -180,8 +184,6 @@ def open_source(spec: str | None):
 def random_resized_crop_params(width, height, gen, scale=(0.9, 1.0), ratio=(3 / 4, 4 / 3)):
     """torchvision's RandomResizedCrop sampling, drawn from ``gen`` (a torch.Generator):
     ``(top, left, height, width)`` of the crop."""
-    import torch
-
     area = width * height
     log_r = (math.log(ratio[0]), math.log(ratio[1]))
     for _ in range(10):
@@ -206,8 +208,6 @@ def random_resized_crop_params(width, height, gen, scale=(0.9, 1.0), ratio=(3 / 
 
 def sample_generator(seed: int, index: int):
     """The generator of global sample ``index``'s augmentation (independent of workers)."""
-    import torch
-
     return torch.Generator().manual_seed((seed * 1_000_003 + index) % (2**63))
 
 
@@ -218,9 +218,6 @@ def _torch_u8_bicubic() -> bool:
     """Whether this torch resizes uint8 images with antialiased bicubic (its PIL-like kernel)."""
     global _U8_BICUBIC
     if _U8_BICUBIC is None:
-        import torch
-        import torch.nn.functional as F
-
         try:
             F.interpolate(torch.zeros(1, 3, 8, 8, dtype=torch.uint8), size=(5, 5), mode="bicubic", antialias=True)
             _U8_BICUBIC = True
@@ -235,10 +232,6 @@ def cpu_crop(image, size: int, gen, where: str = "image", draft: bool = True):
     ``image``: encoded bytes or a PIL image. With ``draft``, a JPEG is decoded at the smallest
     DCT scale that keeps the crop at least ``size`` pixels a side (PIL guarantees the draft is
     no smaller than asked), so a 1024-px photo cropped to 224 decodes at 1/4 of the cost."""
-    import numpy as np
-    import torch
-    from PIL import Image
-
     img = open_image(image, where)
     width, height = img.size
     i, j, h, w = random_resized_crop_params(width, height, gen)
@@ -252,7 +245,6 @@ def cpu_crop(image, size: int, gen, where: str = "image", draft: bool = True):
     if not _torch_u8_bicubic():
         out = rgb.crop((j, i, j + w, i + h)).resize((size, size), Image.BICUBIC)
         return torch.from_numpy(np.array(out)).permute(2, 0, 1).contiguous()
-    import torch.nn.functional as F
 
     crop = torch.from_numpy(np.array(rgb))[i:i + h, j:j + w].permute(2, 0, 1)[None]  # a channels-last view
     if (h, w) == (size, size):
@@ -263,8 +255,6 @@ def cpu_crop(image, size: int, gen, where: str = "image", draft: bool = True):
 def resize_like_pil(x, size: int):
     """Bicubic antialiased resize of float ``[N, 3, h, w]`` (0-255) as PIL does it: horizontal
     pass, rounded to 8 bits, then vertical pass, rounded (PIL keeps 8 bits between passes)."""
-    import torch.nn.functional as F
-
     h, w = x.shape[-2:]
     if w != size:
         x = F.interpolate(x, size=(h, size), mode="bicubic", antialias=True, align_corners=False).round_().clamp_(0, 255)
@@ -283,9 +273,6 @@ def _decode_jpegs(jpegs, device):
     queued training kernels still read (seen as a NaN loss a few steps in). On the side stream
     the pool holds only earlier decoder outputs, each kept by the allocator until the training
     stream has used it (``record_stream``); the training stream waits for the decoded images."""
-    import numpy as np
-    import torch
-
     datas = [torch.from_numpy(np.frombuffer(r, dtype=np.uint8).copy()) for r in jpegs]
     if not datas:
         return []
@@ -308,16 +295,12 @@ _DECODE_STREAMS: dict = {}
 
 
 def _decode_stream(dev):
-    import torch
-
     if dev not in _DECODE_STREAMS:
         _DECODE_STREAMS[dev] = torch.cuda.Stream(dev)
     return _DECODE_STREAMS[dev]
 
 
 def _decode_all(datas, dev):
-    from torchvision.io import ImageReadMode, decode_jpeg
-
     try:
         out = decode_jpeg(datas, mode=ImageReadMode.RGB, device=dev)
         if isinstance(out, (list, tuple)) and len(out) == len(datas):
@@ -351,8 +334,6 @@ def device_crops(jpegs, gens, size: int, device):
 def normalize(x, mean, std):
     """0-255 float ``[N, 3, H, W]`` -> the model's input: ``(x / 255 - mean) / std`` in the
     operation order of torchvision's ToTensor + Normalize."""
-    import torch
-
     m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     s = torch.as_tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     return x.div_(255).sub_(m).div_(s)
@@ -368,8 +349,6 @@ def resolve_decode(mode: str, device, workers: int) -> str:
     """``--decode auto``: GPU decoding when training on CUDA without worker processes (the
     training process would otherwise decode on its own, between steps), else the workers'
     CPU decoding, which keeps the GPU for the step. ``gpu`` needs a CUDA device."""
-    import torch
-
     dev = torch.device(device)
     if mode not in DECODE_MODES:
         raise ConfigError(f"--decode {mode}: use one of {', '.join(DECODE_MODES)}")
@@ -391,13 +370,7 @@ def _gpu_decoder() -> bool:
 
 
 # -- the stream (runs in each worker) ------------------------------------------------------
-def _iterable_base():
-    from torch.utils.data import IterableDataset
-
-    return IterableDataset
-
-
-class PretrainStream(_iterable_base()):
+class PretrainStream(IterableDataset):
     """Yields this worker's share of each of this rank's batches (``LaneLayout.share``), from
     ``start_batch`` on, forever: dicts ``{batch_index, start, pixels [n, 3, S, S] uint8, jpegs,
     seeds, tokens, n_corrupt, last_error, lanes}``.
@@ -424,8 +397,6 @@ class PretrainStream(_iterable_base()):
         self.buffer = math.ceil(shuffle_buffer / self.lanes) if source.shuffles else 0
 
     def __iter__(self):
-        from torch.utils.data import get_worker_info
-
         info = get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
         start, stop = self.layout.share(self.rank, self.world, wid, nw)
@@ -465,8 +436,6 @@ class PretrainStream(_iterable_base()):
             log.warning("skipping corrupt sample %s", e)
 
     def _pack(self, share):
-        import torch
-
         s = self.image_size
         pixels = share.pop("pixels")
         share["pixels"] = torch.stack(pixels) if pixels else torch.zeros((0, 3, s, s), dtype=torch.uint8)
@@ -492,8 +461,6 @@ class BatchLoader:
     tokens are joined straight into pinned memory when ``pin`` (for non-blocking copies)."""
 
     def __init__(self, stream: PretrainStream, workers: int, pin: bool = False, prefetch: int = 4):
-        from torch.utils.data import DataLoader
-
         self.stream, self.workers, self.pin = stream, workers, pin
         self.loader = DataLoader(stream, batch_size=None, num_workers=workers, persistent_workers=False,
                                  prefetch_factor=prefetch if workers else None)
@@ -537,8 +504,6 @@ class BatchLoader:
 
 
 def _cat(tensors, pin: bool):
-    import torch
-
     shape = (sum(t.shape[0] for t in tensors), *tensors[0].shape[1:])
     out = torch.empty(shape, dtype=tensors[0].dtype, pin_memory=pin)
     return torch.cat(tensors, out=out)
@@ -553,8 +518,6 @@ def to_device(batch, device, seed: int, mean=CLIP_MEAN, std=CLIP_STD):
     n_failed)``. Copies are non-blocking (from pinned memory); with GPU decoding the JPEGs are
     decoded, cropped and resized there; images that fail to decode are dropped with their
     tokens and counted in ``n_failed``."""
-    import torch
-
     tokens = batch["tokens"].to(device, non_blocking=True)
     pixels = batch["pixels"].to(device, non_blocking=True)
     jpegs = batch.get("jpegs")

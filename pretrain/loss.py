@@ -22,6 +22,7 @@ SOT/EOT/pad from the target), and ``loss_type`` in softmax | bce | softmargin | 
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -83,7 +84,6 @@ class SuperClassLoss(nn.Module):
         # each distinct id of a caption counts once; later copies add 0 (no host sync needed)
         counts.index_add_(0, ids.reshape(-1), first.reshape(-1).to(torch.float64))
         n = torch.full((1,), float(ids.shape[0]), dtype=torch.float64, device=ids.device)
-        import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized():
             both = torch.cat([counts, n])

@@ -1,6 +1,6 @@
 """Trainable models: the SuperClass ViT (tower + classification head) and the CLIP baseline.
 
-Both share the vision tower (``sc_eval.models.create_vit``: a timm ViT built like open_clip's,
+Both share the vision tower (``sc_eval.models.vit.create_vit``: a timm ViT built like open_clip's,
 SDPA attention, mean over patch tokens after the final norm) so SuperClass-vs-CLIP runs differ
 only in the objective. State-dict names follow the checkpoint contract: the tower under
 ``visual.``, the SuperClass head (or CLIP's image projection) under ``head.``, CLIP's text tower
@@ -12,9 +12,12 @@ import math
 
 import torch
 import torch.nn.functional as F
+from open_clip.loss import ClipLoss
 from torch import nn
 
+from sc_eval.models.lean import lean_blocks
 from sc_eval.models.text import TextTower
+from sc_eval.models.vit import create_vit
 
 # Text towers for the CLIP baseline, keyed by the vision width (open_clip's pairings for
 # S/B/L; the tiny ones mirror the vision tower so a laptop run stays balanced).
@@ -43,11 +46,9 @@ class SuperClassModel(nn.Module):
 
     def __init__(self, vit_cfg, vocab_size: int = 49408, lean: bool = True):
         super().__init__()
-        from sc_eval.models import create_vit
 
         self.visual = create_vit(vit_cfg)
         if lean:  # same maths and gradients, ~40% fewer saved activations (see sc_eval/models/lean.py)
-            from sc_eval.models.lean import lean_blocks
 
             lean_blocks(self.visual)
         self.vit_cfg = self.visual.sc_config
@@ -69,12 +70,9 @@ class ClipModel(nn.Module):
     def __init__(self, vit_cfg, vocab_size: int = 49408, eot_id: int | None = 49407, text_cfg=None,
                  lean: bool = True):
         super().__init__()
-        from sc_eval.models import create_vit
 
         self.visual = create_vit(vit_cfg)
         if lean:
-            from sc_eval.models.lean import lean_blocks
-
             lean_blocks(self.visual)
         self.vit_cfg = self.visual.sc_config
         width = self.vit_cfg["width"]
@@ -103,8 +101,6 @@ def clip_criterion(rank: int = 0, world: int = 1) -> nn.Module:
     group, features are gathered from every rank WITH gradients and each rank scores its own
     rows against all columns (``local_loss + gather_with_grad``): DDP's gradient averaging then
     equals the full-batch loss. Called as ``criterion(image_features, text_features, scale)``."""
-    from open_clip.loss import ClipLoss
-
     return ClipLoss(local_loss=True, gather_with_grad=True, rank=rank, world_size=world)
 
 

@@ -19,6 +19,12 @@ from __future__ import annotations
 
 import contextlib
 
+import torch.distributed as dist
+from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict, get_optimizer_state_dict,
+                                                     set_optimizer_state_dict)
+from torch.distributed.fsdp import fully_shard
+from torch.nn.parallel import DistributedDataParallel as DDP
+
 STRATEGIES = ("ddp", "fsdp")
 
 
@@ -37,8 +43,6 @@ def wrap(model, strategy: str, device, world: int):
     if world <= 1:
         return model
     if strategy == "fsdp":
-        from torch.distributed.fsdp import fully_shard
-
         for block in shard_units(model):
             fully_shard(block)
         # FSDP2 cannot shard 0-d parameters (CLIP's logit_scale): they stay replicated and
@@ -47,7 +51,6 @@ def wrap(model, strategy: str, device, world: int):
         fully_shard(model, ignored_params=set(scalars) or None)
         model._sc_replicated = scalars
         return model
-    from torch.nn.parallel import DistributedDataParallel as DDP
 
     return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
@@ -58,7 +61,6 @@ def reduce_replicated_grads(model, world: int) -> None:
     params = getattr(model, "_sc_replicated", None)
     if not params or world <= 1:
         return
-    import torch.distributed as dist
 
     for p in params:
         if p.grad is not None:
@@ -95,8 +97,6 @@ def full_tensor(t):
 
 
 def _options():
-    from torch.distributed.checkpoint.state_dict import StateDictOptions
-
     return StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 
@@ -105,7 +105,6 @@ def full_model_state(model) -> dict:
     sharded: every rank must call it."""
     if not is_sharded(model):
         return model.state_dict()
-    from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
     return get_model_state_dict(model, options=_options())
 
@@ -117,7 +116,6 @@ def full_optimizer_state(model, optimizer, group_names) -> dict:
     """
     if not is_sharded(model):
         return optimizer.state_dict()
-    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
     named = get_optimizer_state_dict(model, optimizer, options=_options())
     if not named:  # ranks other than 0
@@ -134,7 +132,6 @@ def load_optimizer_state(model, optimizer, state: dict, group_names) -> None:
     if not is_sharded(model):
         optimizer.load_state_dict(state)
         return
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
     names = [n for group in group_names for n in group]
     groups = [{**g, "params": [names[i] for i in g["params"]]} for g in state["param_groups"]]

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+from open_clip.tokenizer import SimpleTokenizer
+from transformers import AutoTokenizer
+
 from sc_eval.errors import ConfigError
 
 CONTEXT_LENGTH = 77
@@ -29,8 +33,6 @@ class CaptionTokenizer:
 
 class ClipBPE(CaptionTokenizer):
     def __init__(self, context_length: int = CONTEXT_LENGTH):
-        from open_clip.tokenizer import SimpleTokenizer
-
         self._tok = SimpleTokenizer(context_length=context_length)
         self.name = "clip-bpe"
         self.context_length = context_length
@@ -51,7 +53,6 @@ class HFTokenizer(CaptionTokenizer):
         if not p.is_dir():
             raise ConfigError(f"--tokenizer {path}: not a directory; use 'clip' or a local Hugging Face "
                               "tokenizer folder (tokenizer.json / tokenizer_config.json)")
-        from transformers import AutoTokenizer
 
         try:
             self._tok = AutoTokenizer.from_pretrained(str(p), local_files_only=True, trust_remote_code=False)
@@ -66,8 +67,6 @@ class HFTokenizer(CaptionTokenizer):
         self.special_ids = tuple(sorted({int(i) for i in self._tok.all_special_ids} | {self.pad_id}))
 
     def __call__(self, texts):
-        import torch
-
         rows = self._tok(list(texts), add_special_tokens=True, truncation=True,
                          max_length=self.context_length)["input_ids"]
         out = torch.full((len(rows), self.context_length), self.pad_id, dtype=torch.long)

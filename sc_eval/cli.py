@@ -16,8 +16,9 @@ import sys
 
 import yaml
 
-from sc_eval import rundir
-from sc_eval.errors import ConfigError, ScEvalError
+from sc_eval import __version__
+from sc_eval.errors import ConfigError, ScEvalError, did_you_mean
+from sc_eval.runtime import rundir
 from sc_eval.runtime.precision import PRECISIONS
 
 # name -> (module, one-line help)
@@ -25,13 +26,13 @@ COMMANDS = {
     "pretrain": ("sc_eval.pretrain.command", "pretrain a SuperClass ViT (or the CLIP baseline)"),
     "caption": ("sc_eval.adapters.clipcap.command", "ClipCap captioning on a frozen encoder, COCO scores"),
     "llava": ("sc_eval.adapters.llava.command", "LLaVA-style projector + LLM, train and run the battery"),
-    "probe": ("sc_eval.commands.probe", "linear probe / k-shot on a frozen encoder"),
-    "zeroshot": ("sc_eval.commands.zeroshot", "LiT zero-shot classification"),
+    "probe": ("sc_eval.adapters.probe.command", "linear probe / k-shot on a frozen encoder"),
+    "zeroshot": ("sc_eval.adapters.lit.command", "LiT zero-shot classification"),
     "score": ("sc_eval.commands.score", "score an existing predictions file (no model loaded)"),
     "ls": ("sc_eval.commands.ls", "list tasks, encoders or adapters"),
     "report": ("sc_eval.commands.report", "tables and plots from run directories"),
     "world": ("sc_eval.commands.world", "write the embedded sc-shapes world to disk"),
-    "demo": ("sc_eval.commands.demo", "the paper's comparison in miniature, on the embedded world"),
+    "demo": ("sc_eval.demo.command", "the paper's comparison in miniature, on the embedded world"),
 }
 
 # Commands that take the common run flags (ls/world/score take only what they need).
@@ -135,8 +136,6 @@ def build_parser(selected: str | None = None, parser_class=_Parser) -> argparse.
         prog="sc-eval",
         description="SuperClass pretraining and the paper's downstream protocol for vision encoders.",
     )
-    from sc_eval import __version__
-
     parser.add_argument("--version", action="version", version=f"sc-eval {__version__}")
     parser.commands = {}
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -191,8 +190,6 @@ def _apply_config_defaults(parser: argparse.ArgumentParser, argv: list[str]) -> 
     for k, v in values.items():
         dest = str(k).replace("-", "_")
         if dest not in known:
-            from sc_eval.errors import did_you_mean
-
             raise ScEvalError(f"--config {path}: unknown key {k!r} for `sc-eval {cmd}`"
                               f"{did_you_mean(dest, known)}")
         if isinstance(v, (str, int, float)):  # read by the flag itself: `--key=value` (a bool: `--key`)

@@ -2,6 +2,7 @@
 
 The CLI prints these as one line (no traceback) and exits with status 2.
 """
+import difflib
 
 
 class ScEvalError(Exception):
@@ -26,7 +27,5 @@ class MissingDependencyError(ScEvalError):
 
 def did_you_mean(name: str, choices) -> str:
     """' (did you mean X?)' for the closest known name, or ''."""
-    import difflib
-
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
     return f" (did you mean {close[0]!r}?)" if close else ""

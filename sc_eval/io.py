@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -63,8 +65,6 @@ def atomic_save_safetensors(path, tensors: dict, metadata: dict | None = None) -
 
 
 def atomic_torch_save(path, obj: Any) -> None:
-    import io
-
     import torch
 
     buf = io.BytesIO()
@@ -169,8 +169,6 @@ def atomic_directory(out) -> Iterator[Path]:
     A reader never sees a half-written directory: either the old one or the new one. os.replace
     cannot swap a non-empty directory, so an existing `out` is moved aside first, then deleted.
     """
-    import shutil
-
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))

@@ -65,7 +65,7 @@ def coco_val2014_annotations(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory):
     """The embedded world (seed 0) at the small sizes of tests/test_world.py, written once."""
-    from sc_eval.world import write_world
+    from sc_eval.world.build import write_world
     from tests.test_world import TINY
 
     return write_world(tmp_path_factory.mktemp("tiny_world") / "w", seed=0, **TINY)
@@ -75,7 +75,7 @@ def tiny_world(tmp_path_factory):
 def cli_world(tmp_path):
     """A world small enough to run a whole command on in seconds, private to the test (which may
     delete or rewrite its files)."""
-    from sc_eval.world import write_world
+    from sc_eval.world.build import write_world
 
     return write_world(tmp_path / "world", seed=0, pretrain=12, shard_size=12, coco_train=8, coco_val=6,
                        coco_test=2, textvqa_train=2, textvqa_val=2, gqa_train=2, gqa_testdev=3, pope_images=2,

@@ -3,7 +3,7 @@ import importlib.util
 
 import pytest
 
-from sc_eval import assets
+from sc_eval.models import tokenizers as assets
 from sc_eval.errors import MissingDependencyError
 
 

@@ -300,7 +300,7 @@ RUN_COMMANDS = {"probe", "caption", "llava", "pretrain", "zeroshot", "demo"}
 @pytest.fixture(scope="module")
 def encoder_template(tmp_path_factory):
     from sc_eval.encoders import save_encoder_dir
-    from sc_eval.models import create_vit
+    from sc_eval.models.vit import create_vit
 
     return save_encoder_dir(create_vit("sc-vit-micro"), "sc-vit-micro", tmp_path_factory.mktemp("enc") / "enc")
 
@@ -383,7 +383,7 @@ def test_the_installed_command_exits_2_without_a_traceback(tmp_path):
 
 def test_a_task_whose_files_hold_no_document_is_not_scored_as_nothing(tmp_path):
     from sc_eval.errors import DataError
-    from sc_eval.runner import evaluate
+    from sc_eval.evaluation.runner import evaluate
     from tests.test_runner import Upper, toy
 
     (tmp_path / "data").mkdir()
@@ -445,7 +445,7 @@ def test_a_parquet_image_path_outside_its_dataset_folder_is_refused(tmp_path, mo
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from sc_eval import tasks_api
+    from sc_eval.evaluation import tasks as tasks_api
     from sc_eval.errors import DataError
     from sc_eval.runtime.home import cache_dir
     from tests.test_lmms_layouts import _vqav2, img
@@ -498,7 +498,7 @@ def test_a_crafted_task_name_writes_nothing_outside(tmp_path, capsys):
 
 # -- safetensors checked whole, by their header ---------------------------------------------------
 def test_a_whole_safetensors_file_passes_and_any_cut_fails(tmp_path):
-    from sc_eval.artefacts import check_safetensors
+    from sc_eval.runtime.artefacts import check_safetensors
     from sc_eval.errors import CheckpointError
 
     p = _safetensors(tmp_path / "a.safetensors", w=(3, 5), b=(7,))

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from sc_eval import tasks_api
+from sc_eval.evaluation import tasks as tasks_api
 from sc_eval.cli import main
 from sc_eval.errors import DataError
-from sc_eval.runner import evaluate
+from sc_eval.evaluation.runner import evaluate
 
 MC = "\nAnswer with the option's letter from the given choices directly."
 SHORT = "\nAnswer the question using a single word or phrase."

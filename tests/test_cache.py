@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from sc_eval import load_encoder
-from sc_eval.cache import encode_images
+from sc_eval.encoders.features import encode_images
 from sc_eval.errors import ConfigError, DataError
 
 

@@ -32,12 +32,42 @@ def test_python_dash_m_and_top_level_help():
         assert name in out
 
 
-def test_listing_tasks_imports_nothing_heavy():
-    code = ("import sys; from sc_eval.cli import main; main(['ls', 'tasks']); "
-            "heavy = [m for m in ('torch', 'transformers', 'peft', 'timm', 'pycocoevalcap') if m in sys.modules]; "
-            "print('HEAVY', heavy)")
+HEAVY = ("torch", "transformers", "peft", "timm", "open_clip", "webdataset", "datasets", "pycocoevalcap")
+
+
+def _heavy_modules_imported(argv: list[str]) -> list[str]:
+    """The heavy libraries a fresh process has imported after `sc-eval ARGV` (which must succeed)."""
+    code = ("import sys, contextlib, io; from sc_eval.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    try:\n"
+            f"        code = main({argv!r})\n"
+            "    except SystemExit as e:\n"
+            "        code = e.code\n"
+            f"print('EXIT', code, 'HEAVY', sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert "HEAVY []" in out
+    exit_code, heavy = out.split("EXIT ")[1].split(" HEAVY ")
+    assert exit_code.strip() in ("0", "None"), out
+    return heavy.strip()
+
+
+@pytest.mark.parametrize("argv", [["ls", "tasks"], ["ls", "encoders"], ["ls", "adapters"], ["ls", "models"],
+                                  ["--help"], *[[command, "--help"] for command in sorted(COMMANDS)]],
+                         ids=" ".join)
+def test_listing_and_help_import_nothing_heavy(argv):
+    assert _heavy_modules_imported(argv) == "[]"
+
+
+def test_scoring_official_files_imports_nothing_heavy(tiny_world, tmp_path):
+    """`sc-eval score` loads no model: scoring a predictions file needs neither torch nor datasets."""
+    import json
+
+    questions = tiny_world / "vqav2" / "v2_OpenEnded_mscoco_val2014_questions.json"
+    ids = [q["question_id"] for q in json.loads(questions.read_text())["questions"]]
+    preds = tmp_path / "answers.json"
+    preds.write_text(json.dumps([{"question_id": i, "answer": "yes"} for i in ids]))
+    argv = ["score", "vqav2_val", "--predictions", str(preds), "--questions", str(questions),
+            "--annotations", str(tiny_world / "vqav2" / "v2_mscoco_val2014_annotations.json")]
+    assert _heavy_modules_imported(argv) == "[]"
 
 
 def test_unknown_task_gets_a_did_you_mean(capsys, tmp_path):
@@ -96,7 +126,7 @@ def test_config_values_meet_the_flags_own_checks(tmp_path, capsys, text, fragmen
 
 def test_ls_adapters_lists_every_adapter_with_a_command_that_runs_it(capsys):
     from sc_eval.adapters import ADAPTERS
-    from sc_eval.commands.probe import TASKS as PROBE_TASKS
+    from sc_eval.adapters.probe.command import TASKS as PROBE_TASKS
 
     assert main(["ls", "adapters"]) == 0
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}

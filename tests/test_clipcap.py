@@ -22,7 +22,7 @@ CAPTIONS = ["a red circle on the left.", "two blue squares at the top",
 
 @pytest.fixture(scope="module")
 def tok():
-    from sc_eval.assets import gpt2_tokenizer
+    from sc_eval.models.tokenizers import gpt2_tokenizer
 
     return gpt2_tokenizer()
 
@@ -299,7 +299,8 @@ def test_recipes_clip_gradients_only_for_the_world(tmp_path):
     """The reference trains without gradient clipping (lr 2e-5); the world recipe's lr 1e-3 clips at 1."""
     import argparse
 
-    from sc_eval.adapters.clipcap.command import _recipe, add_arguments
+    from sc_eval.adapters.clipcap.command import add_arguments
+    from sc_eval.adapters.clipcap.pipeline import _recipe
     from sc_eval.adapters.clipcap.train import TrainConfig
 
     p = argparse.ArgumentParser()
@@ -317,8 +318,8 @@ def test_recipes_clip_gradients_only_for_the_world(tmp_path):
 def test_mapper_init_does_not_depend_on_whether_the_lm_was_trained_first(cli_world, tmp_path):
     """The first `sc-eval caption` on a world trains and caches its tiny GPT-2 (drawing random
     numbers), later ones load it: the same command and seed must give the same mapper."""
-    from sc_eval.adapters.clipcap import command as cmd
-    from sc_eval.tinylm import build_tiny_lm, save_lm
+    from sc_eval.adapters.clipcap import pipeline as cmd
+    from sc_eval.demo.tiny_lm import build_tiny_lm, save_lm
     from tests.conftest import same_weights_whether_the_lm_was_trained_first
 
     lm, lm_tok = build_tiny_lm("gpt2", seed=0, n_embd=32, n_layer=1, n_head=2)
@@ -337,3 +338,42 @@ def test_caption_without_java_stops_before_training(cli_world, tmp_path, monkeyp
                  "--data-root", str(cli_world), "--steps", "2", "--output-dir", str(run)]) == 2
     assert "`java` not found on PATH" in capsys.readouterr().err
     assert not (run / "adapter").exists() and not (run / "checkpoints" / "last.pt").exists()
+
+
+def _caption_in_a_fresh_process(hf_home: Path, argv: list[str]):
+    """`sc-eval caption ARGV` with ``hf_home`` as the Hugging Face home (its cache is read when
+    the process starts), offline."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE")}
+    env.update(HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "sc_eval", "caption", *argv], capture_output=True, text=True,
+                          env=env, cwd=REPO)
+
+
+def test_caption_without_lm_takes_gpt2_from_the_local_cache_or_says_what_to_pass(cli_world, tmp_path):
+    """No --lm: GPT-2 from the local Hugging Face cache (never downloaded); when it is not there,
+    exit 2 before any work, naming what to pass."""
+    from sc_eval.demo.tiny_lm import build_tiny_lm, save_lm
+
+    argv = ["--encoder", "random:sc-vit-micro", "--data-root", str(cli_world), "--steps", "1", "--limit", "1",
+            "--greedy", "--max-new-tokens", "2", "--predict-only"]
+    empty = _caption_in_a_fresh_process(tmp_path / "no-hf", [*argv, "--output-dir", str(tmp_path / "r0")])
+    assert empty.returncode == 2, empty.stderr
+    err = empty.stderr.strip().splitlines()[-1]
+    assert err.startswith("sc-eval: error: --lm not given") and "openai-community/gpt2" in err
+    assert "--lm DIR" in err and "--lm random:gpt2" in err
+    assert not (tmp_path / "r0").exists()
+
+    # GPT-2 as the Hub's cache holds it: refs/main names the snapshot folder with the files.
+    repo = tmp_path / "hf" / "hub" / "models--openai-community--gpt2"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    lm, lm_tok = build_tiny_lm("gpt2", seed=0, n_embd=32, n_layer=1, n_head=2)
+    snapshot = save_lm(lm, lm_tok, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    got = _caption_in_a_fresh_process(tmp_path / "hf", [*argv, "--output-dir", str(tmp_path / "r1")])
+    assert got.returncode == 0, got.stderr
+    assert json.loads((tmp_path / "r1" / "adapter" / "config.json").read_text())["lm"] == str(snapshot)

@@ -1,10 +1,13 @@
 """The demo's stage bookkeeping: a finished stage is reused, a failed one says how to resume."""
+import json
 from argparse import Namespace
+from pathlib import Path
 
 import pytest
 
 import sc_eval.cli
-from sc_eval.demo import FULL, _budget, _stage
+from sc_eval.demo import tiny_lm
+from sc_eval.demo.pipeline import FULL, _budget, _stage, _tiny_lm_flags
 from sc_eval.errors import ConfigError, ScEvalError
 from tests.test_world import TINY
 
@@ -32,7 +35,7 @@ def test_each_stage_logs_into_its_own_run_directory_only(tmp_path, folder):
     logs = {run.name: (run / "log.txt").read_text() for run in (first, second)}
     # one few-shot result line each: the second stage's lines (and the demo's line announcing it)
     # stay out of the first stage's log
-    assert [log.count("sc_eval.probe.fewshot: 2-shot seed 0") for log in logs.values()] == [1, 1]
+    assert [log.count("sc_eval.adapters.probe.fewshot: 2-shot seed 0") for log in logs.values()] == [1, 1]
     assert "probe-b" not in logs["probe-a"]
 
 
@@ -98,3 +101,24 @@ def test_killed_pretrain_stage_resumes_when_the_demo_is_rerun(tmp_path, monkeypa
     assert sc_eval.cli.main(argv) == 0  # was: "a pretraining run is already there"
     assert (stage / ".done").exists() and (stage / "encoder" / "model.safetensors").exists()
     assert "resumed from" in (stage / "log.txt").read_text()
+
+
+def test_adapter_stages_are_given_the_tiny_lm_and_record_their_settings_without_it(tmp_path, monkeypatch):
+    """ClipCap and LLaVA are given the world's tiny LMs by flag; a stage's recorded settings leave
+    the LM's folder out (the world and the seed determine it), so a finished stage is reused
+    without the LM being made again."""
+    made, ran = [], []
+    monkeypatch.setattr(tiny_lm, "ensure_tiny_lm",
+                        lambda kind, world, seed: made.append((kind, seed)) or Path(f"/lms/{kind}-{seed}"))
+    monkeypatch.setattr(sc_eval.cli, "main", lambda argv: ran.append(argv) or 0)
+    world = tmp_path / "world"
+    assert _tiny_lm_flags("caption", world, 3)() == ["--lm", "/lms/gpt2-0"]
+    assert _tiny_lm_flags("llava", world, 3)() == ["--llm", "/lms/llama-3"]
+    made.clear()
+    argv = ["llava", "--encoder", "random:sc-vit-micro", "--seed", "3", "--data-root", str(world)]
+    out = tmp_path / "demo"
+    run = _stage("llava-random", out, argv, _tiny_lm_flags("llava", world, 3))
+    assert ran == [[*argv, "--llm", "/lms/llama-3", "--output-dir", str(run)]] and made == [("llama", 3)]
+    assert json.loads((run / ".done").read_text())["argv"] == argv
+    assert _stage("llava-random", out, argv, _tiny_lm_flags("llava", world, 3)) == run
+    assert len(ran) == 1 and len(made) == 1  # reused: neither run nor its LM made again

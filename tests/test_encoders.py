@@ -9,7 +9,8 @@ from sc_eval import load_encoder
 from sc_eval.encoders import checkpoint_filter_fn, list_encoder_kinds, save_encoder_dir
 from sc_eval.errors import CheckpointError, ConfigError
 from sc_eval.io import atomic_save_safetensors, atomic_write_json, atomic_write_text
-from sc_eval.models import create_vit, vit_config
+from sc_eval.models import vit_config
+from sc_eval.models.vit import create_vit
 
 MICRO = "sc-vit-micro"
 

@@ -15,7 +15,7 @@ TINY = dict(pretrain=12, shard_size=10, coco_train=12, coco_val=10, coco_test=4,
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from sc_eval.world import write_world
+    from sc_eval.world.build import write_world
 
     root = write_world(tmp_path_factory.mktemp("fmt") / "w", seed=1, **TINY)
     return root, json.loads((root / "world.json").read_text())["counts"]

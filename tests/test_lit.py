@@ -8,8 +8,8 @@ import torch
 
 from sc_eval.cli import main
 from sc_eval.errors import ConfigError
-from sc_eval.probe import lit as L
-from sc_eval.probe.templates import OPENAI_IMAGENET_TEMPLATES, load_templates
+from sc_eval.adapters.lit import model as L
+from sc_eval.adapters.lit.templates import OPENAI_IMAGENET_TEMPLATES, load_templates
 
 from test_probe import COLOURS, _one_thread, write_imagefolder  # noqa: F401 (autouse fixture)
 
@@ -126,7 +126,7 @@ def test_pairs_from_webdataset_shards_and_bad_jsonl(tmp_path):
     from PIL import Image
 
     from sc_eval.errors import DataError
-    from sc_eval.probe.pairs import iter_shard_pairs, read_jsonl_pairs
+    from sc_eval.adapters.lit.pairs import iter_shard_pairs, read_jsonl_pairs
 
     def add(tf, name, data):
         info = tarfile.TarInfo(name)
@@ -144,7 +144,7 @@ def test_pairs_from_webdataset_shards_and_bad_jsonl(tmp_path):
     got = [(im.size, cap) for im, cap in iter_shard_pairs([tmp_path / "00000.tar"])]
     assert got == [((8, 8), "a red square"), ((8, 8), "another red square")]
     from sc_eval import load_encoder
-    from sc_eval.probe.pairs import pair_features
+    from sc_eval.adapters.lit.pairs import pair_features
 
     feats, captions = pair_features(load_encoder("random:sc-vit-micro"), str(tmp_path / "00000.tar"))
     assert captions == ["a red square", "another red square"] and feats.shape[0] == 2

@@ -17,7 +17,7 @@ from sc_eval.errors import ConfigError, MissingDependencyError  # noqa: E402
 
 @pytest.fixture(scope="module")
 def tok():
-    from sc_eval.assets import llama_tokenizer
+    from sc_eval.models.tokenizers import llama_tokenizer
 
     return llama_tokenizer()
 
@@ -258,7 +258,7 @@ def test_models_that_rescale_their_logits_train_on_their_own_loss(tmp_path):
     from transformers import GraniteConfig, GraniteForCausalLM
 
     from sc_eval.adapters.llava.model import LlavaConfig, build
-    from sc_eval.assets import llama_tokenizer
+    from sc_eval.models.tokenizers import llama_tokenizer
 
     torch.manual_seed(0)
     llm = GraniteForCausalLM(GraniteConfig(vocab_size=32000, hidden_size=64, intermediate_size=128,
@@ -340,7 +340,7 @@ def test_two_stages_train_save_reload(llm_dir, tmp_path):
 
 
 def test_interrupted_stage_resumes_to_the_same_weights(llm_dir, tmp_path, monkeypatch):
-    from sc_eval.adapters.llava import data as data_mod
+    from sc_eval.adapters.llava import train as train_mod
     from sc_eval.adapters.llava.data import ConversationData, read_conversations
     from sc_eval.adapters.llava.train import StageConfig, train_stage
 
@@ -355,7 +355,7 @@ def test_interrupted_stage_resumes_to_the_same_weights(llm_dir, tmp_path, monkey
         return model.projector.state_dict()
 
     straight = run(tmp_path / "a")
-    real, calls = data_mod.collate, []
+    real, calls = train_mod.collate, []
 
     def dying(*a, **k):
         calls.append(1)
@@ -363,10 +363,10 @@ def test_interrupted_stage_resumes_to_the_same_weights(llm_dir, tmp_path, monkey
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(data_mod, "collate", dying)
+    monkeypatch.setattr(train_mod, "collate", dying)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "b")
-    monkeypatch.setattr(data_mod, "collate", real)
+    monkeypatch.setattr(train_mod, "collate", real)
     assert (tmp_path / "b" / "stage1" / "latest").read_text().strip() == "step_2"
     resumed = run(tmp_path / "b")
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
@@ -453,7 +453,7 @@ def test_images_are_padded_to_square_with_the_encoder_mean_colour():
 def test_projector_init_does_not_depend_on_whether_the_llm_was_trained_first(cli_world, llm_dir, tmp_path):
     """The first `sc-eval llava` on a world trains and caches its tiny Llama (drawing random
     numbers), later ones load it: the same command and seed must give the same adapter."""
-    from sc_eval.adapters.llava import model as model_mod
+    from sc_eval.adapters.llava import pipeline as model_mod
     from tests.conftest import same_weights_whether_the_lm_was_trained_first
 
     argv = ["llava", "--encoder", "random:sc-vit-micro", "--llm", str(llm_dir), "--data-root", str(cli_world),
@@ -479,3 +479,15 @@ def test_missing_task_data_stops_before_training(cli_world, llm_dir, tmp_path, c
     assert main([*common, "--data-root", str(empty), "--tasks", "battery", "--output-dir", str(tmp_path / "r2")]) == 2
     assert f"no data under {empty} for any of" in capsys.readouterr().err
     assert not (tmp_path / "r2" / "checkpoints" / "stage1").exists()
+
+
+def test_training_without_llm_says_what_to_pass(cli_world, tmp_path, capsys):
+    from sc_eval.cli import main
+
+    run = tmp_path / "run"
+    assert main(["llava", "--encoder", "random:sc-vit-micro", "--data-root", str(cli_world), "--tasks", "vqav2",
+                 "--output-dir", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sc-eval: error: --llm not given") and err.count("\n") == 1
+    assert "--llm DIR" in err and "--llm random:vicuna-7b" in err and "--adapter DIR" in err
+    assert not run.exists()

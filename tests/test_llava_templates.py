@@ -19,7 +19,7 @@ SHORT = "\nAnswer the question using a single word or phrase."
 
 @pytest.fixture(scope="module")
 def tok():
-    from sc_eval.assets import llama_tokenizer
+    from sc_eval.models.tokenizers import llama_tokenizer
 
     return llama_tokenizer()
 

@@ -28,7 +28,7 @@ def test_each_question_is_paired_with_captions_of_its_own_picture(grounding, tin
 
 
 def test_an_llm_is_asked_with_and_without_the_caption(grounding, tiny_world, tmp_path):
-    from sc_eval.tinylm import build_tiny_lm, save_lm
+    from sc_eval.demo.tiny_lm import build_tiny_lm, save_lm
 
     model, tok = build_tiny_lm("llama", hidden_size=32, intermediate_size=64, num_hidden_layers=1)
     llm = save_lm(model, tok, tmp_path / "llm")

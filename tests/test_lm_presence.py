@@ -25,7 +25,7 @@ def test_questions_are_balanced_and_answered_by_the_caption_shown(presence, tiny
 
 
 def test_the_three_prompt_forms(presence):
-    from sc_eval.tinylm import _tokenizer
+    from sc_eval.demo.tiny_lm import _tokenizer
 
     tok = _tokenizer("llama")
     cap = 'A red star and a blue circle and the text "sun"'
@@ -45,7 +45,7 @@ def test_the_three_prompt_forms(presence):
 def test_left_padding_does_not_change_a_prompts_answer(presence):
     import torch
 
-    from sc_eval.tinylm import build_tiny_lm
+    from sc_eval.demo.tiny_lm import build_tiny_lm
 
     model, tok = build_tiny_lm("llama", hidden_size=32, intermediate_size=64, num_hidden_layers=2)
     model.eval()
@@ -71,7 +71,7 @@ def test_a_run_reports_held_out_accuracy_along_the_way(presence, tiny_world):
 def test_a_run_can_start_from_a_trained_llm(presence, tmp_path):
     import torch
 
-    from sc_eval.tinylm import MODEL_DEFAULTS, build_tiny_lm, save_lm
+    from sc_eval.demo.tiny_lm import MODEL_DEFAULTS, build_tiny_lm, save_lm
 
     model, tok = build_tiny_lm("llama", seed=5, hidden_size=32, intermediate_size=64, num_hidden_layers=1)
     llm = save_lm(model, tok, tmp_path / "llm")

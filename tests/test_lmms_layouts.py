@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sc_eval import tasks_api
+from sc_eval.evaluation import tasks as tasks_api
 from sc_eval.errors import DataError
 
 pytest.importorskip("datasets")
@@ -279,7 +279,7 @@ def _pope_parquet(path, rows):
 
 
 def test_pope_parquet_category_column_gives_the_three_splits(tmp_path):
-    from sc_eval.runner import evaluate
+    from sc_eval.evaluation.runner import evaluate
 
     off, lm, full = tmp_path / "official", tmp_path / "lmms", tmp_path / "full"
     _pope_official(off)

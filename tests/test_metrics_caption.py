@@ -119,7 +119,7 @@ def test_cider_and_rouge_standard_errors_over_the_images():
 
 @needs_java
 def test_per_image_scores_let_two_runs_be_compared_image_by_image():
-    from sc_eval import tasks_api
+    from sc_eval.evaluation import tasks as tasks_api
     from sc_eval.metrics.caption import per_image_scores
 
     gts = {1: ["Red kite flies over hills."], 2: ["small dog sleeps near door"]}

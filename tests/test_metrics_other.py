@@ -192,7 +192,7 @@ def test_pope_paired_bootstrap_compares_two_runs_on_the_same_questions():
     import random
     import statistics
 
-    from sc_eval import tasks_api
+    from sc_eval.evaluation import tasks as tasks_api
     from sc_eval.metrics.pope import pope_paired
 
     labels = ["yes", "no"] * 30

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from sc_eval.errors import ConfigError
-from sc_eval.models import count_params, create_vit, num_patches, vit_config
+from sc_eval.models import num_patches, vit_config
+from sc_eval.models.vit import count_params, create_vit
 
 
 def test_bundled_configs_are_listed_without_importing_torch():

@@ -32,7 +32,7 @@ def _linear_dtypes(seen, grad=None):
 @pytest.fixture(scope="module")
 def colour_world(tmp_path_factory):
     """The world's classification set at its default size (eight colours), the rest minimal."""
-    from sc_eval.world import write_world
+    from sc_eval.world.build import write_world
 
     return write_world(tmp_path_factory.mktemp("colours") / "w", seed=0, pretrain=12, shard_size=12,
                        coco_train=4, coco_val=4, coco_test=2, textvqa_train=2, textvqa_val=2, gqa_train=2,

@@ -83,7 +83,7 @@ def test_samples_group_as_webdataset_groups_them_in_pretraining_and_pairs(tmp_pa
 
     from sc_eval.data.shards import read_shard
     from sc_eval.pretrain.data import PretrainStream, open_source
-    from sc_eval.probe.pairs import iter_shard_pairs
+    from sc_eval.adapters.lit.pairs import iter_shard_pairs
 
     jpg = _photo(16, 16)
     url = _tar(tmp_path / "00000.tar", [
@@ -106,7 +106,7 @@ def test_samples_group_as_webdataset_groups_them_in_pretraining_and_pairs(tmp_pa
 def test_a_damaged_sample_is_reported_with_shard_key_and_reason_and_reading_goes_on(tmp_path, tok, caplog):
     from sc_eval.data.shards import read_shard
     from sc_eval.pretrain.data import PretrainStream, open_source
-    from sc_eval.probe.pairs import iter_shard_pairs
+    from sc_eval.adapters.lit.pairs import iter_shard_pairs
 
     jpg = _photo(16, 16)
     url = _tar(tmp_path / "00000.tar", [

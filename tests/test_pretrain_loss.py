@@ -119,7 +119,7 @@ def test_ablation_options(coco_token_ids):
 def _stock_and_lean(cfg, dtype=torch.float32):
     import copy
 
-    from sc_eval.models import create_vit
+    from sc_eval.models.vit import create_vit
     from sc_eval.models.lean import LeanBlock, lean_blocks
 
     torch.manual_seed(0)

@@ -253,7 +253,7 @@ def test_hf_dataset_source_and_hf_tokenizer(tmp_path):
     import datasets
     from PIL import Image
 
-    from sc_eval.assets import gpt2_tokenizer, save_tokenizer
+    from sc_eval.models.tokenizers import gpt2_tokenizer, save_tokenizer
 
     rows = {"image": [Image.new("RGB", (20, 20), (i * 30, 90, 0)) for i in range(8)],
             "text": [f"a {COLORS[i % 4]} disk" for i in range(8)]}

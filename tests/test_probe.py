@@ -10,9 +10,9 @@ import torch
 
 from sc_eval.cli import main
 from sc_eval.errors import ConfigError
-from sc_eval.probe.fewshot import run_fewshot, select_kshot
-from sc_eval.probe.linear import ProbeConfig, fit_logreg, logreg_sweep, predict_scores, train_linear_probe
-from sc_eval.probe.metrics import classification_metrics
+from sc_eval.adapters.probe.fewshot import run_fewshot, select_kshot
+from sc_eval.adapters.probe.linear import ProbeConfig, fit_logreg, logreg_sweep, predict_scores, train_linear_probe
+from sc_eval.metrics.classification import classification_metrics
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -179,6 +179,7 @@ def test_unknown_task_is_a_clear_error(tmp_path, capsys):
 
 def test_probe_command_end_to_end_and_feature_reuse(tmp_path, monkeypatch):
     import sc_eval
+    from sc_eval.adapters.probe import pipeline
 
     data = write_imagefolder(tmp_path / "data")
     calls = {"images": 0}
@@ -195,7 +196,7 @@ def test_probe_command_end_to_end_and_feature_reuse(tmp_path, monkeypatch):
         enc._pooled = pooled
         return enc
 
-    monkeypatch.setattr(sc_eval, "load_encoder", counting_load)
+    monkeypatch.setattr(pipeline, "load_encoder", counting_load)
     argv = ["probe", "--encoder", "random:sc-vit-micro", "--data", str(data), "--shots", "5", "--seeds", "2",
             "--epochs", "20", "--output-dir", str(tmp_path / "run")]
     assert main(argv) == 0
@@ -272,7 +273,7 @@ def test_probe_on_a_saved_hf_dataset(tmp_path):
 
 
 def test_prediction_ids_name_images_below_the_whole_split_folder_whatever_the_limit_kept():
-    from sc_eval.probe.results import _doc_ids
+    from sc_eval.evaluation.classification import _doc_ids
 
     split = ["/d/test/cat/1.jpg", "/d/test/cat/2.jpg", "/d/test/dog/3.jpg"]
     assert _doc_ids(split[:2], split) == ["cat/1.jpg", "cat/2.jpg"]  # --limit 2 kept one class

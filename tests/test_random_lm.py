@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from sc_eval.errors import ConfigError
-from sc_eval.models.lm import build_random_lm, count_params, list_random_lms, lm_config
+from sc_eval.models.lm import build_random_lm, count_params, lm_config
+from sc_eval.models.lm_specs import list_random_lms
 
 
 @pytest.mark.parametrize("name,published", [

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from sc_eval import rundir
+from sc_eval.runtime import rundir
 from sc_eval.errors import ConfigError
-from sc_eval.results import read_results, update_results
-from sc_eval.runner import evaluate
+from sc_eval.evaluation.results import read_results, update_results
+from sc_eval.evaluation.runner import evaluate
 
 TESTS = Path(__file__).parent
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -29,8 +29,8 @@ def _writer_script(tmp_path: Path, run: Path, data_root: Path) -> Path:
         from pathlib import Path
         sys.path.insert(0, {str(TESTS)!r})
         from test_runner import Upper, toy
-        from sc_eval.rundir import RunDir
-        from sc_eval.runner import evaluate
+        from sc_eval.runtime.rundir import RunDir
+        from sc_eval.evaluation.runner import evaluate
 
         class WaitsAfterOneBatch(Upper):
             def predict(self, docs, task):
@@ -78,7 +78,7 @@ def test_a_second_writer_is_refused_and_nothing_is_lost(tmp_path, data_root):
     try:
         _wait_for_lines(preds, 2, first)
         # a second command into the same directory: refused at once, naming the holder
-        second = subprocess.run([sys.executable, "-m", "sc_eval", "caption", "--encoder", "random:sc-vit-micro",
+        second = subprocess.run([sys.executable, "-m", "sc_eval", "caption", "--encoder", "random:sc-vit-micro", "--lm", "random:gpt2-tiny",
                                  "--data-root", str(data_root), "--output-dir", str(run)],
                                 capture_output=True, text=True, env=ENV, timeout=300)
         assert second.returncode == 2 and "Traceback" not in second.stderr
@@ -127,7 +127,7 @@ def test_a_lock_left_by_a_killed_command_is_taken_over(tmp_path, data_root, capl
 def test_results_updates_merge_instead_of_overwriting(tmp_path):
     """A writer holding an old copy of results.json (read before another task was added) adds its
     own task: both survive."""
-    from sc_eval.probe.results import ResultsFile
+    from sc_eval.evaluation.results import ResultsFile
 
     run = tmp_path / "run"
     update_results(run, "first", {"metrics": {"acc": 1.0}})
@@ -165,7 +165,7 @@ def test_a_refusal_under_torchrun_stops_every_rank(tmp_path, data_root):
         import sys
         sys.path.insert(0, {str(TESTS)!r})
         from test_runner import Upper, toy
-        from sc_eval.runner import evaluate
+        from sc_eval.evaluation.runner import evaluate
         from sc_eval.runtime.dist import init_distributed
         init_distributed("cpu")
         evaluate(toy(), Upper(), {str(run)!r}, {str(data_root)!r}, batch_size=2, progress=False)

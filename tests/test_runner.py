@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from sc_eval import tasks_api
+from sc_eval.evaluation import tasks as tasks_api
 from sc_eval.cli import main
 from sc_eval.errors import ConfigError
-from sc_eval.runner import evaluate
+from sc_eval.evaluation.runner import evaluate
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tasks"
 WORDS = ["cat", "dog", "box", "sun", "axe", "red", "fox", "hat", "ink", "jar", "key"]
@@ -121,7 +121,7 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path, data_root):
         import sys, time
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_runner import Upper, toy
-        from sc_eval.runner import evaluate
+        from sc_eval.evaluation.runner import evaluate
         class Slow(Upper):
             def predict(self, docs, task):
                 if self.calls >= 2:
@@ -234,7 +234,7 @@ def test_two_ranks_give_the_one_process_result(tmp_path, data_root):
         import sys
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_runner import Upper, toy
-        from sc_eval.runner import evaluate
+        from sc_eval.evaluation.runner import evaluate
         from sc_eval.runtime.dist import init_distributed
         init_distributed("cpu")
         evaluate(toy(), Upper(), sys.argv[1], {str(data_root)!r}, batch_size=2, progress=False)

@@ -25,7 +25,7 @@ def corpus(tmp_path):
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
 def test_restricted_loss_equals_full_vocabulary_cross_entropy(kind, corpus):
     """The fast training loss must be the exact full-softmax loss once unused rows are zero."""
-    from sc_eval.tinylm import _exact_lm_loss, _token_stream, _zero_unused_rows, build_tiny_lm
+    from sc_eval.demo.tiny_lm import _exact_lm_loss, _token_stream, _zero_unused_rows, build_tiny_lm
 
     small = {"gpt2": dict(n_layer=1, n_embd=32, n_head=2),
              "llama": dict(num_hidden_layers=1, hidden_size=32, intermediate_size=64,
@@ -53,7 +53,7 @@ def test_llama_stream_holds_the_chat_dialogues_as_vicuna_text(corpus, tmp_path):
     import json
 
     from sc_eval.adapters.llava.templates import IMAGE_INDEX, VICUNA_SYSTEM
-    from sc_eval.tinylm import _token_stream, build_tiny_lm
+    from sc_eval.demo.tiny_lm import _token_stream, build_tiny_lm
 
     chat = tmp_path / "finetune.json"
     chat.write_text(json.dumps([{"id": "1", "image": "a.jpg", "conversations": [
@@ -76,7 +76,7 @@ def test_llama_stream_holds_the_chat_dialogues_as_vicuna_text(corpus, tmp_path):
 def test_gpt2_learns_the_corpus_and_reloads_offline(corpus, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from sc_eval.tinylm import train_tiny_lm
+    from sc_eval.demo.tiny_lm import train_tiny_lm
 
     out = train_tiny_lm("gpt2", tmp_path / "lm", corpus, steps=60, seed=0, batch_size=8, seq_len=32,
                         lr=1e-2, n_layer=1, n_embd=64)
@@ -96,7 +96,7 @@ def test_gpt2_learns_the_corpus_and_reloads_offline(corpus, tmp_path):
 def test_llama_saves_with_its_sentencepiece_tokenizer(corpus, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from sc_eval.tinylm import train_tiny_lm
+    from sc_eval.demo.tiny_lm import train_tiny_lm
 
     out = train_tiny_lm("llama", tmp_path / "llama", corpus, steps=3, seed=0, batch_size=4, seq_len=16)
     model = AutoModelForCausalLM.from_pretrained(str(out), local_files_only=True)
@@ -109,7 +109,7 @@ def test_llama_saves_with_its_sentencepiece_tokenizer(corpus, tmp_path):
 
 
 def test_ensure_tiny_lm_trains_once_next_to_the_world(corpus, tmp_path, monkeypatch):
-    from sc_eval import tinylm
+    from sc_eval.demo import tiny_lm as tinylm
 
     world = corpus.parent.parent
     calls = []
@@ -134,7 +134,7 @@ def test_ensure_tiny_lm_trains_once_next_to_the_world(corpus, tmp_path, monkeypa
 
 
 def test_a_save_killed_midway_leaves_the_saved_lm_whole(tmp_path):
-    from sc_eval.tinylm import build_tiny_lm, save_lm
+    from sc_eval.demo.tiny_lm import build_tiny_lm, save_lm
 
     model, tok = build_tiny_lm("gpt2", seed=0)
     out = save_lm(model, tok, tmp_path / "lm", {"round": 1})

@@ -5,8 +5,7 @@ import json
 
 import pytest
 
-from sc_eval import tasks_api
-
+from sc_eval.evaluation import tasks as tasks_api
 SHORT = "\nAnswer the question using a single word or phrase."
 
 
@@ -191,7 +190,7 @@ class StubAdapter:
 
 
 def test_testdev_submission_covers_all_test2015_questions(root, tmp_path):
-    from sc_eval.runner import evaluate
+    from sc_eval.evaluation.runner import evaluate
 
     tasks = tasks_api.resolve("vqav2_testdev,vqav2_val")
     res = evaluate(tasks, StubAdapter({"50": "Two.", "420": "yes", "70": "blue"}), tmp_path / "run", root,
@@ -209,7 +208,7 @@ def test_a_resumed_run_is_scored_by_one_rule_from_its_stored_predictions(root, t
     """Per-doc scores derive from the predictions: a run predicted by an older sc-eval (whose
     records lack a metric added since) and resumed now is rescored as a whole, not averaged over
     the newly predicted docs alone, and no prediction is made again."""
-    from sc_eval.runner import evaluate
+    from sc_eval.evaluation.runner import evaluate
 
     t = tasks_api.resolve("vqav2_val")
     run_dir = tmp_path / "run"

@@ -48,7 +48,7 @@ def world(tiny_world):  # tests/conftest.py: written once per session, shared re
 # ---- determinism and layout -------------------------------------------------------------------
 
 def test_same_seed_gives_byte_identical_files(world, tmp_path):
-    from sc_eval.world import write_world
+    from sc_eval.world.build import write_world
 
     again = _files(write_world(tmp_path / "again", seed=0, **TINY))
     first = _files(world)
@@ -64,7 +64,7 @@ def test_harder_pictures_are_deterministic_and_leave_the_rest_alone(world, tmp_p
     import numpy as np
     from PIL import Image
 
-    from sc_eval.world import write_world
+    from sc_eval.world.build import write_world
 
     hard = dict(TINY, jitter=6, scale_jitter=10, noise=12)
     a, b = write_world(tmp_path / "a", seed=0, **hard), write_world(tmp_path / "b", seed=0, **hard)
@@ -94,7 +94,7 @@ def test_harder_pictures_are_deterministic_and_leave_the_rest_alone(world, tmp_p
 @pytest.mark.parametrize("flag,value", [("jitter", 9), ("scale_jitter", 16), ("noise", 65), ("noise", -1)])
 def test_harder_pictures_out_of_range_is_a_clear_error(tmp_path, flag, value):
     from sc_eval.errors import ConfigError
-    from sc_eval.world import write_world
+    from sc_eval.world.build import write_world
 
     with pytest.raises(ConfigError, match=flag):
         write_world(tmp_path / "x", seed=0, **dict(TINY, **{flag: value}))
@@ -106,7 +106,7 @@ def test_same_seed_is_identical_in_another_process(world, tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys, random; random.seed(123); from sc_eval.world import write_world; "
+    code = ("import sys, random; random.seed(123); from sc_eval.world.build import write_world; "
             f"write_world(sys.argv[1], seed=0, **{TINY!r})")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "p")], check=True, env=env)
@@ -114,7 +114,7 @@ def test_same_seed_is_identical_in_another_process(world, tmp_path):
 
 
 def test_different_seed_gives_different_world(world, tmp_path):
-    from sc_eval.world import write_world
+    from sc_eval.world.build import write_world
 
     other = write_world(tmp_path / "other", seed=1, **TINY)
     for rel in ("coco/annotations/captions_train2014.json", "pretrain/shards/00000.tar",
@@ -142,7 +142,7 @@ def test_manifest_describes_the_world(world):
 
 def test_image_size_is_configurable(tmp_path):
     from sc_eval.data.images import load_image
-    from sc_eval.world import write_world
+    from sc_eval.world.build import write_world
 
     root = write_world(tmp_path / "w40", seed=3, **{**TINY, "image_size": 40})
     for rel in ("coco/images/val2014", "textvqa/train_images", "gqa/images", "classification/test/red"):
@@ -447,7 +447,8 @@ def test_cli_world_writes_and_summarises(tmp_path, capsys):
 
 
 def test_ensure_world_writes_once(tmp_path, monkeypatch):
-    from sc_eval.world import build, ensure_world
+    from sc_eval.world import build
+    from sc_eval.world.build import ensure_world
 
     calls = []
     real = build.write_world

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from sc_eval import tasks_api
-from sc_eval.runner import evaluate, score_predictions
+from sc_eval.evaluation import tasks as tasks_api
+from sc_eval.evaluation.predictions import score_predictions
+from sc_eval.evaluation.runner import evaluate
 
 SIZES = dict(pretrain=12, shard_size=12, coco_train=6, coco_val=8, coco_test=2, textvqa_train=3,
              textvqa_val=3, gqa_train=3, gqa_testdev=3, pope_images=8, scienceqa=20, class_train=1,
@@ -32,7 +33,7 @@ MC = "\nAnswer with the option's letter from the given choices directly."
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from sc_eval.world import write_world
+    from sc_eval.world.build import write_world
 
     return write_world(tmp_path_factory.mktemp("battery") / "w", seed=0, **SIZES)
 
@@ -195,7 +196,8 @@ def test_sc_eval_score_reads_official_answer_formats(world, tmp_path, capsys):
 # ---- determinism and training data ----------------------------------------------------------------
 
 def test_same_seed_same_bytes_and_existing_parts_untouched(world, tmp_path, monkeypatch):
-    from sc_eval.world import battery, write_world
+    from sc_eval.world import battery
+    from sc_eval.world.build import write_world
 
     again = write_world(tmp_path / "again", seed=0, **SIZES)
     assert _files(again) == _files(world)
@@ -251,11 +253,13 @@ class Oracle:
 
 
 def test_tasks_all_runs_the_battery_and_lays_out_table11(world, tmp_path):
-    from sc_eval.table11 import HEADERS
+    from sc_eval.adapters.llava.pipeline import results_markdown
+    from sc_eval.report.table11 import HEADERS
 
     tasks = tasks_api.resolve("all", adapter_kind="generate")
     assert set(BATTERY) <= {t.name for t in tasks} and tasks_api.names_a_group("all")
-    res = evaluate(tasks, Oracle(), tmp_path / "run", world, progress=False, skip_missing_data=True)
+    res = evaluate(tasks, Oracle(), tmp_path / "run", world, progress=False, skip_missing_data=True,
+                   markdown=results_markdown)  # results.md as `sc-eval llava` writes it
     assert [n for n, e in res["results"].items() if e.get("skipped")] == []
     assert set(BATTERY) <= set(res["results"])
     for name in ("vizwiz_vqa_test", "mmbench_en_test"):        # test splits: submission files only
@@ -274,8 +278,8 @@ def test_tasks_all_runs_the_battery_and_lays_out_table11(world, tmp_path):
 
 
 def test_table11_fills_gaps_with_a_dash_and_marks_limited_runs():
-    from sc_eval.runner import results_markdown
-    from sc_eval.table11 import table11_markdown
+    from sc_eval.adapters.llava.pipeline import results_markdown
+    from sc_eval.report.table11 import table11_markdown
 
     results = {"encoder": "random:sc-vit-tiny", "results": {
         "vqav2_val": {"metrics": {"vqa_acc": 50.0, "vqa_acc_lmms": 51.0, "vqa_acc_official": 49.0}},  # older run

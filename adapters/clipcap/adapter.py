@@ -9,7 +9,11 @@ generation_kwargs (``num_beams``, ``max_new_tokens``) apply, defaulting to beam 
 """
 from __future__ import annotations
 
+import torch
+
+from sc_eval.data.images import load_image
 from sc_eval.runtime.fingerprint import Hasher
+from sc_eval.runtime.precision import autocast
 
 from .decode import MAX_NEW_TOKENS, generate_captions
 
@@ -56,11 +60,6 @@ class ClipCapAdapter:
 
     def features(self, paths):
         """[N, D] features for image paths: precomputed ones, the rest encoded now."""
-        import torch
-
-        from sc_eval.data.images import load_image
-        from sc_eval.runtime.precision import autocast
-
         missing = [p for p in dict.fromkeys(paths) if p not in self._features]
         if missing:
             with torch.inference_mode(), autocast(self.encoder.device, self.precision):

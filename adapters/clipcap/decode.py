@@ -30,7 +30,12 @@ from __future__ import annotations
 
 import logging
 
-from sc_eval import hf
+import torch
+import torch.nn.functional as F
+from transformers.activations import NewGELUActivation
+
+from sc_eval.models import hf
+from sc_eval.runtime.precision import autocast
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +62,6 @@ def beam_search(model, feats, *, beam: int = 5, max_new_tokens: int = MAX_NEW_TO
     ``cache=False``: no key/value cache at all, the whole sequence recomputed at every step (the
     reference implementation's way; only the speed benchmark's baseline uses it).
     """
-    import torch
-
     if beam < 1:
         raise ValueError("beam must be >= 1")
     b = feats.shape[0]
@@ -127,8 +130,6 @@ def _top_log_probs(h, head, k: int, chunk: int = 2048):
     the [rows, vocabulary] logits: the output layer runs ``chunk`` vocabulary rows at a time and
     each chunk's top-k and log-sum-exp are taken while it is still in cache (about a third
     faster than logits, log_softmax, topk at 160 rows on a CPU)."""
-    import torch
-
     weight, bias = head.weight, getattr(head, "bias", None)
     h = h.reshape(-1, h.shape[-1])
     tops, ids, maxes, sums = [], [], [], []
@@ -178,8 +179,6 @@ class _LibraryCache:
         self.cache, self.w = None, 1
 
     def _run(self, k, **kw):
-        import torch
-
         out = self.lm(use_cache=True, **kw)
         self.cache = hf.returned_cache(out)
         return torch.log_softmax(out.logits[:, -1].float(), dim=-1).topk(k, dim=-1)
@@ -195,8 +194,6 @@ class _LibraryCache:
         return self._run(k, input_ids=tokens.reshape(-1, 1), **{self.cache_kw: self.cache})
 
     def reorder(self, src):
-        import torch
-
         n = src.shape[0]
         rows = (src + torch.arange(n, device=src.device)[:, None] * self.w).flatten()
         self.cache = hf.cache_select(self.cache, rows)
@@ -214,8 +211,6 @@ class _Recompute:
         self.emb = lm.get_input_embeddings()
 
     def _run(self, embeds, k: int):
-        import torch
-
         logits = self.lm(inputs_embeds=embeds, use_cache=False).logits[:, -1].float()
         return torch.log_softmax(logits, dim=-1).topk(k, dim=-1)
 
@@ -224,21 +219,15 @@ class _Recompute:
         return self._run(prefix, k)
 
     def expand(self, w: int):
-        import torch
-
         self.w = w
         self.prefix = self.prefix.repeat_interleave(w, dim=0)        # row b*W + j
         self.tokens = self.prefix.new_zeros(self.prefix.shape[0], 0, dtype=torch.long)
 
     def step(self, tokens, k: int):
-        import torch
-
         self.tokens = torch.cat([self.tokens, tokens.reshape(-1, 1)], dim=1)
         return self._run(torch.cat([self.prefix, self.emb(self.tokens)], dim=1), k)
 
     def reorder(self, src):
-        import torch
-
         n = src.shape[0]
         self.tokens = self.tokens[(src + torch.arange(n, device=src.device)[:, None] * self.w).flatten()]
 
@@ -249,8 +238,6 @@ class _Recompute:
 
 def _hypothesis_rows(groups, w: int):
     """Rows (image * W + j) of every hypothesis of the images ``groups``."""
-    import torch
-
     return (groups[:, None] * w + torch.arange(w, device=groups.device)).flatten()
 
 
@@ -285,9 +272,6 @@ class _SharedPrefixGPT2:
     def _mlp(self, blk, h):
         """The block's MLP; GPT-2's ``gelu_new`` runs as torch's fused tanh-GELU (the same formula,
         which transformers itself offers as ``gelu_pytorch_tanh``), one pass instead of seven."""
-        import torch.nn.functional as F
-        from transformers.activations import NewGELUActivation
-
         mlp = blk.mlp
         if type(mlp.act) is not NewGELUActivation:
             return mlp(h)
@@ -300,9 +284,6 @@ class _SharedPrefixGPT2:
                 for z in qkv.split(e, dim=-1)]
 
     def start(self, prefix, k: int):
-        import torch
-        import torch.nn.functional as F
-
         n, length, e = prefix.shape
         self.prefix_len = length
         x = prefix + self.tr.wpe(torch.arange(length, device=prefix.device))
@@ -317,8 +298,6 @@ class _SharedPrefixGPT2:
         return _top_log_probs(self.tr.ln_f(x[:, -1]), self.lm.lm_head, k)
 
     def expand(self, w: int):
-        import torch
-
         self.w = w
         n = self.kp[0].shape[0]
         self.anc = torch.zeros(n, w, self.max_steps, dtype=torch.long, device=self.kp[0].device)
@@ -340,8 +319,6 @@ class _SharedPrefixGPT2:
                 bufs[i] = new
 
     def step(self, tokens, k: int):
-        import torch
-
         n, w = tokens.shape
         t = self.t
         if t == self.cap:
@@ -400,8 +377,6 @@ def generate_captions(model, tokenizer, feats, *, beam: int = 5, max_new_tokens:
                       batch_size: int = 32, stop_ids=None, precision: str = "fp32") -> list[str]:
     """Captions for [N, D] features, decoded ``batch_size`` images at a time under autocast in
     ``precision`` (bf16: the LM's matrix products in bfloat16; ranking and scores in float32)."""
-    from sc_eval.runtime.precision import autocast
-
     stop_ids = stop_ids if stop_ids is not None else stop_token_ids(tokenizer)
     eos = int(tokenizer.eos_token_id)
     model.eval()

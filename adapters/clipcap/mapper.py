@@ -15,6 +15,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+import torch
+from torch import nn
+
 from sc_eval.errors import ConfigError
 
 MAPPERS = ("transformer", "mlp")
@@ -51,58 +54,60 @@ class MapperConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
+class MLPMapper(nn.Module):
+    def __init__(self, cfg: MapperConfig):
+        super().__init__()
+        self.cfg = cfg
+        hidden = cfg.lm_width * cfg.prefix_length // 2
+        self.net = nn.Sequential(
+            nn.Linear(cfg.input_width, hidden),
+            nn.Tanh(),
+            nn.Linear(hidden, cfg.lm_width * cfg.prefix_length),
+        )
+
+    def forward(self, x):
+        return self.net(x).view(x.shape[0], self.cfg.prefix_length, self.cfg.lm_width)
+
+
+class Block(nn.Module):
+    """Pre-LN self-attention block; no mask: every clip token sees every prefix token."""
+
+    def __init__(self, cfg: MapperConfig):
+        super().__init__()
+        w = cfg.lm_width
+        self.ln_1 = nn.LayerNorm(w)
+        self.attn = nn.MultiheadAttention(w, cfg.num_heads, batch_first=True)
+        self.ln_2 = nn.LayerNorm(w)
+        hidden = int(w * cfg.mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(w, hidden), nn.ReLU(), nn.Linear(hidden, w))
+
+    def forward(self, x):
+        h = self.ln_1(x)
+        x = x + self.attn(h, h, h, need_weights=False)[0]
+        return x + self.mlp(self.ln_2(x))
+
+
+class TransformerMapper(nn.Module):
+    def __init__(self, cfg: MapperConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.linear = nn.Linear(cfg.input_width, cfg.clip_length * cfg.lm_width)
+        # The learned constant tokens the transformer writes the prefix into.
+        self.prefix_const = nn.Parameter(torch.randn(cfg.prefix_length, cfg.lm_width))
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
+
+    def forward(self, x):
+        b, cfg = x.shape[0], self.cfg
+        clip = self.linear(x).view(b, cfg.clip_length, cfg.lm_width)
+        h = torch.cat([clip, self.prefix_const.unsqueeze(0).expand(b, -1, -1)], dim=1)
+        for blk in self.blocks:
+            h = blk(h)
+        return h[:, cfg.clip_length:]
+
+
 def build_mapper(cfg: MapperConfig):
-    """The nn.Module for ``cfg`` (torch is imported here, not at module import)."""
-    import torch
-    from torch import nn
-
-    class MLPMapper(nn.Module):
-        def __init__(self):
-            super().__init__()
-            hidden = cfg.lm_width * cfg.prefix_length // 2
-            self.net = nn.Sequential(
-                nn.Linear(cfg.input_width, hidden),
-                nn.Tanh(),
-                nn.Linear(hidden, cfg.lm_width * cfg.prefix_length),
-            )
-
-        def forward(self, x):
-            return self.net(x).view(x.shape[0], cfg.prefix_length, cfg.lm_width)
-
-    class Block(nn.Module):
-        """Pre-LN self-attention block; no mask: every clip token sees every prefix token."""
-
-        def __init__(self):
-            super().__init__()
-            w = cfg.lm_width
-            self.ln_1 = nn.LayerNorm(w)
-            self.attn = nn.MultiheadAttention(w, cfg.num_heads, batch_first=True)
-            self.ln_2 = nn.LayerNorm(w)
-            hidden = int(w * cfg.mlp_ratio)
-            self.mlp = nn.Sequential(nn.Linear(w, hidden), nn.ReLU(), nn.Linear(hidden, w))
-
-        def forward(self, x):
-            h = self.ln_1(x)
-            x = x + self.attn(h, h, h, need_weights=False)[0]
-            return x + self.mlp(self.ln_2(x))
-
-    class TransformerMapper(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.linear = nn.Linear(cfg.input_width, cfg.clip_length * cfg.lm_width)
-            # The learned constant tokens the transformer writes the prefix into.
-            self.prefix_const = nn.Parameter(torch.randn(cfg.prefix_length, cfg.lm_width))
-            self.blocks = nn.ModuleList(Block() for _ in range(cfg.num_layers))
-
-        def forward(self, x):
-            b = x.shape[0]
-            clip = self.linear(x).view(b, cfg.clip_length, cfg.lm_width)
-            h = torch.cat([clip, self.prefix_const.unsqueeze(0).expand(b, -1, -1)], dim=1)
-            for blk in self.blocks:
-                h = blk(h)
-            return h[:, cfg.clip_length:]
-
-    return MLPMapper() if cfg.kind == "mlp" else TransformerMapper()
+    """The nn.Module for ``cfg``."""
+    return MLPMapper(cfg) if cfg.kind == "mlp" else TransformerMapper(cfg)
 
 
 def normalize_features(x, enabled: bool):

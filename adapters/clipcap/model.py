@@ -20,8 +20,15 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
 from sc_eval.errors import CheckpointError
-from sc_eval.models.lm import RANDOM_SEED, is_random_lm, load_causal_lm
+from sc_eval.io import atomic_save_safetensors, atomic_write_json
+from sc_eval.models.lm import load_causal_lm
+from sc_eval.models.lm_specs import RANDOM_SEED, is_random_lm
+from sc_eval.runtime.artefacts import check_hf_model_dir, check_safetensors, read_json_object, require_dir
 from sc_eval.runtime.fingerprint import Hasher
 
 from .mapper import MapperConfig, build_mapper, normalize_features
@@ -49,76 +56,75 @@ def caption_token_ids(tokenizer, caption: str, eos_id: int, max_tokens: int) -> 
     return ids[: max_tokens - 1] + [eos_id]
 
 
+class ClipCapModel(nn.Module):
+    """The mapper (image features -> a prefix of LM input embeddings) in front of ``lm``, frozen
+    or trained with it."""
+
+    def __init__(self, cfg: MapperConfig, lm, lm_frozen: bool):
+        super().__init__()
+        self.cfg = cfg
+        self.mapper = build_mapper(cfg)
+        self.lm = lm
+        self.lm_frozen = lm_frozen
+        live, self.n_zero_rows = (None, 0)
+        if lm_frozen:
+            self.lm.requires_grad_(False)
+            live, self.n_zero_rows = _zero_row_shortcut(lm)
+        self.register_buffer("live_rows", live, persistent=False)  # follows .to(device)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.lm_frozen:
+            self.lm.eval()  # a frozen LM never runs dropout
+        return self
+
+    def prefix_embeds(self, feats):
+        """[B, D] image features -> [B, K, H] LM input embeddings."""
+        x = normalize_features(feats.float(), self.cfg.normalize_prefix)
+        return self.mapper(x)
+
+    def forward(self, feats, input_ids, attention_mask):
+        """Mean cross-entropy over caption tokens (EOS included, padding excluded)."""
+        prefix = self.prefix_embeds(feats)
+        tok = self.lm.get_input_embeddings()(input_ids)
+        embeds = torch.cat([prefix, tok], dim=1)
+        k = prefix.shape[1]
+        mask = torch.cat([attention_mask.new_ones(attention_mask.shape[0], k), attention_mask], 1)
+        labels = input_ids.masked_fill(attention_mask == 0, -100)
+        if self.live_rows is not None:
+            return self._loss_skipping_zero_rows(embeds, mask, k, labels)
+        logits = self.lm(inputs_embeds=embeds, attention_mask=mask).logits
+        # position k-1+i predicts caption token i
+        pred = logits[:, k - 1:-1].float()
+        return nn.functional.cross_entropy(pred.reshape(-1, pred.shape[-1]), labels.reshape(-1),
+                                           ignore_index=-100)
+
+    def _loss_skipping_zero_rows(self, embeds, mask, k, labels):
+        """The same full-vocabulary cross-entropy, exactly, without computing the logits of
+        output rows that are all zero (the tiny LMs zero the ids their corpus never uses):
+        each of those logits is 0, so they enter the normaliser as log(their count)."""
+        h = self.lm.base_model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        h = h[:, k - 1:-1].float()
+        keep = labels != -100
+        h, y = h[keep], labels[keep]
+        w = self.lm.get_output_embeddings().weight.float()
+        live = h @ w[self.live_rows].t()
+        rest = torch.full_like(live[:, :1], math.log(self.n_zero_rows))
+        log_z = torch.logsumexp(torch.cat([live, rest], dim=1), dim=1)
+        return (log_z - (h * w[y]).sum(-1)).mean()
+
+    def trainable_parameters(self):
+        return [p for p in self.parameters() if p.requires_grad]
+
+
 def build_model(cfg: MapperConfig, lm, lm_frozen: bool):
-    """A ClipCapModel (nn.Module) around an already-loaded LM."""
-    import torch
-    from torch import nn
-
-    class ClipCapModel(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.cfg = cfg
-            self.mapper = build_mapper(cfg)
-            self.lm = lm
-            self.lm_frozen = lm_frozen
-            live, self.n_zero_rows = (None, 0)
-            if lm_frozen:
-                self.lm.requires_grad_(False)
-                live, self.n_zero_rows = _zero_row_shortcut(lm)
-            self.register_buffer("live_rows", live, persistent=False)  # follows .to(device)
-
-        def train(self, mode: bool = True):
-            super().train(mode)
-            if self.lm_frozen:
-                self.lm.eval()  # a frozen LM never runs dropout
-            return self
-
-        def prefix_embeds(self, feats):
-            """[B, D] image features -> [B, K, H] LM input embeddings."""
-            x = normalize_features(feats.float(), cfg.normalize_prefix)
-            return self.mapper(x)
-
-        def forward(self, feats, input_ids, attention_mask):
-            """Mean cross-entropy over caption tokens (EOS included, padding excluded)."""
-            prefix = self.prefix_embeds(feats)
-            tok = self.lm.get_input_embeddings()(input_ids)
-            embeds = torch.cat([prefix, tok], dim=1)
-            k = prefix.shape[1]
-            mask = torch.cat([attention_mask.new_ones(attention_mask.shape[0], k), attention_mask], 1)
-            labels = input_ids.masked_fill(attention_mask == 0, -100)
-            if self.live_rows is not None:
-                return self._loss_skipping_zero_rows(embeds, mask, k, labels)
-            logits = self.lm(inputs_embeds=embeds, attention_mask=mask).logits
-            # position k-1+i predicts caption token i
-            pred = logits[:, k - 1:-1].float()
-            return nn.functional.cross_entropy(pred.reshape(-1, pred.shape[-1]), labels.reshape(-1),
-                                               ignore_index=-100)
-
-        def _loss_skipping_zero_rows(self, embeds, mask, k, labels):
-            """The same full-vocabulary cross-entropy, exactly, without computing the logits of
-            output rows that are all zero (the tiny LMs zero the ids their corpus never uses):
-            each of those logits is 0, so they enter the normaliser as log(their count)."""
-            h = self.lm.base_model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
-            h = h[:, k - 1:-1].float()
-            keep = labels != -100
-            h, y = h[keep], labels[keep]
-            w = self.lm.get_output_embeddings().weight.float()
-            live = h @ w[self.live_rows].t()
-            rest = torch.full_like(live[:, :1], math.log(self.n_zero_rows))
-            log_z = torch.logsumexp(torch.cat([live, rest], dim=1), dim=1)
-            return (log_z - (h * w[y]).sum(-1)).mean()
-
-        def trainable_parameters(self):
-            return [p for p in self.parameters() if p.requires_grad]
-
-    return ClipCapModel()
+    """A ClipCapModel around an already-loaded LM."""
+    return ClipCapModel(cfg, lm, lm_frozen)
 
 
 def _zero_row_shortcut(lm):
     """(indices of non-zero output rows, number of zero rows) when the loss may skip zero rows
     exactly: a frozen GPT-2/Llama head (plain matmul, no bias) with some all-zero rows."""
-    import torch
-
     head = lm.get_output_embeddings()
     if getattr(lm.config, "model_type", None) not in ("gpt2", "llama") or getattr(head, "bias", None) is not None:
         return None, 0
@@ -131,8 +137,6 @@ def _zero_row_shortcut(lm):
 
 def save_adapter(model, out_dir, *, lm_dir, tokenizer, encoder_fingerprint: str, extra: dict | None = None):
     """Write the adapter directory (atomic per file; the LM copy only when it was fine-tuned)."""
-    from sc_eval.io import atomic_save_safetensors, atomic_write_json
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     lm_ref = str(lm_dir) if is_random_lm(str(lm_dir)) else str(Path(lm_dir).resolve())
@@ -160,9 +164,8 @@ WHAT = "`sc-eval caption --adapter` takes a directory written by `sc-eval captio
 
 
 def check_adapter(adapter_dir) -> dict:
-    """Every file of a ClipCap adapter directory present and whole (see `sc_eval.artefacts`),
+    """Every file of a ClipCap adapter directory present and whole (see `sc_eval.runtime.artefacts`),
     before any model is built; returns its config. Another command's artefact is named as such."""
-    from sc_eval.artefacts import check_hf_model_dir, check_safetensors, read_json_object, require_dir
 
     adir = require_dir(adapter_dir, WHAT)
     if not (adir / "config.json").exists():
@@ -185,8 +188,6 @@ def load_adapter(adapter_dir, device="cpu", lm_dir=None):
 
     ``lm_dir`` overrides the recorded frozen-LM path (an adapter moved to another machine).
     """
-    from safetensors.torch import load_file
-
     adir = Path(adapter_dir)
     cfg_path = adir / "config.json"
     cfg = check_adapter(adir)

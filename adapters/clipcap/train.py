@@ -21,9 +21,16 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
+
 from sc_eval.errors import CheckpointError
+from sc_eval.io import atomic_save_safetensors, atomic_torch_save
+from sc_eval.runtime.meter import Meter
+from sc_eval.runtime.precision import autocast, grad_scaler
 from sc_eval.runtime.schedules import warmup_linear
 from sc_eval.runtime.seeding import epoch_order
+
+from .model import caption_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +52,6 @@ class TrainConfig:
 
 def tokenize_captions(tokenizer, captions_per_image, max_tokens: int):
     """[(image index, token ids with EOS)] for every caption of every image."""
-    from .model import caption_token_ids
-
     eos = int(tokenizer.eos_token_id)
     out = []
     for i, caps in enumerate(captions_per_image):
@@ -58,8 +63,6 @@ def tokenize_captions(tokenizer, captions_per_image, max_tokens: int):
 
 def collate(examples, pad_id: int):
     """(image indices [B], input_ids [B, T], attention_mask [B, T]) padded on the right."""
-    import torch
-
     t = max(len(ids) for _, ids in examples)
     ids = torch.full((len(examples), t), pad_id, dtype=torch.long)
     mask = torch.zeros((len(examples), t), dtype=torch.long)
@@ -83,12 +86,6 @@ def fit(model, feats, examples, cfg: TrainConfig, ckpt_dir=None, seed: int = 0, 
     ``ckpt_dir/last.pt`` when present. ``on_log(step, total, loss, perf)`` is called every
     ``cfg.log_every`` steps (``perf``: images_per_s and peak memory since the last call).
     Returns {"steps", "losses": [(step, loss)], "resumed_from", "warmup", "perf"}."""
-    import torch
-
-    from sc_eval.io import atomic_save_safetensors, atomic_torch_save
-    from sc_eval.runtime.meter import Meter
-    from sc_eval.runtime.precision import autocast, grad_scaler
-
     amp = autocast(device, cfg.precision)  # refuses a precision the device cannot run, first
     scaler = grad_scaler(device, cfg.precision)
 

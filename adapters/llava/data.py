@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import logging
 
+import torch
+
+from sc_eval.adapters.llava.model import image_tensor
+from sc_eval.adapters.llava.templates import IMAGE_TOKEN, build_example, n_targets, truncate
+from sc_eval.data.formats import read_llava_json
+from sc_eval.data.images import load_image
 from sc_eval.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -16,8 +22,6 @@ log = logging.getLogger(__name__)
 
 def read_conversations(path, image_root) -> list[dict]:
     """[{"doc_id", "image" (absolute path or None), "conversations"}] from a LLaVA json file."""
-    from sc_eval.data.formats import read_llava_json
-
     return read_llava_json(path, image_root)
 
 
@@ -25,8 +29,6 @@ class ConversationData:
     """Indexable dataset of tokenised conversations; an example = (ids, labels, image path|None)."""
 
     def __init__(self, docs, tokenizer, template: str, max_length: int = 2048, source: str = "data"):
-        from sc_eval.adapters.llava.templates import IMAGE_TOKEN, build_example, n_targets, truncate
-
         self.items = []
         dropped = 0
         for d in docs:
@@ -59,11 +61,6 @@ class ConversationData:
 
 def collate(examples, encoder, device):
     """(ids_list, labels_list, pixels [B,3,H,W]); text-only samples get a zero image they never use."""
-    import torch
-
-    from sc_eval.adapters.llava.model import image_tensor
-    from sc_eval.data.images import load_image
-
     ids, labels, pixels = [], [], []
     blank = None
     for tok_ids, lab, img in examples:

@@ -10,11 +10,16 @@ feeding it EOS, masked out of the answer, until the whole batch stops or ``max_n
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 
-from sc_eval import hf
-from sc_eval.adapters.llava.templates import IMAGE_INDEX
+import torch
+
+from sc_eval.adapters.llava.model import image_tensor
+from sc_eval.adapters.llava.templates import IMAGE_INDEX, build_prompt
+from sc_eval.data.images import load_image
 from sc_eval.errors import ConfigError
+from sc_eval.models import hf
 from sc_eval.runtime.fingerprint import Hasher
 from sc_eval.runtime.precision import autocast
 
@@ -32,8 +37,6 @@ def greedy_generate(model, prompts: list[list[int]], pixels, max_new_tokens: int
     are shared by the batch; the rest runs left-padded. A prompt alone takes the same two steps,
     so its answer does not depend on its batch mates.
     """
-    import torch
-
     with torch.inference_mode():
         imgs = model.image_tokens(pixels) if pixels is not None else None
         groups: dict[tuple, list[int]] = {}
@@ -53,8 +56,6 @@ def greedy_generate(model, prompts: list[list[int]], pixels, max_new_tokens: int
 def _shared_prefix_cache(llm, prefix: list[int], rows: int):
     """Keys/values of ``prefix`` computed once (batch 1) and repeated for ``rows`` rows, or None
     when this LM's cache cannot be repeated (then every row runs its whole prompt)."""
-    import torch
-
     emb = llm.get_input_embeddings()
     ids = torch.tensor([prefix], dtype=torch.long, device=emb.weight.device)
     out = llm(inputs_embeds=emb(ids), attention_mask=torch.ones_like(ids), use_cache=True,
@@ -68,8 +69,6 @@ def _shared_prefix_cache(llm, prefix: list[int], rows: int):
 def _generate_group(model, prefix: list[int], rests: list[list[int]], images, max_new_tokens: int,
                     eos_token_id: int) -> list[list[int]]:
     """Greedy answers for prompts ``prefix + rest``: the prefix runs once, the rests left-padded."""
-    import torch
-
     llm = model.llm
     emb = llm.get_input_embeddings()
     kw, last_only = hf.cache_kw(llm), hf.last_logits_only(llm)
@@ -137,8 +136,6 @@ class LlavaAdapter:
     def fingerprint(self) -> str:
         """The fingerprint of the config and every trained tensor (projector, LoRA), computed once."""
         if self._fp is None:
-            import dataclasses
-
             h = Hasher().json(dataclasses.asdict(self.model.config))
             for name, t in sorted(self.model.projector.state_dict().items()):
                 h.text(name).bytes(t.detach().float().cpu().numpy().tobytes())
@@ -149,16 +146,9 @@ class LlavaAdapter:
         return self._fp
 
     def prompt_ids(self, text: str, with_image: bool = True) -> list[int]:
-        from sc_eval.adapters.llava.templates import build_prompt
-
         return build_prompt(text, self.model.tokenizer, self.model.config.template, with_image=with_image)
 
     def pixels(self, docs):
-        import torch
-
-        from sc_eval.adapters.llava.model import image_tensor
-        from sc_eval.data.images import load_image
-
         return torch.stack([image_tensor(self.model.encoder, load_image(d["image"])) for d in docs]).to(self.device)
 
     def predict(self, docs: list[dict], task) -> list[str]:

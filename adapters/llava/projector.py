@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import re
 
-from sc_eval.errors import ConfigError
+import torch
+import torch.nn as nn
+
+from sc_eval.errors import CheckpointError, ConfigError
+from sc_eval.io import atomic_torch_save
 
 PROJECTOR_SPECS = ("linear", "identity", "mlp2x_gelu", "mlp{N}x_gelu")
 LLAVA_PREFIX = "model.mm_projector."
@@ -19,8 +23,6 @@ _MLP = re.compile(r"^mlp(\d+)x_gelu$")
 
 def build_projector(spec: str, in_dim: int, out_dim: int):
     """Return the projector module for ``spec`` mapping ``in_dim`` features to ``out_dim``."""
-    import torch.nn as nn
-
     if spec == "linear":
         return nn.Linear(in_dim, out_dim)
     if spec == "identity":
@@ -54,17 +56,11 @@ def from_llava_state_dict(state: dict) -> dict:
 
 def export_mm_projector(projector, path) -> None:
     """Write LLaVA's ``mm_projector.bin``: torch.save of a plain {name: tensor} dict."""
-    from sc_eval.io import atomic_torch_save
-
     atomic_torch_save(path, llava_state_dict(projector))
 
 
 def load_mm_projector(projector, path) -> None:
     """Load an ``mm_projector.bin`` (ours or LLaVA's) into ``projector``, checking every key."""
-    import torch
-
-    from sc_eval.errors import CheckpointError
-
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt file, or one holding more than tensors

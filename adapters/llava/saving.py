@@ -22,7 +22,14 @@ import os
 import shutil
 from pathlib import Path
 
+from peft import PeftModel
+from safetensors.torch import load_file
+
+from sc_eval.adapters.llava.model import LlavaConfig, build, load_llm
+from sc_eval.adapters.llava.projector import llava_state_dict
 from sc_eval.errors import CheckpointError, ConfigError
+from sc_eval.io import atomic_save_safetensors, atomic_torch_save, atomic_write_json
+from sc_eval.runtime.artefacts import check_hf_model_dir, check_safetensors, read_json_object, require_dir
 from sc_eval.runtime.fingerprint import same
 
 log = logging.getLogger(__name__)
@@ -34,9 +41,6 @@ def _is_peft(llm) -> bool:
 
 def save_adapter(model, out_dir, merge_lora: bool = False) -> Path:
     """Write ``model``'s trained parts to ``out_dir`` (replacing it atomically)."""
-    from sc_eval.adapters.llava.projector import llava_state_dict
-    from sc_eval.io import atomic_save_safetensors, atomic_torch_save, atomic_write_json
-
     out = Path(out_dir)
     tmp = out.parent / f".{out.name}.tmp"
     if tmp.exists():
@@ -71,9 +75,8 @@ WHAT = "`sc-eval llava --adapter` takes a directory written by `sc-eval llava` (
 
 
 def check_adapter(adapter_dir) -> dict:
-    """Every file of a LLaVA adapter directory present and whole (see `sc_eval.artefacts`), before
+    """Every file of a LLaVA adapter directory present and whole (see `sc_eval.runtime.artefacts`), before
     any model is built; returns its config. Another command's artefact is named as such."""
-    from sc_eval.artefacts import check_hf_model_dir, check_safetensors, read_json_object, require_dir
 
     adir = require_dir(adapter_dir, WHAT)
     if not (adir / "config.json").exists():
@@ -97,8 +100,6 @@ def check_adapter(adapter_dir) -> dict:
 
 
 def read_config(adapter_dir):
-    from sc_eval.adapters.llava.model import LlavaConfig
-
     raw = check_adapter(adapter_dir)
     known = {f.name for f in dataclasses.fields(LlavaConfig)}
     return LlavaConfig(**{k: v for k, v in raw.items() if k in known})
@@ -106,10 +107,6 @@ def read_config(adapter_dir):
 
 def load_adapter(adapter_dir, encoder, device: str = "cpu", precision: str = "fp32", llm_path=None):
     """Rebuild the trained composition from an adapter directory and a loaded encoder."""
-    from safetensors.torch import load_file
-
-    from sc_eval.adapters.llava.model import build, load_llm
-
     adapter_dir = Path(adapter_dir)
     cfg = read_config(adapter_dir)
     fp = getattr(encoder, "fingerprint", "")
@@ -123,8 +120,6 @@ def load_adapter(adapter_dir, encoder, device: str = "cpu", precision: str = "fp
         llm_dir = llm_path or cfg.llm  # a local directory, or a random:NAME spec
     llm, tok = load_llm(llm_dir, device=device, precision=precision)
     if (adapter_dir / "lora").is_dir():
-        from peft import PeftModel
-
         llm = PeftModel.from_pretrained(llm, adapter_dir / "lora", is_trainable=False)
     cfg.llm = str(llm_dir)
     model = build(encoder, llm, tok, cfg, device=device)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sc_eval.errors import ConfigError, DataError
+from sc_eval.errors import ConfigError, DataError, did_you_mean
 
 IMAGE_TOKEN = "<image>"
 IMAGE_INDEX = -200
@@ -45,8 +45,6 @@ TEMPLATES = {
 
 def get_template(name: str) -> Template:
     if name not in TEMPLATES:
-        from sc_eval.errors import did_you_mean
-
         raise ConfigError(f"unknown conversation template {name!r}{did_you_mean(name, TEMPLATES)}; "
                           f"choose one of {', '.join(TEMPLATES)}")
     return TEMPLATES[name]

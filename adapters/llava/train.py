@@ -21,6 +21,19 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
+from safetensors.torch import load_file
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from sc_eval.adapters.llava.data import collate
+from sc_eval.adapters.llava.templates import IGNORE_INDEX, IMAGE_INDEX
+from sc_eval.errors import CheckpointError
+from sc_eval.io import (AppendLog, atomic_save_safetensors, atomic_torch_save, atomic_write_json, atomic_write_text,
+                        read_json)
+from sc_eval.runtime import dist
+from sc_eval.runtime.meter import Meter
+from sc_eval.runtime.precision import autocast
 from sc_eval.runtime.schedules import warmup_cosine
 from sc_eval.runtime.seeding import epoch_order
 
@@ -58,8 +71,6 @@ def _batch_indices(n: int, batch_size: int, step: int, seed: int) -> list[int]:
 
 def _n_predicted(labels: list[int]) -> int:
     """Label tokens that the loss sees (the first position is never predicted)."""
-    from sc_eval.adapters.llava.templates import IGNORE_INDEX
-
     return sum(1 for x in labels[1:] if x != IGNORE_INDEX)
 
 
@@ -68,7 +79,6 @@ def _image_tokens(model, pixels) -> int:
     n = getattr(model.encoder, "num_patches", None)
     if n:
         return int(n)
-    import torch
 
     with torch.no_grad():
         return int(model.image_tokens(pixels[:1]).shape[1])
@@ -77,8 +87,6 @@ def _image_tokens(model, pixels) -> int:
 def _n_tokens(example, image_tokens: int | None) -> int:
     """Real (non-pad) positions the LLM reads for one example: its text tokens, the image's
     placeholder replaced by the image's tokens."""
-    from sc_eval.adapters.llava.templates import IMAGE_INDEX
-
     ids, _, image = example
     n_img = sum(1 for x in ids if x == IMAGE_INDEX)
     return len(ids) - n_img + (n_img * (image_tokens or 0) if image is not None else 0)
@@ -89,17 +97,12 @@ def trainable_state(model) -> dict:
 
 
 def load_trainable(model, path) -> None:
-    from safetensors.torch import load_file
-
-    from sc_eval.errors import CheckpointError
-
     state = load_file(str(path))
     params = dict(model.named_parameters())
     missing = [n for n, p in params.items() if p.requires_grad and n not in state]
     if missing:
         raise CheckpointError(f"{path}: lacks {len(missing)} trainable tensors (first {missing[0]}); "
                               "it was written by a different setup: use a fresh --output-dir")
-    import torch
 
     with torch.no_grad():
         for n, t in state.items():
@@ -108,10 +111,6 @@ def load_trainable(model, path) -> None:
 
 
 def _save(stage_dir: Path, step: int, model, opt, sched) -> None:
-    import torch
-
-    from sc_eval.io import atomic_save_safetensors, atomic_torch_save, atomic_write_text
-
     final = stage_dir / f"step_{step}"
     tmp = stage_dir / f".step_{step}.tmp"
     if tmp.exists():
@@ -128,8 +127,6 @@ def _save(stage_dir: Path, step: int, model, opt, sched) -> None:
 
 def _save_main(stage_dir: Path, step: int, model, opt, sched) -> None:
     """Rank 0 writes (all ranks hold the same weights); the others wait for it."""
-    from sc_eval.runtime import dist
-
     if dist.is_main():
         _save(stage_dir, step, model, opt, sched)
     dist.barrier()
@@ -145,11 +142,6 @@ def _latest(stage_dir: Path) -> Path | None:
 
 def train_stage(model, data, cfg: StageConfig, ckpt_root, device: str = "cpu", progress: bool = True) -> dict:
     """Train the parameters of ``model`` that require grad for ``cfg.steps`` steps; resumable."""
-    import torch
-
-    from sc_eval.adapters.llava.data import collate
-    from sc_eval.io import AppendLog, atomic_write_json, read_json
-
     stage_dir = Path(ckpt_root) / cfg.name
     stage_dir.mkdir(parents=True, exist_ok=True)
     done = stage_dir / "done.json"
@@ -181,27 +173,20 @@ def train_stage(model, data, cfg: StageConfig, ckpt_root, device: str = "cpu", p
     if cfg.grad_checkpointing and hasattr(model.llm, "gradient_checkpointing_enable"):
         model.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
-    from sc_eval.runtime import dist
-
     rank, world = dist.rank(), dist.world_size()
     step_fn = model
     if world > 1:  # torchrun: each rank takes a slice of the global batch, DDP averages gradients
-        from torch.nn.parallel import DistributedDataParallel
 
         dev_ids = [torch.device(device).index or 0] if str(device).startswith("cuda") else None
         step_fn = DistributedDataParallel(model, device_ids=dev_ids)
     model.train()
     model.encoder.eval()
-    from sc_eval.runtime.meter import Meter
-    from sc_eval.runtime.precision import autocast
 
     amp = autocast(device, cfg.precision)
     meter = Meter("tokens", device)
     image_tokens = None  # LLM positions one image takes (the encoder's patch tokens)
     bar = None
     if progress and rank == 0 and start < cfg.steps:
-        from tqdm import tqdm
-
         bar = tqdm(total=cfg.steps, initial=start, desc=cfg.name, unit="step")
     t0, window, losses = time.time(), [], []
     with AppendLog(stage_dir / (f"metrics.rank{rank}.jsonl" if rank else "metrics.jsonl")) as mlog:

@@ -6,6 +6,10 @@ carries its standard error; `--baseline ROW` also marks whether each row beats t
 """
 from __future__ import annotations
 
+from pathlib import Path
+
+from sc_eval.errors import ConfigError
+
 
 def add_arguments(p) -> None:
     p.add_argument("runs", nargs="+", help="run directories (each with results.json), or folders holding them")
@@ -17,14 +21,10 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
-    from sc_eval.report import build_report
+    from sc_eval.report.build import build_report
 
     out = Path(args.output) if args.output else Path("runs") / "report"
     if out.exists() and not out.is_dir():
-        from sc_eval.errors import ConfigError
-
         raise ConfigError(f"--output {out}: an existing file; give the directory report.md, report.csv "
                           "and plots/ go into")
     table = build_report([Path(r) for r in args.runs], out, plots=not args.no_plots, baseline=args.baseline)

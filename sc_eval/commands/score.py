@@ -2,6 +2,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+from sc_eval.errors import ConfigError, DataError
+from sc_eval.evaluation import tasks as tasks_api
+from sc_eval.evaluation.predictions import read_predictions, score_predictions
+from sc_eval.io import atomic_write_json
 
 
 def add_arguments(p) -> None:
@@ -18,14 +24,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
-    from sc_eval import tasks_api
-    from sc_eval.errors import ConfigError, DataError
-    from sc_eval.io import atomic_write_json
-    from sc_eval.predictions import read_predictions
-    from sc_eval.runner import score_predictions
-
     _check_output(args)
     tasks = tasks_api.resolve(args.task, args.include_tasks)
     if len(tasks) != 1:
@@ -55,10 +53,6 @@ def run(args) -> int:
 
 def _check_output(args) -> None:
     """--output is a new file (an existing one only with --overwrite), never the predictions."""
-    from pathlib import Path
-
-    from sc_eval.errors import ConfigError
-
     preds = Path(args.predictions)
     if args.output:
         out = Path(args.output)

@@ -1,15 +1,17 @@
 """`sc-eval world --out DIR`: write the embedded sc-shapes world in the real dataset formats.
 
 Every size of the world is a flag (`--pretrain 200 --coco-train 50 ...`), generated from the
-fields of WorldSizes so the two never drift apart. Only argparse-level imports at top level.
+fields of WorldSizes so the two never drift apart. The world's writers are imported by ``run``.
 """
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 from sc_eval.cli import nonneg_int
 from sc_eval.errors import ConfigError
+from sc_eval.io import read_json
 from sc_eval.world.sizes import size_fields
 
 
@@ -24,9 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    import time
-
-    from sc_eval.world import write_world
+    from sc_eval.world.build import write_world
 
     out = Path(args.out)
     blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
@@ -40,8 +40,6 @@ def run(args) -> int:
     except PermissionError as e:
         raise ConfigError(f"--out {out}: cannot write {e.filename} ({e.strerror}); choose a directory "
                           "you can write to") from None
-    from sc_eval.io import read_json
-
     manifest = read_json(root / "world.json")
     print(f"wrote sc-shapes world (seed {args.seed}, {manifest['image_size']} px) to {root} "
           f"in {time.perf_counter() - t0:.1f}s")

@@ -162,6 +162,16 @@ def read_textvqa_ocr(ocr_json) -> dict[str, list[str]]:
     return out
 
 
+OCR_PREFIX = "\nReference OCR token: "
+
+
+def ocr_line(tokens) -> str:
+    """LLaVA's OCR hint for TextVQA's prompt, ``"\\nReference OCR token: a, b, c"``; empty when
+    there is no token."""
+    tokens = [str(t) for t in (tokens or [])]
+    return OCR_PREFIX + ", ".join(tokens) if tokens else ""
+
+
 def read_gqa(questions_json, image_root, balanced_only: bool = True) -> list[dict]:
     """GQA `<split>_balanced_questions.json` (a dict questionId -> record)."""
     data = read_json(questions_json)

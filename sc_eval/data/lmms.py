@@ -23,16 +23,20 @@ Why these choices:
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+import pyarrow.parquet as pq
+
 from sc_eval.data.images import image_suffix
 from sc_eval.errors import DataError
-from sc_eval.io import check_name
+from sc_eval.io import atomic_write_bytes, atomic_write_text, check_name
 from sc_eval.runtime import home
 from sc_eval.runtime.fingerprint import Hasher
 
@@ -75,8 +79,6 @@ def split_files(folder, split: str, config: str | None = None) -> list[Path]:
 
 def parquet_columns(path) -> list[str]:
     """Column names from a parquet footer (no row is read)."""
-    import pyarrow.parquet as pq
-
     try:
         return list(pq.read_schema(path).names)
     except Exception as e:  # pyarrow raises several types for a damaged file
@@ -122,7 +124,7 @@ def require(root, dirs: Iterable[str], split: str, config: str | None, columns: 
 
 def iter_rows(src: Source, columns: Iterable[str] | None = None) -> Iterator[dict]:
     """Rows of the split as plain dicts, images left undecoded ({"bytes", "path"})."""
-    from datasets import load_dataset
+    from datasets import load_dataset  # `sc-eval score` of official files never needs it (seconds to import)
 
     kw = {"columns": list(columns)} if columns else {}
     try:
@@ -196,7 +198,6 @@ def image_bytes(value, where: str) -> bytes | None:
     if isinstance(value, dict):  # a path-only cell got its bytes in `iter_rows`, if it may
         return bytes(value["bytes"]) if value.get("bytes") else None
     if hasattr(value, "save"):  # a decoded PIL image
-        import io
 
         buf = io.BytesIO()
         value.save(buf, format="PNG")
@@ -222,8 +223,6 @@ class ImageStore:
         self.folder = Path(folder) / "images"
 
     def save(self, name: str, data: bytes | None) -> str | None:
-        from sc_eval.io import atomic_write_bytes
-
         if not data:
             return None
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))
@@ -240,11 +239,11 @@ def cached_docs(sources: list[Source], reader: str,
     The JSON is written last and atomically, so an interrupted build is simply redone. Under
     torchrun, rank 0 builds while the other ranks wait, then they read its files.
     """
-    import sys
+    many = "torch" in sys.modules  # no torch imported (`sc-eval score`): no process group either
+    if many:
+        from sc_eval.runtime import dist  # imports torch
 
-    from sc_eval.runtime import dist
-
-    many = "torch" in sys.modules and dist.world_size() > 1  # no torch imported: no process group
+        many = dist.world_size() > 1
     if many and not dist.is_main():
         dist.barrier()
     docs = _load_or_build(sources, reader, build)
@@ -254,8 +253,6 @@ def cached_docs(sources: list[Source], reader: str,
 
 
 def _load_or_build(sources: list[Source], reader: str, build) -> list[dict]:
-    from sc_eval.io import atomic_write_text
-
     folder = cache_dir(sources, reader)
     manifest = folder / "docs.json"
     if manifest.exists():

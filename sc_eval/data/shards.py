@@ -40,6 +40,12 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
+from braceexpand import braceexpand
+from PIL import Image, UnidentifiedImageError
+from webdataset.filters import shuffle
+from webdataset.gopen import gopen
+from webdataset.tariterators import base_plus_ext, group_by_keys, tar_file_iterator
+
 from sc_eval.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -55,8 +61,6 @@ def expand_shards(spec, what: str = "--data") -> list[str]:
 
     Local shards must exist (a DataError lists the missing ones); remote URLs are kept as given.
     """
-    from braceexpand import braceexpand
-
     specs = [spec] if isinstance(spec, (str, Path)) else list(spec)
     out: list[str] = []
     for s in map(str, specs):
@@ -78,8 +82,6 @@ def expand_shards(spec, what: str = "--data") -> list[str]:
 
 # -- one shard -----------------------------------------------------------------------------
 def _key_of(fname: str) -> str:
-    from webdataset.tariterators import base_plus_ext
-
     key, _ = base_plus_ext(fname)
     return key if key is not None else fname
 
@@ -88,9 +90,6 @@ def read_shard(url: str):
     """The samples of one shard, in order: dicts ``{"__key__", "__url__", <ext>: bytes}``, a
     damaged sample with an ``"__error__"`` message, and for a truncated shard a last
     ``{"__key__", "__url__", "__error__"}`` marker (see the module docstring)."""
-    from webdataset.gopen import gopen
-    from webdataset.tariterators import group_by_keys, tar_file_iterator
-
     current = {"key": None}
     damaged: dict[str, str] = {}
 
@@ -176,7 +175,6 @@ def open_image(image, where: str):
     decoding), or ``image`` itself when it is one already; DataError naming ``where``."""
     if not isinstance(image, (bytes, bytearray)):
         return image
-    from PIL import Image, UnidentifiedImageError
 
     try:
         return Image.open(io.BytesIO(image))
@@ -266,7 +264,6 @@ class LaneStream:
         items = iter(self.epoch_items(epoch, self.lane, self.lanes))
         if self.buffer <= 1:
             return items
-        from webdataset.filters import shuffle
 
         rng = random.Random(f"sc-eval lane {self.seed}:{epoch}:{self.lane}")
         return iter(shuffle(self.buffer, self.buffer, rng=rng)(items))

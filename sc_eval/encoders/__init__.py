@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sc_eval.errors import ConfigError, did_you_mean
+from sc_eval.models import list_models
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,6 @@ def load_encoder(spec, config=None, device="cpu"):
     if sep and len(prefix) > 1:  # a mistyped prefix, e.g. "openclip:ViT-B-16"
         raise ConfigError(f"unknown encoder spec prefix {prefix + ':'!r}{did_you_mean(prefix, list(prefixes))}; "
                           f"{_accepted()}")
-    from sc_eval.models import list_models
-
     if spec in list_models():
         hint = f" (did you mean 'random:{spec}'? an untrained {spec})"
     elif path.parent.is_dir():

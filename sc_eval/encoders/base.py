@@ -21,7 +21,10 @@ import contextlib
 import json
 
 import torch
+from PIL import Image
 from torch import nn
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as F
 
 from sc_eval.errors import CheckpointError, ConfigError, DataError
 from sc_eval.runtime.fingerprint import Hasher
@@ -55,10 +58,6 @@ class ImageTransform:
         return f"ImageTransform({self.description})"
 
     def __call__(self, image) -> torch.Tensor:
-        from PIL import Image
-        from torchvision.transforms import functional as F
-        from torchvision.transforms import InterpolationMode
-
         if not isinstance(image, Image.Image):
             raise DataError(f"transform expects a PIL image, got {type(image).__name__}")
         image = image.convert("RGB")

@@ -20,7 +20,20 @@ import os
 import posixpath
 from pathlib import Path
 
+import open_clip
+import timm
+import torch
+from huggingface_hub import try_to_load_from_cache
+from timm.models import get_pretrained_cfg
+from transformers import CLIPVisionModel
+
+from sc_eval.encoders.base import (HFClipEncoder, OpenClipEncoder, TimmEncoder, check_state_dict, fingerprint_state,
+                                   seeded)
+from sc_eval.encoders.superclass import wrap_sc_vit
 from sc_eval.errors import CheckpointError, ConfigError, did_you_mean
+from sc_eval.io import read_json
+from sc_eval.models import list_models, vit_config
+from sc_eval.models.vit import create_vit
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +71,6 @@ def hf_hub_cache() -> Path:
 
 def _in_hf_cache(repo: str, filenames) -> Path | None:
     """The first of ``filenames`` that the local hub cache holds for ``repo`` (never downloads)."""
-    from huggingface_hub import try_to_load_from_cache
-
     for fname in filenames:
         found = try_to_load_from_cache(repo, fname, cache_dir=str(hf_hub_cache()))
         if isinstance(found, str) and Path(found).is_file():
@@ -74,8 +85,6 @@ def _hf_cache_hint(repo: str, fname: str) -> str:
 
 
 def _load_weights_file(path: Path) -> dict:
-    import torch
-
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
@@ -93,8 +102,6 @@ def _load_weights_file(path: Path) -> dict:
 
 
 def _timm_encoder(model, spec: str, device, kind: str):
-    from sc_eval.encoders.base import TimmEncoder, fingerprint_state
-
     cfg = dict(getattr(model, "pretrained_cfg", {}) or {})
     input_size = cfg.get("input_size", (3, 224, 224))
     image_size = int(input_size[-1])
@@ -116,8 +123,6 @@ def _timm_encoder(model, spec: str, device, kind: str):
 
 def _timm_weight_sources(name: str) -> tuple[Path | None, str]:
     """(local weights file of timm's pretrained ``name`` or None, where to put it if None)."""
-    from timm.models import get_pretrained_cfg
-
     try:
         pcfg = get_pretrained_cfg(name)
     except Exception:  # noqa: BLE001 - a name timm has no pretrained config for
@@ -135,8 +140,6 @@ def _timm_weight_sources(name: str) -> tuple[Path | None, str]:
         hints.append(_hf_cache_hint(repo, names[0]))
     url = getattr(pcfg, "url", None)
     if url:
-        import torch
-
         cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url.split("?")[0])
         if cached.is_file():
             return cached, ""
@@ -147,8 +150,6 @@ def _timm_weight_sources(name: str) -> tuple[Path | None, str]:
 
 
 def _check_timm_name(name: str, spec: str) -> None:
-    import timm
-
     base = name.split(".")[0]
     if not timm.is_model(base):
         raise ConfigError(f"{spec}: unknown timm model {base!r}{did_you_mean(base, timm.list_models())}")
@@ -157,10 +158,6 @@ def _check_timm_name(name: str, spec: str) -> None:
 def load_timm(name: str, spec: str, device="cpu"):
     """``timm:NAME[.TAG][@file]``: weights from the named file, else timm's pretrained weights for
     NAME[.TAG] from the local caches; neither is an error (random:NAME is the random tower)."""
-    import timm
-
-    from sc_eval.encoders.base import seeded
-
     name, weights = _split_weights(name)
     _check_timm_name(name, spec)
     if weights is not None:
@@ -176,7 +173,6 @@ def load_timm(name: str, spec: str, device="cpu"):
         except Exception:  # noqa: BLE001 - keep the raw state; the key check below explains mismatches
             pass
         state = {k: v for k, v in state.items() if not k.startswith(("head.", "fc.", "classifier."))}
-        from sc_eval.encoders.base import check_state_dict
 
         check_state_dict(model, state, str(path))
         model.load_state_dict(state, strict=True)
@@ -200,23 +196,16 @@ def load_timm(name: str, spec: str, device="cpu"):
 def load_random(name: str, spec: str, device="cpu"):
     """``random:NAME``: seeded random init of an sc-eval vit config, a timm model or an open_clip
     tower (``random:timm:NAME`` and ``random:open_clip:NAME`` say which library outright)."""
-    from sc_eval.encoders.base import seeded
-    from sc_eval.models import list_models
-
     lib, sep, rest = name.partition(":")
     if sep and lib == "open_clip":
         return _open_clip_encoder(_open_clip_model(rest, spec), rest, spec, device, kind="random")
     if sep and lib == "timm":
         name = rest
     elif name in list_models():
-        from sc_eval.encoders.superclass import wrap_sc_vit
-        from sc_eval.models import create_vit, vit_config
-
         cfg = vit_config(name)
         with seeded(RANDOM_SEED):
             model = create_vit(cfg)
         return wrap_sc_vit(model, cfg, spec=spec, kind="random", device=device)
-    import timm
 
     if not timm.is_model(name):
         oc = _open_clip_names()
@@ -230,17 +219,11 @@ def load_random(name: str, spec: str, device="cpu"):
 
 
 def _open_clip_names() -> list[str]:
-    import open_clip
-
     return list(open_clip.list_models())
 
 
 def _open_clip_model(name: str, spec: str, quick_gelu: bool = False):
     """open_clip's whole CLIP model ``name``, seeded random init (weights are loaded after)."""
-    import open_clip
-
-    from sc_eval.encoders.base import seeded
-
     if name not in open_clip.list_models():
         raise ConfigError(f"{spec}: unknown open_clip model {name!r}{did_you_mean(name, open_clip.list_models())}")
     # open_clip warns that no pretrained weights were loaded: true, and said by the caller when it matters.
@@ -297,8 +280,6 @@ def load_open_clip(name: str, spec: str, device="cpu"):
     path = Path(weights).expanduser()
     tag_cfg = {}
     if not path.is_file():
-        import open_clip
-
         tags = _open_clip_tags(name, spec)
         tag_cfg = open_clip.get_pretrained_cfg(name, weights) or {}
         if not tag_cfg:
@@ -316,7 +297,6 @@ def load_open_clip(name: str, spec: str, device="cpu"):
     state = _visual_state(_load_weights_file(path))
     if "proj" not in state and getattr(model.visual, "proj", None) is not None:
         model.visual.proj = None  # a tower saved without its projection: it is dropped below anyway
-    from sc_eval.encoders.base import check_state_dict
 
     check_state_dict(model.visual, state, str(path))
     model.visual.load_state_dict(state, strict=True)
@@ -340,8 +320,6 @@ def _some(names: list[str], n: int = 6) -> str:
 
 
 def _open_clip_tags(name: str, spec: str) -> list[str]:
-    import open_clip
-
     if name not in open_clip.list_models():
         raise ConfigError(f"{spec}: unknown open_clip model {name!r}{did_you_mean(name, open_clip.list_models())}")
     return list(open_clip.list_pretrained_tags_by_model(name))
@@ -349,10 +327,6 @@ def _open_clip_tags(name: str, spec: str) -> list[str]:
 
 def _open_clip_encoder(model, name: str, spec: str, device, kind: str, preprocess: dict | None = None):
     """An Encoder around an open_clip model's visual tower (projection removed)."""
-    import open_clip
-
-    from sc_eval.encoders.base import OpenClipEncoder, fingerprint_state
-
     visual = model.visual
     pre = {**open_clip.get_model_preprocess_cfg(model), **(preprocess or {})}
     del model
@@ -380,13 +354,10 @@ def _open_clip_encoder(model, name: str, spec: str, device, kind: str, preproces
 
 def load_hf(directory: str, spec: str, device="cpu"):
     """``hf:DIR``: a transformers CLIP vision tower from a local directory (never the hub)."""
-    from sc_eval.encoders.base import HFClipEncoder, fingerprint_state
-
     path = Path(directory).expanduser()
     if not (path / "config.json").is_file():
         raise ConfigError(f"{spec}: {path} is not a Hugging Face model directory (no config.json); "
                           "download the model first and pass its local folder")
-    from transformers import CLIPVisionModel
 
     try:
         model = CLIPVisionModel.from_pretrained(str(path), local_files_only=True)
@@ -397,8 +368,6 @@ def load_hf(directory: str, spec: str, device="cpu"):
     size, interp = c.image_size, "bicubic"
     pre_path = path / "preprocessor_config.json"
     if pre_path.is_file():
-        from sc_eval.io import read_json
-
         pre = read_json(pre_path)
         mean, std = pre.get("image_mean", mean), pre.get("image_std", std)
         crop = pre.get("crop_size", size)

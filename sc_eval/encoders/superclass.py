@@ -1,7 +1,7 @@
 """SuperClass towers: sc-eval encoder directories, pretraining runs, official x-cls checkpoints.
 
 Three on-disk forms hold the same tower and all load into the timm model of
-:func:`sc_eval.models.create_vit`:
+:func:`sc_eval.models.vit.create_vit`:
 
 1. encoder directory (what sc-eval exports, and what timm's ``local-dir:`` reads)::
 
@@ -17,11 +17,21 @@ Three on-disk forms hold the same tower and all load into the timm model of
 """
 from __future__ import annotations
 
+import pickle
 import re
 from pathlib import Path
 
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from torch import nn
+
+from sc_eval.encoders.base import Encoder, TimmEncoder, check_state_dict, fingerprint_state
 from sc_eval.errors import CheckpointError, ConfigError, DataError
-from sc_eval.io import read_json
+from sc_eval.io import atomic_directory, atomic_save_safetensors, atomic_write_json, read_json
+from sc_eval.models import (TIMM_ARCHITECTURE, normalize_config, num_patches, resolve_config, timm_model_args,
+                            timm_pretrained_cfg, vit_config)
+from sc_eval.models.vit import create_vit_for_loading
 
 FORMAT_VERSION = 1
 HEAD_FILE = "head.safetensors"
@@ -90,8 +100,6 @@ def checkpoint_filter_fn(state_dict: dict) -> tuple[dict, dict]:
 
 def vit_config_from_open_clip(model_cfg: dict, source: str) -> dict:
     """The sc-eval vit config equivalent to an open_clip model config's ``vision_cfg``."""
-    from sc_eval.models import normalize_config
-
     vc = model_cfg.get("vision_cfg") if isinstance(model_cfg, dict) else None
     if not isinstance(vc, dict):
         raise ConfigError(f"{source}: not an open_clip model config (no 'vision_cfg' object)")
@@ -116,8 +124,6 @@ def vit_config_from_open_clip(model_cfg: dict, source: str) -> dict:
 def _resolve_official_config(config, ckpt: Path) -> dict:
     """``config`` for an official checkpoint: an open_clip JSON path or dict, or a vit config
     name/dict of sc-eval."""
-    from sc_eval.models import normalize_config, vit_config
-
     if config is None:
         raise ConfigError(
             f"{ckpt}: an official SuperClass checkpoint needs its model config: pass config=<open_clip "
@@ -146,7 +152,6 @@ def build_head(head_state: dict | None):
     """LayerNorm(width) -> Linear(width, vocab) from ``norm.*``/``fc.*`` keys, or None."""
     if not head_state or not {"norm.weight", "fc.weight"} <= set(head_state):
         return None
-    from torch import nn
 
     width = head_state["norm.weight"].shape[0]
     vocab = head_state["fc.weight"].shape[0]
@@ -159,9 +164,6 @@ def build_head(head_state: dict | None):
 
 def wrap_sc_vit(model, cfg: dict, *, spec: str, kind: str, head_state=None, device="cpu"):
     """An Encoder around an sc-eval tower; the fingerprint covers layout, preprocessing, weights."""
-    from sc_eval.encoders.base import TimmEncoder, fingerprint_state
-    from sc_eval.models import num_patches, timm_model_args
-
     model.sc_config = cfg
     meta = {"arch": "sc-vit", "model_args": timm_model_args(cfg), "mean": cfg["mean"], "std": cfg["std"],
             "interpolation": cfg["interpolation"]}
@@ -176,9 +178,6 @@ def wrap_sc_vit(model, cfg: dict, *, spec: str, kind: str, head_state=None, devi
 
 def encoder_from_state(cfg: dict, tower_state: dict, *, spec: str, source: str, head_state=None, device="cpu"):
     """Build the tower of ``cfg``, load ``tower_state`` (CheckpointError on mismatch), wrap it."""
-    from sc_eval.encoders.base import check_state_dict
-    from sc_eval.models import create_vit_for_loading
-
     model = create_vit_for_loading(cfg)  # every tensor comes from the checkpoint
     check_state_dict(model, tower_state, source)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in tower_state.items()}, strict=True)
@@ -186,9 +185,6 @@ def encoder_from_state(cfg: dict, tower_state: dict, *, spec: str, source: str, 
 
 
 def _load_safetensors(path: Path) -> dict:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
@@ -197,8 +193,6 @@ def _load_safetensors(path: Path) -> dict:
 
 def load_encoder_dir(path: Path, spec: str, device="cpu"):
     """An sc-eval encoder directory."""
-    from sc_eval.models import normalize_config
-
     cfg_json = read_json(path / "config.json", error=CheckpointError)
     meta = cfg_json.get("sc_eval") or {}
     if meta.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
@@ -218,8 +212,6 @@ def load_encoder_dir(path: Path, spec: str, device="cpu"):
 
 def load_pretrain_checkpoint(step_dir: Path, spec: str, device="cpu"):
     """A ``checkpoints/step_<N>`` directory of a pretraining run."""
-    from sc_eval.models import resolve_config
-
     cfg_path = step_dir / "config.json"
     weights = step_dir / "model.safetensors"
     if not cfg_path.is_file() or not weights.is_file():
@@ -252,10 +244,6 @@ def latest_checkpoint(run: Path) -> Path | None:
 
 def load_official_checkpoint(path: Path, config, spec: str, device="cpu"):
     """An official x-cls/superclass ``epoch_K.pt`` + its model config."""
-    import pickle
-
-    import torch
-
     cfg = _resolve_official_config(config, path)
     try:
         try:  # mmap: an L/16 checkpoint with its optimizer state is several GB; read lazily
@@ -296,10 +284,6 @@ def save_encoder_dir(tower, cfg, out_dir, head=None, extra: dict | None = None) 
     ``nn.Module`` or state dict with ``norm.*``/``fc.*`` keys. The directory is assembled in a
     sibling temp dir and renamed into place, so a reader never sees half of it.
     """
-    from sc_eval.encoders.base import Encoder
-    from sc_eval.io import atomic_directory, atomic_save_safetensors, atomic_write_json
-    from sc_eval.models import TIMM_ARCHITECTURE, resolve_config, timm_model_args, timm_pretrained_cfg
-
     cfg = resolve_config(cfg)
     if isinstance(tower, Encoder):
         tower = tower.model

@@ -18,13 +18,23 @@ Values are returned in percent (x100), the unit papers print.
 """
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import shutil
 from pathlib import Path
 from typing import Any, Hashable, Mapping
 
+from pycocoevalcap.bleu.bleu import Bleu
+from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.meteor.meteor import Meteor
+from pycocoevalcap.rouge.rouge import Rouge
+from pycocoevalcap.spice.spice import Spice
+from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
 from sc_eval.errors import DataError, MissingDependencyError
+from sc_eval.io import read_json
+from sc_eval.metrics.stderr import mean_stderr
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +58,6 @@ def require_java() -> str:
 
 
 def _pycocoevalcap_dir() -> Path:
-    import importlib.util
-
     spec = importlib.util.find_spec("pycocoevalcap")
     if spec is None or not spec.submodule_search_locations:
         raise MissingDependencyError(
@@ -69,8 +77,6 @@ def spice_status() -> tuple[bool, str]:
 
 
 def _tokenize_once(gts: Mapping[Hashable, list[str]], res: Mapping[Hashable, str], ids: list):
-    from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
-
     both: dict[tuple[str, Any], list[dict]] = {}
     for i in ids:
         both[("ref", i)] = [{"caption": c.translate(_LINE_BREAKS)} for c in gts[i]]
@@ -88,8 +94,6 @@ def _tokenize_once(gts: Mapping[Hashable, list[str]], res: Mapping[Hashable, str
 
 
 def _meteor(ref_tok: dict, hyp_tok: dict) -> float:
-    from pycocoevalcap.meteor.meteor import Meteor
-
     scorer = Meteor()
     proc = scorer.meteor_p
     try:
@@ -139,8 +143,6 @@ def score_captions(gts: Mapping[Hashable, list[str]], res: Mapping[Hashable, str
         if not want_spice and spice is True:
             raise MissingDependencyError(f"caption metrics: {why}")
 
-    from pycocoevalcap.bleu.bleu import Bleu
-
     ref_tok, hyp_tok = _tokenize_once(gts, res, ids)
     bleu, _ = Bleu(4).compute_score(ref_tok, hyp_tok, verbose=0)
     out: dict[str, float | None] = {f"bleu{n + 1}": 100.0 * float(b) for n, b in enumerate(bleu)}
@@ -150,15 +152,11 @@ def score_captions(gts: Mapping[Hashable, list[str]], res: Mapping[Hashable, str
     out["rouge_l"] = 100.0 * float(each["rouge_l"][0])
     out["cider"] = 100.0 * float(each["cider"][0])
     if want_spice:
-        from pycocoevalcap.spice.spice import Spice
-
         out["spice"] = 100.0 * float(Spice().compute_score(ref_tok, hyp_tok)[0])
     elif spice == "auto":
         log.warning("%s; reporting spice as null", why)
         out["spice"] = None
     if with_stderr:
-        from sc_eval.metrics.stderr import mean_stderr
-
         stderr = {k: mean_stderr(list(per_image)) for k, (_, per_image) in each.items()}
         return out, {k: v for k, v in stderr.items() if v is not None}
     return out
@@ -193,16 +191,11 @@ def _checked_ids(gts: Mapping[Hashable, list[str]], res: Mapping[Hashable, str])
 
 def _rouge_cider(ref_tok: dict, hyp_tok: dict) -> dict:
     """{"rouge_l" | "cider": (corpus score, per-image scores in ref_tok's order)}, as fractions."""
-    from pycocoevalcap.cider.cider import Cider
-    from pycocoevalcap.rouge.rouge import Rouge
-
     return {"rouge_l": Rouge().compute_score(ref_tok, hyp_tok), "cider": Cider().compute_score(ref_tok, hyp_tok)}
 
 
 def _load(source, what: str):
     if isinstance(source, (str, os.PathLike)):
-        from sc_eval.io import read_json
-
         return read_json(source), str(source)
     return source, what
 

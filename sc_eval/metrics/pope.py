@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Hashable, Mapping, Sequence
 
+import numpy as np
+
 from sc_eval.errors import DataError
 
 _NO_WORDS = frozenset({"No", "no", "not"})
@@ -113,8 +115,6 @@ def _confusion(predictions: Sequence[str], labels: Sequence[str]) -> tuple[int, 
 
 def _image_counts(questions, splits: list, images: list):
     """[images, splits, 4] confusion counts (tp, fp, fn, tn) of (split, image, prediction, label)."""
-    import numpy as np
-
     col, row = {s: i for i, s in enumerate(splits)}, {im: i for i, im in enumerate(images)}
     counts = np.zeros((len(images), len(splits), 4))
     for k, (split, image, pred, label) in enumerate(questions):
@@ -127,8 +127,6 @@ def _bootstrap_scores(counts_list, iters: int, seed: int):
     """Per resample of the images (the same draw for every counts array): the mean over splits of
     F1 and of accuracy, in percent, for each array; plus the full-data values. Arrays [images,
     splits, 4] share their image axis."""
-    import numpy as np
-
     def scores(c):  # c: [..., splits, 4] -> (F1, accuracy) means over the splits drawn
         denom = 2 * c[..., 0] + c[..., 1] + c[..., 2]
         total = c.sum(-1)
@@ -178,8 +176,6 @@ def pope_paired(questions_a, questions_b, iters: int = 2000, seed: int = 0) -> d
     observed difference (the paired bootstrap test common in NLP evaluation), plus one.
     ``questions_*``: (split, image, prediction, label), the same questions in both.
     """
-    import numpy as np
-
     if len(questions_a) != len(questions_b) or not questions_a:
         raise DataError("POPE comparison: the two runs must answer the same, non-empty set of questions")
     splits = list(dict.fromkeys(q[0] for q in questions_a))

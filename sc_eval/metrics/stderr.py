@@ -8,7 +8,10 @@ ranking.
 """
 from __future__ import annotations
 
+import itertools
 import math
+
+import numpy as np
 
 
 def mean_stderr(values, scale: float = 100.0) -> float | None:
@@ -32,8 +35,6 @@ def paired_p_value(diffs, iters: int = 20000, seed: int = 0) -> float:
     ``iters`` seeded random patterns up to 2,000; beyond that the normal approximation, which
     the central limit theorem makes accurate there.
     """
-    import itertools
-
     d = [float(x) for x in diffs]
     if not all(math.isfinite(x) for x in d):
         raise ValueError("paired_p_value: the differences must be finite numbers")
@@ -47,8 +48,6 @@ def paired_p_value(diffs, iters: int = 20000, seed: int = 0) -> float:
                    if abs(sum(s * x for s, x in zip(signs, d))) >= obs)
         return hits / 2 ** m
     if m <= 2000:
-        import numpy as np
-
         rng = np.random.default_rng(seed)
         x, hits = np.array(d), 0
         for start in range(0, iters, 1000):  # in chunks: at most 1000 x 2000 signs at a time

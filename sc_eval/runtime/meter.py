@@ -11,17 +11,17 @@ allocator growth, lazy imports) that a long run amortises; with a single step it
 """
 from __future__ import annotations
 
+import resource
 import sys
 import time
+
+import torch
 
 
 def peak_memory_mb(device) -> tuple[float, str]:
     """(peak memory in MiB, what was measured: "cuda_max_allocated" | "cpu_peak_rss")."""
     if str(device).startswith("cuda"):
-        import torch
-
         return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
-    import resource
 
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports kilobytes, macOS bytes.
@@ -30,8 +30,6 @@ def peak_memory_mb(device) -> tuple[float, str]:
 
 def reset_peak_memory(device) -> None:
     if str(device).startswith("cuda"):
-        import torch
-
         torch.cuda.reset_peak_memory_stats(device)
 
 

@@ -2,10 +2,10 @@
 batches an uninterrupted one draws, whatever ran before in the process."""
 from __future__ import annotations
 
+import torch
+
 
 def epoch_order(n: int, seed: int, epoch: int):
     """The permutation of ``range(n)`` for ``epoch`` of a run seeded ``seed`` (a LongTensor), from
     a generator of its own: the global random state is neither read nor changed."""
-    import torch
-
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))

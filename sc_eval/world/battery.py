@@ -17,6 +17,10 @@ import base64
 import dataclasses
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import ImageFilter
+
 from sc_eval.world.context import Context
 from sc_eval.world.render import jpeg_bytes, png_bytes, render
 from sc_eval.world.scene import COLOURS, POSITIONS, SHAPES, WORDS, Scene, sample_scene
@@ -120,8 +124,6 @@ UNANSWERABLE_QUESTIONS = ["What color is this?", "What is this?", "What does thi
 def _unanswerable(scene: Scene, rng, size: int):
     """(image, question) nobody could answer: an empty photo, or one blurred past recognition
     (then not asked its colour, which a blur keeps)."""
-    from PIL import ImageFilter
-
     if rng.random() < 0.5:
         return render(Scene((), None, scene.background), size), _pick(rng, UNANSWERABLE_QUESTIONS)
     img = render(scene, size).filter(ImageFilter.GaussianBlur(radius=size * 0.2))
@@ -397,9 +399,6 @@ def write_mmmu(ctx: Context) -> None:
     question, options (a list literal), explanation, image_1..image_7 ({"bytes", "path"}),
     img_type, answer, topic_difficulty, question_type, subfield. Kinds are asked in turn; one in
     five is open (a count), one in five shows two images; letters are dealt A-D in turn."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     rng, size = ctx.rng("mmmu"), ctx.sizes.image_size
     by_subject: dict[str, list[dict]] = {}
     dealt = 0

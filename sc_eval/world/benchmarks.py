@@ -7,12 +7,12 @@ variants give different numbers, as they do on real data.
 """
 from __future__ import annotations
 
+from sc_eval.data.formats import ocr_line
 from sc_eval.world.context import Context, Item, unique_ints
 from sc_eval.world.render import jpeg_bytes, png_bytes, render
 from sc_eval.world.scene import COLOURS, SHAPES, sample_scene
-from sc_eval.tasks.textvqa.utils import ocr_line
-from sc_eval.world.text import (WHERE, gqa_candidates, human_answers, most_common, ocr_tokens,
-                                presence_questions, textvqa_questions, vqa_questions)
+from sc_eval.world.text import (WHERE, gqa_candidates, human_answers, most_common, ocr_tokens, presence_questions,
+                                textvqa_questions, vqa_questions)
 from sc_eval.world.writers import SHORT_ANSWER, conversation
 
 VQA_LICENSE = {"url": "http://creativecommons.org/licenses/by/4.0/",

@@ -15,6 +15,12 @@ from pathlib import Path
 
 from sc_eval.errors import ConfigError, did_you_mean
 from sc_eval.runtime.home import home
+from sc_eval.world import battery as bt
+from sc_eval.world import benchmarks as bm
+from sc_eval.world import writers as wr
+from sc_eval.world.context import Context
+from sc_eval.world.render import style
+from sc_eval.world.scene import COLOURS, POSITIONS, SHAPES, SIZES, TEXT_COLOUR, WORDS
 from sc_eval.world.sizes import VERSION, WorldSizes, size_fields
 
 log = logging.getLogger(__name__)
@@ -34,8 +40,6 @@ def write_world(out, seed: int = 0, **sizes) -> Path:
     Keyword sizes are the fields of WorldSizes (e.g. pretrain=200, coco_train=50; jitter,
     scale_jitter and noise make the pictures harder, see sc_eval.world.render.style).
     """
-    from sc_eval.world.render import style
-
     cfg = make_sizes(**sizes)
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
@@ -44,12 +48,6 @@ def write_world(out, seed: int = 0, **sizes) -> Path:
 
 
 def _write_world(root: Path, seed: int, cfg: WorldSizes) -> Path:
-    from sc_eval.world import battery as bt
-    from sc_eval.world import benchmarks as bm
-    from sc_eval.world import writers as wr
-    from sc_eval.world.context import Context
-    from sc_eval.world.scene import COLOURS, POSITIONS, SHAPES, SIZES, TEXT_COLOUR, WORDS
-
     ctx = Context(root, seed, cfg)
     pairs = wr.write_pretrain(ctx)
     coco = wr.coco_items(ctx)

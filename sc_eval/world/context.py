@@ -10,6 +10,8 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from sc_eval.io import atomic_write_bytes, atomic_write_text
 from sc_eval.world.sizes import WorldSizes
 
@@ -33,8 +35,6 @@ class Context:
         self.corpus: list[str] = []
 
     def rng(self, part: str):
-        import numpy as np
-
         return np.random.default_rng([self.seed, zlib.crc32(part.encode("utf-8"))])
 
     def write_image(self, rel: str, data: bytes) -> None:

@@ -25,6 +25,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from sc_eval.world.scene import ANCHORS, COLOURS, RADIUS, Scene
@@ -128,8 +129,6 @@ def render(scene: Scene, size: int = 64) -> Image.Image:
         _draw_word(img, scene.word, big)
     img = img.resize((size, size), Image.Resampling.BOX)
     if st.noise:
-        import numpy as np
-
         a = np.asarray(img, dtype=np.float32)
         a = a + np.random.default_rng(seed).normal(0.0, st.noise, a.shape)
         img = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8))

@@ -12,6 +12,8 @@ import io
 import json
 import re
 
+from webdataset import TarWriter
+
 from sc_eval.world.context import Context, Item, unique_ints
 from sc_eval.world.render import jpeg_bytes, png_bytes, render
 from sc_eval.world.scene import COLOURS, sample_class_scene, sample_scene
@@ -29,8 +31,6 @@ BRIEF_PROMPTS = [
 
 def write_pretrain(ctx: Context) -> list[dict]:
     """img2dataset-style shards + pairs.jsonl/images; returns the pairs (for LLaVA stage 1)."""
-    from webdataset import TarWriter  # imports torch: only when a world is written
-
     rng, size = ctx.rng("pretrain"), ctx.sizes.image_size
     n, per = ctx.sizes.pretrain, ctx.sizes.shard_size
     pairs, shards = [], 0

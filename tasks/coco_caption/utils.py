@@ -19,7 +19,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sc_eval.data import lmms
+from sc_eval.data.formats import read_coco_captions, read_karpathy
 from sc_eval.errors import DataError
+from sc_eval.io import read_json
+from sc_eval.metrics.caption import per_image_scores, score_captions
 from sc_eval.runtime.fingerprint import Hasher
 
 LMMS_COLUMNS = ("id", "image", "answer")
@@ -29,8 +33,6 @@ def load_karpathy(root: Path, annotations: str, images: str, split: str = "test"
                   include_restval: bool = False, lmms_dir=None, lmms_split: str = "val") -> list[dict]:
     """Docs of one Karpathy split: doc_id = str(COCO image id), image path, captions. Images come
     from ``root/images``, or from an lmms-lab COCO-Caption download when that folder is absent."""
-    from sc_eval.data.formats import read_karpathy
-
     root = Path(root)
     docs = read_karpathy(root / annotations, root / images, split, include_restval=include_restval)
     if not (root / images).is_dir() and _find(root, images, lmms_dir, lmms_split) is not None:
@@ -48,8 +50,6 @@ def load_karpathy(root: Path, annotations: str, images: str, split: str = "test"
 def load_coco(root: Path, annotations: str, images: str, lmms_dir=None, lmms_split: str = "val") -> list[dict]:
     """Docs of a COCO captions_*.json: every image with its captions; or of an lmms-lab
     COCO-Caption download when the JSON is absent."""
-    from sc_eval.data.formats import read_coco_captions
-
     root = Path(root)
     if not (root / annotations).exists():
         return [d for d in _lmms_docs(root, annotations, lmms_dir, lmms_split) if d["captions"]]
@@ -57,22 +57,16 @@ def load_coco(root: Path, annotations: str, images: str, lmms_dir=None, lmms_spl
 
 
 def _find(root: Path, official: str, dirs, split: str):
-    from sc_eval.data import lmms
-
     return lmms.locate(root, lmms.candidate_dirs(official, dirs or ["COCO-Caption"]), split, None, LMMS_COLUMNS)
 
 
 def _source(root: Path, official: str, dirs, split: str):
-    from sc_eval.data import lmms
-
     return lmms.require(root, lmms.candidate_dirs(official, dirs or ["COCO-Caption"]), split, None,
                         LMMS_COLUMNS, str(root / official))
 
 
 def _lmms_docs(root: Path, official: str, dirs, split: str, wanted: set | None = None) -> list[dict]:
     """read_coco_captions' docs from lmms-lab rows (all images, or the ids in `wanted`)."""
-    from sc_eval.data import lmms
-
     src = _source(root, official, dirs, split)
 
     def build(store, folder):
@@ -106,8 +100,6 @@ def load_for_scoring(annotations, questions=None) -> list[dict]:
     str(image_id) and their reference captions (images are not needed to score).
 
     A Karpathy ``dataset_coco.json`` is accepted too (all its images, every split)."""
-    from sc_eval.io import read_json
-
     if Path(annotations).is_dir():  # an lmms-lab COCO-Caption download: its val split
         return [{**d, "image": None} for d in _lmms_docs(Path(annotations), "coco/val.json", None, "val")]
     data = read_json(annotations)
@@ -138,8 +130,6 @@ def _refs(record) -> list[str]:
 def aggregate(records) -> tuple[dict, dict]:
     """BLEU-1..4, METEOR, ROUGE-L, CIDEr-D (and SPICE when its jars exist), in percent, and the
     standard errors of CIDEr-D and ROUGE-L over the images."""
-    from sc_eval.metrics.caption import score_captions
-
     gts = {str(r["doc_id"]): _refs(r) for r in records}
     res = {str(r["doc_id"]): str(r["prediction"]) for r in records}
     return score_captions(gts, res, with_stderr=True)
@@ -147,7 +137,5 @@ def aggregate(records) -> tuple[dict, dict]:
 
 def doc_scores(records) -> dict:
     """Per-image CIDEr-D and ROUGE-L (percent), for comparing two runs image by image."""
-    from sc_eval.metrics.caption import per_image_scores
-
     return per_image_scores({str(r["doc_id"]): _refs(r) for r in records},
                             {str(r["doc_id"]): str(r["prediction"]) for r in records})

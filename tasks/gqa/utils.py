@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sc_eval.data import lmms
+from sc_eval.data.formats import read_gqa
 from sc_eval.errors import DataError
+from sc_eval.metrics.gqa import gqa_correct, gqa_correct_lmms
 
 QUESTION_COLUMNS = ("id", "imageId", "question", "answer")
 
@@ -20,8 +23,6 @@ def load_docs(root: Path, questions: str, images: str = "gqa/images", lmms_dir=N
               lmms_config: str = "testdev_balanced", lmms_split: str = "testdev") -> list[dict]:
     """Docs of the official questions JSON, or of an lmms-lab GQA download when it is absent:
     ``<lmms_config>_instructions`` joined with ``<lmms_config>_images`` on imageId."""
-    from sc_eval.data.formats import read_gqa
-
     root = Path(root)
     if not (root / questions).exists():
         return _lmms_docs(root, questions, lmms_dir, lmms_config, lmms_split)
@@ -29,8 +30,6 @@ def load_docs(root: Path, questions: str, images: str = "gqa/images", lmms_dir=N
 
 
 def _lmms_docs(root: Path, questions: str, dirs, config: str, split: str) -> list[dict]:
-    from sc_eval.data import lmms
-
     dirs = lmms.candidate_dirs(questions, dirs or ["GQA"])
     qsrc = lmms.require(root, dirs, split, f"{config}_instructions", QUESTION_COLUMNS, str(root / questions))
     isrc = lmms.require(root, [str(qsrc.folder)], split, f"{config}_images", ("id", "image"),
@@ -59,16 +58,12 @@ def _lmms_docs(root: Path, questions: str, dirs, config: str, split: str) -> lis
 def process_results(doc: dict, prediction: str) -> dict:
     """``accuracy``: prediction.rstrip('.').lower() == answer (LLaVA's eval_gqa, nothing more);
     ``accuracy_lmms``: equal after lower-casing and deleting punctuation (lmms-eval)."""
-    from sc_eval.metrics.gqa import gqa_correct, gqa_correct_lmms
-
     return {"accuracy": gqa_correct(prediction, doc["answer"]),
             "accuracy_lmms": gqa_correct_lmms(prediction, doc["answer"])}
 
 
 def load_for_scoring(annotations, questions=None) -> list[dict]:
     """Docs to score ``[{"questionId", "prediction"}]``: the questions JSON carries the answers."""
-    from sc_eval.data.formats import read_gqa
-
     annotations = Path(questions or annotations)
     if annotations.is_dir():  # an lmms-lab GQA download
         return _lmms_docs(annotations, "gqa/questions.json", None, "testdev_balanced", "testdev")

@@ -27,7 +27,12 @@ import logging
 import sys
 from pathlib import Path
 
+from sc_eval.data import lmms
+from sc_eval.data.images import embedded_images_dir, materialize
 from sc_eval.errors import DataError
+from sc_eval.io import atomic_write_json, iter_jsonl
+from sc_eval.metrics.choice import circular_accuracy, circular_rotations, mmbench_correct
+from sc_eval.tasks.mmbench.xlsx import write_xlsx
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +46,11 @@ def _missing(value) -> bool:
 
 
 def _read_tsv(tsv: Path, decode_images: bool = True) -> list[dict]:
-    from sc_eval.tasks.mmbench.images import cache_dir_for, materialize
 
     if not tsv.exists():
         raise DataError(f"{tsv}: MMBench TSV not found")
     csv.field_size_limit(sys.maxsize)  # base64 images are far longer than csv's default limit
-    folder = cache_dir_for(tsv, "mmbench") if decode_images else None
+    folder = embedded_images_dir(tsv, "mmbench") if decode_images else None
     docs = []
     with open(tsv, encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f, delimiter="\t")
@@ -98,8 +102,6 @@ LMMS_COLUMNS = ("index", "question", "A", "B", "image")
 
 def _read_lmms(root: Path, tsv: str, dirs, config: str, split: str, decode_images: bool = True) -> list[dict]:
     """The docs `_read_tsv` gives, from an lmms-lab MMBench download (`config`/`split`)."""
-    from sc_eval.data import lmms
-
     names = dirs or ["MMBench", "MMBench_EN"]
     where_dirs = lmms.candidate_dirs(tsv, names)
     src = lmms.locate(root, where_dirs, split, config, LMMS_COLUMNS) or \
@@ -138,8 +140,6 @@ def load_circular_docs(root: Path, tsv: str, lmms_dir=None, lmms_config: str = "
 
 
 def _rotate(rows: list[dict]) -> list[dict]:
-    from sc_eval.metrics.choice import circular_rotations
-
     docs = []
     for row in rows:
         if row["index"] >= COPY_OFFSET:
@@ -163,8 +163,6 @@ def doc_to_text(doc: dict) -> str:
 
 def process_results(doc: dict, prediction: str) -> dict:
     """1 when the letter the output names (sc_eval.metrics.choice.mmbench_extract) is the answer."""
-    from sc_eval.metrics.choice import mmbench_correct
-
     if doc["answer"] is None:
         raise DataError(f"MMBench index {doc['index']}: no answer in this TSV (test split); "
                         "use mmbench_en_test, which only writes the submission file")
@@ -177,8 +175,6 @@ def aggregate(records: list[dict]) -> dict:
     original rows (index < 1e6) scored, each with whichever of its copies were scored. Without
     rotated copies among the rows (a TSV that has none, or a --limit that stops before them)
     each question is one row and both are equal."""
-    from sc_eval.metrics.choice import circular_accuracy
-
     groups: dict[int, list[bool]] = {int(r["doc_id"]): [] for r in records if int(r["doc_id"]) < COPY_OFFSET}
     if not groups:
         raise DataError("MMBench: none of the rows scored is an original question (index < 1,000,000); "
@@ -198,8 +194,6 @@ def aggregate(records: list[dict]) -> dict:
 def aggregate_circular(records: list[dict]) -> dict:
     """``circular_accuracy`` (all rotations right), ``accuracy`` of the unrotated pass alone,
     ``pass_accuracy`` over every pass."""
-    from sc_eval.metrics.choice import circular_accuracy
-
     groups: dict[str, list[bool]] = {}
     first = []
     for r in records:
@@ -234,8 +228,6 @@ def _scoring_rows(path: Path) -> list[dict]:
 
 def read_circular_predictions(path, docs: list[dict]) -> dict[str, str]:
     """sc-eval jsonl, or LLaVA ``--all-rounds`` answers ``{"question_id", "round_id", "text"}``."""
-    from sc_eval.io import iter_jsonl
-
     out: dict[str, str] = {}
     for i, r in enumerate(iter_jsonl(Path(path))):
         if "doc_id" in r and "prediction" in r:
@@ -252,9 +244,6 @@ def write_submission(records: list[dict], docs: list[dict], out_path) -> Path:
     """The server's Excel file (LLaVA's converter: index, question, options, prediction, answer,
     split; hint, image and category columns dropped) as ``<name>.xlsx`` beside ``out_path``;
     ``out_path`` itself gets the same predictions as JSON ``[{"index", "prediction"}]``."""
-    from sc_eval.io import atomic_write_json
-    from sc_eval.tasks.mmbench.xlsx import write_xlsx
-
     by_id = {str(r["doc_id"]): r["prediction"] for r in records}
     n_opt = max(len(d["options"]) for d in docs)
     has_answer = any(d["answer"] is not None for d in docs)

@@ -12,6 +12,8 @@ import zipfile
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from sc_eval.io import atomic_write_bytes
+
 _ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")  # not allowed in XML 1.0
 
 _CONTENT_TYPES = (
@@ -79,7 +81,5 @@ def xlsx_bytes(header: list[str], rows: list[list]) -> bytes:
 
 def write_xlsx(path, header: list[str], rows: list[list]) -> Path:
     """Write the table atomically to ``path``."""
-    from sc_eval.io import atomic_write_bytes
-
     atomic_write_bytes(path, xlsx_bytes(header, rows))
     return Path(path)

@@ -18,7 +18,10 @@ import logging
 import os
 from pathlib import Path
 
+from sc_eval.data import lmms
 from sc_eval.errors import DataError
+from sc_eval.io import iter_jsonl
+from sc_eval.metrics.mme import COGNITION, PERCEPTION, mme_correct, mme_scores
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +31,6 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 
 def _category_names() -> tuple[str, ...]:
-    from sc_eval.metrics.mme import COGNITION, PERCEPTION
-
     return PERCEPTION + COGNITION
 
 
@@ -124,8 +125,6 @@ def load_docs(root: Path, folder: str, lmms_dir=None, lmms_split: str = "test") 
 
 
 def _lmms_docs(root: Path, folder: str, dirs, split: str) -> list[dict]:
-    from sc_eval.data import lmms
-
     src = lmms.require(root, lmms.candidate_dirs(folder, dirs or ["MME"]), split, None, LMMS_COLUMNS,
                        str(root / folder))
 
@@ -153,8 +152,6 @@ def _lmms_docs(root: Path, folder: str, dirs, split: str) -> list[dict]:
 def load_for_scoring(annotations, questions=None) -> list[dict]:
     """``--annotations``: the MME folder (per-category folders or <category>.txt files), or an
     lmms-lab MME download."""
-    from sc_eval.data import lmms
-
     if lmms.locate(annotations, [], "test", None, LMMS_COLUMNS) is not None:
         return _lmms_docs(Path(annotations), "mme", None, "test")
     return _read(Path(annotations))
@@ -167,15 +164,11 @@ def doc_to_text(doc: dict) -> str:
 
 def process_results(doc: dict, prediction: str) -> dict:
     """1 when MME's yes/no parse of the output equals the answer."""
-    from sc_eval.metrics.mme import mme_correct
-
     return {"correct": mme_correct(prediction, doc["answer"])}
 
 
 def aggregate(records: list[dict]) -> dict:
     """``perception``, ``cognition``, then per category its score and ``_acc``/``_acc_plus``."""
-    from sc_eval.metrics.mme import mme_scores
-
     rows = []
     for r in records:
         category, image, _ = str(r["doc_id"]).split("/")
@@ -223,7 +216,6 @@ def read_predictions(path, docs: list[dict]) -> dict[str, str]:
                     raise DataError(f"{f}: {name} / {q!r} is not an MME question of --annotations")
                 out[by_key[key]] = pred
         return out
-    from sc_eval.io import iter_jsonl
 
     for i, r in enumerate(iter_jsonl(path)):
         if "doc_id" in r and "prediction" in r:

@@ -18,7 +18,11 @@ import ast
 import re
 from pathlib import Path
 
+from sc_eval.data import lmms
+from sc_eval.data.images import embedded_images_dir, materialize
+from sc_eval.data.lmms import Source, split_files
 from sc_eval.errors import DataError
+from sc_eval.tasks.mmmu.parse import choice_correct, open_correct, parse_choice, parse_open
 
 MC_SUFFIX = "Answer with the option's letter from the given choices directly."
 OPEN_SUFFIX = "Answer the question using a single word or phrase."
@@ -65,8 +69,6 @@ def _gold(answer):
 def _sources(folder: Path, split: str) -> list:
     """One source per folder of ``<split>-*.parquet`` files: subject folders (MMMU/MMMU), the
     merged ``data/`` folder (lmms-lab/MMMU), or the folder itself."""
-    from sc_eval.data.lmms import Source, split_files
-
     folder = Path(folder)
     subdirs = sorted({f.parent for f in folder.glob(f"*/{split}-*.parquet")})
     out = [Source(d, split, None, split_files(d, split, ".")) for d in subdirs]
@@ -87,8 +89,6 @@ def _subject(folder: Path, top: Path, qid: str) -> str:
 
 def _find(root: Path, folder: str, split: str, lmms_dir=None) -> Path:
     """``root/folder`` when it holds the split, else an lmms-lab MMMU download under root."""
-    from sc_eval.data import lmms
-
     if (Path(root) / folder).is_dir():
         return Path(root) / folder
     src = lmms.locate(root, lmms.candidate_dirs(folder, lmms_dir or ["MMMU"]), split, None,
@@ -97,15 +97,12 @@ def _find(root: Path, folder: str, split: str, lmms_dir=None) -> Path:
 
 
 def _read(folder: Path, split: str, decode_images: bool = True) -> list[dict]:
-    from sc_eval.data import lmms
-    from sc_eval.tasks.mmbench.images import cache_dir_for, materialize
-
     docs = []
     for src in _sources(Path(folder), split):
         cols = None
         if not decode_images:
             cols = [c for c in lmms.parquet_columns(src.files[0]) if not c.startswith("image_")]
-        cache = cache_dir_for(src.files[0], "mmmu") if decode_images else None
+        cache = embedded_images_dir(src.files[0], "mmmu") if decode_images else None
         for row in lmms.iter_rows(src, cols):
             where = f"{src.folder} id {row.get('id')!r}"
             for k in ("id", "question", "answer", "question_type"):
@@ -152,8 +149,6 @@ def doc_to_text(doc: dict) -> str:
 
 def process_results(doc: dict, prediction: str) -> dict:
     """MMMU's parse and match (tasks/mmmu/parse.py), overall and under the doc's discipline."""
-    from sc_eval.tasks.mmmu.parse import choice_correct, open_correct, parse_choice, parse_open
-
     if not isinstance(prediction, str):
         raise DataError(f"MMMU {doc['doc_id']}: prediction must be a string, got {prediction!r}")
     if doc["question_type"] == "multiple-choice":

@@ -20,7 +20,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from sc_eval.data import lmms
+from sc_eval.data.formats import read_pope
 from sc_eval.errors import DataError
+from sc_eval.io import iter_jsonl, read_json
+from sc_eval.metrics.pope import pope_metrics, pope_metrics_lmms, pope_paired, pope_parse, pope_stderr, pope_summary
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +33,6 @@ SPLITS = ("random", "popular", "adversarial")
 
 def _docs(annotations, image_root) -> list[dict]:
     """Docs of one file, a directory of coco_pope_*.json, or a comma-separated list of files."""
-    from sc_eval.data.formats import read_pope
-
     text = str(annotations)
     parts = [Path(p.strip()) for p in text.split(",") if p.strip()] if "," in text else [Path(text)]
     docs: list[dict] = []
@@ -58,8 +60,6 @@ def load_docs(root: Path, annotations: str, images: str, lmms_dir=None, lmms_spl
 
 
 def _lmms_docs(root: Path, annotations: str, dirs, split: str) -> list[dict]:
-    from sc_eval.data import lmms
-
     dirs = lmms.candidate_dirs(annotations, dirs or ["POPE"])
     sources = [lmms.locate(root, dirs, split, None, LMMS_COLUMNS)]
     if sources[0] is None:  # the Full config: one split per category
@@ -95,8 +95,6 @@ def load_for_scoring(annotations, questions=None) -> list[dict]:
 
 def process_results(doc: dict, prediction: str) -> dict:
     """Per question: whether the parsed answer is right and whether it said yes (0/1)."""
-    from sc_eval.metrics.pope import pope_parse
-
     said = pope_parse(prediction)
     return {"correct": float(said == str(doc["label"]).strip().lower()), "said_yes": float(said == "yes")}
 
@@ -116,8 +114,6 @@ def aggregate(records: list[dict]) -> tuple[dict, dict]:
     Each split is scored on its own, as LLaVA's eval_pope.py does; ``f1`` is the mean of the
     splits' F1, the number LLaVA reports as POPE.
     """
-    from sc_eval.metrics.pope import pope_metrics, pope_metrics_lmms, pope_stderr, pope_summary
-
     by_split: dict[str, tuple[list, list]] = {}
     for r in records:
         preds, labels = by_split.setdefault(_split_of(r["doc_id"]), ([], []))
@@ -140,8 +136,6 @@ def _questions(records: list[dict]) -> list[tuple]:
 def paired(records_a: list[dict], records_b: list[dict]) -> dict:
     """{"f1" | "accuracy": (A - B, standard error, p-value)} over the questions both answered,
     by a paired bootstrap over images (see sc_eval.metrics.pope.pope_paired)."""
-    from sc_eval.metrics.pope import pope_paired
-
     b = {str(r["doc_id"]): r for r in records_b}
     a = [r for r in records_a if str(r["doc_id"]) in b]
     qa = _questions(a)
@@ -154,8 +148,6 @@ def paired(records_a: list[dict], records_b: list[dict]) -> dict:
 # ---- reading answer files ----------------------------------------------------------------------
 
 def _raw_records(path: Path) -> list[dict]:
-    from sc_eval.io import iter_jsonl, read_json
-
     if not path.exists():
         raise DataError(f"{path}: predictions file not found")
     with open(path, encoding="utf-8") as f:

@@ -16,7 +16,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sc_eval.data import lmms
+from sc_eval.data.formats import read_scienceqa
 from sc_eval.errors import DataError
+from sc_eval.metrics.choice import scienceqa_correct, scienceqa_correct_lmms_v03
 
 MC_SUFFIX = "\nAnswer with the option's letter from the given choices directly."
 LMMS_COLUMNS = ("image", "question", "choices", "answer", "hint")
@@ -27,9 +30,6 @@ def load_docs(root: Path, problems: str, pid_splits: str, images: str, split: st
               lmms_dir=None, lmms_config: str = "ScienceQA-IMG") -> list[dict]:
     """Docs of the official layout; or, when its images folder is absent, of an lmms-lab ScienceQA
     download (config `lmms_config`, the same split)."""
-    from sc_eval.data import lmms
-    from sc_eval.data.formats import read_scienceqa
-
     root = Path(root)
     official = (root / problems).is_file() and (root / images).is_dir()
     if not official and ((not (root / problems).is_file()) or lmms.locate(
@@ -45,8 +45,6 @@ def _key(question, choices, hint, answer) -> tuple:
 
 def _pids_by_content(root: Path, problems: str, pid_splits: str, split: str) -> dict | None:
     """{content key: [pids]} of the split's image problems, when the official JSONs are present."""
-    from sc_eval.data.formats import read_scienceqa
-
     if not ((root / problems).is_file() and (root / pid_splits).is_file()):
         return None
     out: dict = {}
@@ -56,8 +54,6 @@ def _pids_by_content(root: Path, problems: str, pid_splits: str, split: str) -> 
 
 
 def _lmms_docs(root: Path, problems: str, pid_splits: str, dirs, config: str, split: str) -> list[dict]:
-    from sc_eval.data import lmms
-
     src = lmms.require(root, lmms.candidate_dirs(problems, dirs or ["ScienceQA"]), LMMS_SPLITS.get(split, split),
                        config, LMMS_COLUMNS, str(root / problems))
     pids = _pids_by_content(root, problems, pid_splits, split)
@@ -102,8 +98,6 @@ def doc_to_text(doc: dict) -> str:
 def process_results(doc: dict, prediction: str) -> dict:
     """``accuracy``: 1 when LLaVA's parse of the output gives the answer's letter, else 0 (FAILED
     is wrong); ``accuracy_lmms_v03``: 1 when the output is that letter, any case (lmms-eval)."""
-    from sc_eval.metrics.choice import scienceqa_correct, scienceqa_correct_lmms_v03
-
     return {"accuracy": scienceqa_correct(prediction, doc["answer"], len(doc["choices"])),
             "accuracy_lmms_v03": scienceqa_correct_lmms_v03(prediction, doc["answer"])}
 
@@ -111,8 +105,6 @@ def process_results(doc: dict, prediction: str) -> dict:
 def load_for_scoring(annotations, questions=None) -> list[dict]:
     """``--annotations``: the folder holding problems.json + pid_splits.json, or problems.json
     itself (pid_splits.json beside it). The test split's image questions are scored."""
-    from sc_eval.data import lmms
-
     p = Path(annotations)
     if p.is_dir() and lmms.locate(p, ["ScienceQA"], "test", "ScienceQA-IMG", LMMS_COLUMNS) is not None:
         return _lmms_docs(p, "scienceqa/problems.json", "scienceqa/pid_splits.json", None, "ScienceQA-IMG", "test")
@@ -123,6 +115,5 @@ def load_for_scoring(annotations, questions=None) -> list[dict]:
         if not f.exists():
             raise DataError(f"{f}: not found; --annotations must be the ScienceQA folder with "
                             "problems.json and pid_splits.json")
-    from sc_eval.data.formats import read_scienceqa
 
     return read_scienceqa(problems, splits, folder / "images", "test", with_image_only=True)

@@ -16,7 +16,10 @@ import os
 import re
 from pathlib import Path
 
+from sc_eval.data import lmms
 from sc_eval.errors import DataError
+from sc_eval.io import read_json
+from sc_eval.metrics.choice import seed_correct
 
 MC_SUFFIX = "\nAnswer with the option's letter from the given choices directly."
 # The official mapping, used when a file lacks its "question_type" table.
@@ -31,8 +34,6 @@ def _slug(name: str) -> str:
 
 
 def _read(annotations: Path, image_root: Path | None) -> list[dict]:
-    from sc_eval.io import read_json
-
     raw = read_json(annotations)
     if not isinstance(raw, dict) or not isinstance(raw.get("questions"), list):
         raise DataError(f"{annotations}: expected {{'questions': [...]}} (the official SEED-Bench.json)")
@@ -73,8 +74,6 @@ def load_docs(root: Path, annotations: str, images: str, lmms_dir=None, lmms_spl
 
 
 def _lmms_docs(root: Path, annotations: str, dirs, split: str) -> list[dict]:
-    from sc_eval.data import lmms
-
     src = lmms.require(root, lmms.candidate_dirs(annotations, dirs or ["SEED-Bench"]), split, None,
                        LMMS_COLUMNS, str(root / annotations))
 
@@ -110,8 +109,6 @@ def doc_to_text(doc: dict) -> str:
 
 def process_results(doc: dict, prediction: str) -> dict:
     """lmms-eval's rule, recorded both overall and under the question's type."""
-    from sc_eval.metrics.choice import seed_correct
-
     right = seed_correct(prediction, doc["answer"])
     return {"accuracy": right, f"accuracy_{_slug(doc['question_type'])}": right}
 

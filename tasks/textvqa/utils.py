@@ -10,14 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-OCR_PREFIX = "\nReference OCR token: "
+from sc_eval.data import lmms
+from sc_eval.data.formats import ocr_line, read_textvqa, read_textvqa_ocr
+from sc_eval.errors import DataError
+from sc_eval.metrics.vqa import vqa_scores
+
 LMMS_COLUMNS = ("question_id", "image_id", "question", "image")
-
-
-def ocr_line(tokens) -> str:
-    """LLaVA's OCR hint, ``"\\nReference OCR token: a, b, c"``; empty when there is no token."""
-    tokens = [str(t) for t in (tokens or [])]
-    return OCR_PREFIX + ", ".join(tokens) if tokens else ""
 
 
 def load_docs(root: Path, annotations: str, images: str = "textvqa/train_images", ocr: str | None = None,
@@ -27,8 +25,6 @@ def load_docs(root: Path, annotations: str, images: str = "textvqa/train_images"
     ``ocr``: the Rosetta OCR file whose tokens go into the prompt (official layout; the lmms-lab
     download carries them per row). Without it the JSON's own ``ocr_tokens`` are used, if any.
     """
-    from sc_eval.data.formats import read_textvqa
-
     root = Path(root)
     if (root / annotations).exists():
         docs = read_textvqa(root / annotations, root / images)
@@ -43,9 +39,6 @@ def load_docs(root: Path, annotations: str, images: str = "textvqa/train_images"
 
 def _attach_ocr(docs: list[dict], ocr_path: Path, annotations: Path) -> None:
     """Set each doc's ocr_tokens from the Rosetta OCR file (joined on image_id)."""
-    from sc_eval.data.formats import read_textvqa_ocr
-    from sc_eval.errors import DataError
-
     if not ocr_path.exists():
         if any(d["ocr_tokens"] for d in docs):  # a question file that carries its own tokens
             return
@@ -62,8 +55,6 @@ def _attach_ocr(docs: list[dict], ocr_path: Path, annotations: Path) -> None:
 
 
 def _lmms_docs(root: Path, annotations: str, dirs, split: str) -> list[dict]:
-    from sc_eval.data import lmms
-
     src = lmms.require(root, lmms.candidate_dirs(annotations, dirs or ["textvqa"]), split, None,
                        LMMS_COLUMNS, str(root / annotations))
 
@@ -83,15 +74,11 @@ def _lmms_docs(root: Path, annotations: str, dirs, split: str) -> list[dict]:
 
 def process_results(doc: dict, prediction: str) -> dict:
     """EvalAI-processor VQA accuracy (LLaVA's m4c evaluator, lmms-eval's TextVQA scorer)."""
-    from sc_eval.metrics.vqa import vqa_scores
-
     return {"vqa_acc": vqa_scores(prediction, doc["answers"])["vqa_acc"]}
 
 
 def load_for_scoring(annotations, questions=None) -> list[dict]:
     """Docs to score ``[{"question_id", "answer"}]`` results: the val JSON holds the answers."""
-    from sc_eval.data.formats import read_textvqa
-
     annotations = Path(annotations)
     if annotations.is_dir():  # an lmms-lab textvqa download: its validation split
         return _lmms_docs(annotations, "textvqa/val.json", None, "validation")

@@ -13,12 +13,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from sc_eval.data import lmms
 from sc_eval.errors import DataError
+from sc_eval.io import atomic_write_json, read_json
+from sc_eval.metrics.vqa import normalize_evalai, vqa_acc
 
 
 def _read(annotations: Path, image_root: Path | None, need_answers: bool) -> list[dict]:
-    from sc_eval.io import read_json
-
     raw = read_json(annotations)
     if not isinstance(raw, list):
         raise DataError(f"{annotations}: expected a JSON list of VizWiz questions (official val.json/test.json)")
@@ -56,8 +57,6 @@ def load_docs(root: Path, annotations: str, images: str, lmms_dir=None, lmms_spl
 
 
 def _lmms_docs(root: Path, annotations: str, dirs, split: str, need_answers: bool) -> list[dict]:
-    from sc_eval.data import lmms
-
     cols = ("question_id", "image", "question")
     src = lmms.require(root, lmms.candidate_dirs(annotations, dirs or ["VizWiz-VQA"]), split, None, cols,
                        str(root / annotations))
@@ -84,8 +83,6 @@ def _lmms_docs(root: Path, annotations: str, dirs, split: str, need_answers: boo
 
 def process_results(doc: dict, prediction: str) -> dict:
     """VQA accuracy (EvalAI processor, leave-one-out over the ten answers), 0..1."""
-    from sc_eval.metrics.vqa import vqa_acc
-
     return {"vqa_acc": vqa_acc(prediction, doc["answers"])}
 
 
@@ -103,9 +100,6 @@ def write_submission(records: list[dict], docs: list[dict], out_path) -> Path:
     LLaVA's converter normalises answers before upload; the server normalises again, so this
     changes nothing but makes the file identical to the reference one.
     """
-    from sc_eval.io import atomic_write_json
-    from sc_eval.metrics.vqa import normalize_evalai
-
     by_id = {str(r["doc_id"]): r["prediction"] for r in records}
     missing = [d["doc_id"] for d in docs if d["doc_id"] not in by_id]
     if missing:

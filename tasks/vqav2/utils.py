@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sc_eval.data import lmms
+from sc_eval.data.formats import read_vqav2
 from sc_eval.errors import DataError
+from sc_eval.io import atomic_write_json, read_json
+from sc_eval.metrics.vqa import normalize_evalai, vqa_scores
 
 LMMS_COLUMNS = ("question_id", "question", "image_id", "image")
 
@@ -19,8 +23,6 @@ def load_docs(root: Path, questions: str, annotations: str | None = None, images
               lmms_dir=None, lmms_split: str = "validation", lmms_all_split: str = "test") -> list[dict]:
     """Docs from the official question (+ annotation) JSONs, images under ``root/images``; or, when
     the questions file is absent, from an lmms-lab VQAv2 download (`lmms_split`) found under root."""
-    from sc_eval.data.formats import read_vqav2
-
     root = Path(root)
     if not (root / questions).exists():
         return _lmms_docs(root, questions, lmms_dir, lmms_split, with_answers=annotations is not None,
@@ -36,8 +38,6 @@ def load_docs(root: Path, questions: str, annotations: str | None = None, images
 def _lmms_docs(root: Path, questions: str, dirs, split: str, with_answers: bool,
                all_split: str | None) -> list[dict]:
     """The official reader's docs, built from the lmms-lab parquet rows of one split."""
-    from sc_eval.data import lmms
-
     cols = LMMS_COLUMNS + (("answers", "multiple_choice_answer") if with_answers else ())
     src = lmms.require(root, lmms.candidate_dirs(questions, dirs or ["VQAv2"]), split, None, cols,
                        str(root / questions))
@@ -63,8 +63,6 @@ def _lmms_docs(root: Path, questions: str, dirs, split: str, with_answers: bool,
                            answer_type=row.get("answer_type"), question_type=row.get("question_type"))
             docs.append(doc)
         if every is not None:
-            from sc_eval.io import atomic_write_json
-
             qids = [{"question_id": r["question_id"]} for r in lmms.iter_rows(every, ["question_id"])]
             path = Path(folder) / "test2015_questions.json"
             atomic_write_json(path, {"data_subtype": "test2015", "questions": qids}, indent=None)
@@ -78,22 +76,16 @@ def _lmms_docs(root: Path, questions: str, dirs, split: str, with_answers: bool,
 
 def process_results(doc: dict, prediction: str) -> dict:
     """The four VQA accuracies (0..1) of one prediction against the ten human answers."""
-    from sc_eval.metrics.vqa import vqa_scores
-
     return dict(vqa_scores(prediction, doc["answers"]))
 
 
 def load_for_scoring(annotations, questions=None) -> list[dict]:
     """Docs to score an official results file: answers come from the annotation file alone (or
     ``--annotations`` is an lmms-lab VQAv2 download: its validation split)."""
-    from sc_eval.io import read_json
-
     annotations = Path(annotations)
     if annotations.is_dir():
         return _lmms_docs(annotations, "vqav2/annotations.json", None, "validation", True, None)
     if questions:
-        from sc_eval.data.formats import read_vqav2
-
         return read_vqav2(Path(questions), annotations, annotations.parent)
     raw = read_json(annotations)
     if not isinstance(raw, dict) or "annotations" not in raw:
@@ -110,8 +102,6 @@ def load_for_scoring(annotations, questions=None) -> list[dict]:
 
 def _evalai(answer: str) -> str:
     """LLaVA passes test-dev answers through the EvalAI answer processor before submitting."""
-    from sc_eval.metrics.vqa import normalize_evalai
-
     return normalize_evalai(answer)
 
 
@@ -121,8 +111,6 @@ def write_submission(records: list[dict], docs: list[dict], out_path) -> Path:
     The server scores test-dev from a file that covers the whole test2015 split; questions not
     answered here are filled with an empty answer, as LLaVA's converter does.
     """
-    from sc_eval.io import atomic_write_json, read_json
-
     answers = {str(r["doc_id"]): _evalai(r["prediction"]) for r in records}
     src = next((d.get("submission_questions") for d in docs if d.get("submission_questions")), None)
     if src is None:

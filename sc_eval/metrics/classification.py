@@ -6,6 +6,10 @@ labels, so a class absent from a split cannot drag the mean to zero.
 """
 from __future__ import annotations
 
+import statistics
+
+import torch
+
 
 def classification_metrics(scores, labels, num_classes: int | None = None) -> dict:
     """``scores`` [N, C] (any monotone score: logits, probabilities, similarities), ``labels`` [N].
@@ -13,8 +17,6 @@ def classification_metrics(scores, labels, num_classes: int | None = None) -> di
     Tied scores rank the lower class index first, in top-1 and top-5 alike (so top-5 is never
     below top-1); a test with a hand-made confusion matrix pins the definitions.
     """
-    import torch
-
     scores = torch.as_tensor(scores, dtype=torch.float32)
     labels = torch.as_tensor(labels, dtype=torch.long)
     if scores.ndim != 2 or labels.ndim != 1 or scores.shape[0] != labels.shape[0]:
@@ -39,8 +41,6 @@ def classification_metrics(scores, labels, num_classes: int | None = None) -> di
 
 def mean_std(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value), as k-shot tables report."""
-    import statistics
-
     mean = statistics.fmean(values)
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     return mean, std

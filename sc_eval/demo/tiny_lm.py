@@ -1,13 +1,14 @@
-"""Tiny causal language models trained on the embedded world's text.
+"""Tiny causal language models trained on the embedded world's text, for the demo.
 
 The frozen-LM protocols (ClipCap with a frozen GPT-2, LLaVA with a frozen or LoRA-tuned LLM) only
-make sense if the LM already knows the language it must produce. No pretrained weights can be
-downloaded here, so ``train_tiny_lm`` trains a small GPT-2 (real GPT-2 BPE, 50,257 ids) or Llama
+make sense if the LM already knows the language it must produce. The demo runs where no
+pretrained weights can be downloaded, so ``train_tiny_lm`` trains a small GPT-2 (real GPT-2 BPE, 50,257 ids) or Llama
 (SentencePiece, 32,000 ids) on the world's ``text/corpus.txt`` for a fixed number of steps (about
 a minute on 2 CPU cores) and writes a normal Hugging Face model directory with its tokenizer, so
 ``AutoModelForCausalLM`` / ``AutoTokenizer.from_pretrained(dir)`` load it offline.
 
-``ensure_tiny_lm`` trains once and caches the directory next to the world it was trained on.
+``ensure_tiny_lm`` trains once and caches the directory next to the world it was trained on;
+the demo hands it to ``sc-eval caption --lm`` and ``sc-eval llava --llm``.
 The step budget is fixed (not a wall-clock budget) so the same seed gives the same model.
 
 Speed: a full 50,257-way softmax costs most of a CPU step, yet the world's text uses a few hundred
@@ -23,10 +24,16 @@ import logging
 import math
 from pathlib import Path
 
+import torch
+from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
+
+from sc_eval.adapters.llava.templates import IMAGE_TOKEN, build_example
 from sc_eval.errors import ConfigError, DataError
-from sc_eval.io import atomic_directory
+from sc_eval.io import atomic_directory, read_json
+from sc_eval.models import tokenizers as assets
 from sc_eval.runtime.fingerprint import digest
 from sc_eval.runtime.schedules import warmup_cosine
+from sc_eval.world.build import ensure_world
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +41,7 @@ KINDS = ("gpt2", "llama")
 VERSION = 2  # bump when a default below changes: cached models are keyed by it
 
 # Model sizes. GPT-2: the 50,257 x 128 embedding dominates (~7.3M parameters in all). Llama:
-# ~2.6M parameters, tied embeddings (DESIGN.md budgets a ~2.7M Llama trained about a minute).
+# ~2.6M parameters, tied embeddings (trained in about a minute).
 MODEL_DEFAULTS = {
     "gpt2": dict(n_embd=128, n_layer=4, n_head=4, n_positions=256),
     "llama": dict(hidden_size=72, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
@@ -50,8 +57,6 @@ TRAIN_DEFAULTS = {
 
 
 def _tokenizer(kind: str):
-    from sc_eval import assets
-
     return assets.lm_tokenizer(kind)
 
 
@@ -61,20 +66,14 @@ def tiny_config(kind: str, vocab_size: int, **overrides):
         raise ConfigError(f"unknown tiny LM kind {kind!r}: choose one of {', '.join(KINDS)}")
     params = {**MODEL_DEFAULTS[kind], **overrides}
     if kind == "gpt2":
-        from transformers import GPT2Config
-
         return GPT2Config(vocab_size=vocab_size, bos_token_id=vocab_size - 1, eos_token_id=vocab_size - 1,
                           **params)
-    from transformers import LlamaConfig
 
     return LlamaConfig(vocab_size=vocab_size, bos_token_id=1, eos_token_id=2, pad_token_id=0, **params)
 
 
 def build_tiny_lm(kind: str, seed: int = 0, **overrides):
     """(model with random weights, tokenizer): tests use this to get a small LM quickly."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
     tok = _tokenizer(kind)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(tiny_config(kind, len(tok), **overrides))
@@ -99,9 +98,6 @@ def _chat_documents(tok, chat_path: Path) -> list[list[int]]:
     ASSISTANT's voice and stops; the tiny Llama learns the same from the world's training
     conversations, so LLaVA's stage 2 only has to learn to look at the image.
     """
-    from sc_eval.adapters.llava.templates import IMAGE_TOKEN, build_example
-    from sc_eval.io import read_json
-
     records = read_json(chat_path)
     if not isinstance(records, list):
         raise DataError(f"{chat_path}: expected a JSON list of LLaVA conversations")
@@ -117,8 +113,6 @@ def _chat_documents(tok, chat_path: Path) -> list[list[int]]:
 def _token_stream(tok, kind: str, corpus_path: Path, chat_path: Path | None = None, seed: int = 0):
     """Corpus lines (each closed by EOS; llama: opened by BOS) and, if given, chat dialogues,
     shuffled as documents with ``seed`` and joined into one stream."""
-    import torch
-
     if not corpus_path.exists():
         raise DataError(f"{corpus_path}: corpus not found; write the world with `sc-eval world --out DIR`")
     lines = [ln.strip() for ln in corpus_path.read_text(encoding="utf-8").splitlines() if ln.strip()]
@@ -139,8 +133,6 @@ def train_tiny_lm(kind: str, out_dir, corpus_path, steps: int | None = None, see
                   chat_path=None, **model_overrides) -> Path:
     """Train a tiny ``kind`` LM on ``corpus_path`` (plus the LLaVA conversations of
     ``chat_path``, text only, in the vicuna_v1 template) and save it with its tokenizer."""
-    import torch
-
     if kind not in KINDS:
         raise ConfigError(f"unknown tiny LM kind {kind!r}: choose one of {', '.join(KINDS)}")
     hp = dict(TRAIN_DEFAULTS[kind])
@@ -184,8 +176,6 @@ def train_tiny_lm(kind: str, out_dir, corpus_path, steps: int | None = None, see
 def _zero_unused_rows(model, stream):
     """Zero the (tied) embedding rows of ids absent from the corpus; return the used ids and a
     map from vocabulary id to position among the used ids."""
-    import torch
-
     emb = model.get_output_embeddings().weight
     if emb.data_ptr() != model.get_input_embeddings().weight.data_ptr():
         raise ConfigError("the tiny LM must tie its input and output embeddings")
@@ -201,8 +191,6 @@ def _zero_unused_rows(model, stream):
 
 def _exact_lm_loss(model, x, used, targets_local, n_unused: int):
     """Next-token cross-entropy over the full vocabulary, with unused rows known to be zero."""
-    import torch
-
     h = model.base_model(input_ids=x).last_hidden_state[:, :-1]      # [B, T-1, H]
     w = model.get_output_embeddings().weight[used]                   # [U, H]
     logits = (h @ w.t()).float()                                     # [B, T-1, U]
@@ -233,8 +221,6 @@ def ensure_tiny_lm(kind: str = "gpt2", world_root=None, seed: int = 0, steps: in
     if kind not in KINDS:
         raise ConfigError(f"unknown tiny LM kind {kind!r}: choose one of {', '.join(KINDS)}")
     if world_root is None:
-        from sc_eval.world import ensure_world
-
         world_root = ensure_world()
     world_root = Path(world_root)
     out = world_root.parent / f"{world_root.name}-{tiny_lm_key(kind, seed, steps)}"

@@ -18,6 +18,10 @@ import logging
 import math
 from dataclasses import dataclass
 
+import torch
+import torch.nn.functional as F
+from torch import nn
+
 from sc_eval.errors import ConfigError
 from sc_eval.runtime.schedules import warmup_cosine
 
@@ -40,9 +44,6 @@ class ProbeConfig:
 
 def build_probe_head(width: int, num_classes: int):
     """BatchNorm without affine parameters, then Linear (weights N(0, 0.01), bias 0: MAE's init)."""
-    import torch
-    from torch import nn
-
     head = nn.Sequential(nn.BatchNorm1d(width, affine=False, eps=1e-6), nn.Linear(width, num_classes))
     nn.init.trunc_normal_(head[1].weight, std=0.01)
     nn.init.zeros_(head[1].bias)
@@ -52,9 +53,6 @@ def build_probe_head(width: int, num_classes: int):
 def train_linear_probe(x, y, num_classes: int, cfg: ProbeConfig | None = None, device: str = "cpu"):
     """Fit BN+Linear on features ``x`` [N, D] with labels ``y`` [N]; returns the head in eval mode
     (on the CPU). ``device`` only says where the epochs run."""
-    import torch
-    import torch.nn.functional as F
-
     cfg = cfg or ProbeConfig()
     if cfg.optimizer not in ("sgd", "adamw"):
         raise ConfigError(f"probe optimizer {cfg.optimizer!r}: use sgd or adamw")
@@ -92,8 +90,6 @@ def train_linear_probe(x, y, num_classes: int, cfg: ProbeConfig | None = None, d
 
 
 def predict_scores(head, x, batch_size: int = 4096):
-    import torch
-
     x = torch.as_tensor(x, dtype=torch.float32)
     with torch.no_grad():
         return torch.cat([head(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
@@ -107,8 +103,6 @@ class LogReg:
         self.weight_decay = weight_decay
 
     def scores(self, x):
-        import torch
-
         x = (torch.as_tensor(x, dtype=torch.float32) - self.mean) / self.std
         return x @ self.weight.T + self.bias
 
@@ -118,9 +112,6 @@ def fit_logreg(x, y, num_classes: int, weight_decay: float, max_iter: int = 300)
 
     Zero initialisation and full-batch steps make the fit a deterministic function of the data.
     """
-    import torch
-    import torch.nn.functional as F
-
     x = torch.as_tensor(x, dtype=torch.float32)
     y = torch.as_tensor(y, dtype=torch.long)
     mean = x.mean(0)
@@ -142,8 +133,6 @@ def fit_logreg(x, y, num_classes: int, weight_decay: float, max_iter: int = 300)
 
 
 def _accuracy(model: LogReg, x, y) -> float:
-    import torch
-
     return (model.scores(x).argmax(1) == torch.as_tensor(y)).float().mean().item()
 
 

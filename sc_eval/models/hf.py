@@ -13,6 +13,8 @@ from __future__ import annotations
 import inspect
 import logging
 
+import torch
+
 log = logging.getLogger(__name__)
 
 
@@ -116,8 +118,6 @@ def logits_are_head_of_body(llm, body) -> bool:
     True for Llama, Vicuna, Mistral, GPT-2; False for models that rescale or soft-cap their
     logits after the output layer, whose loss then has to come from the model's own forward.
     """
-    import torch
-
     head = llm.get_output_embeddings()
     if body is None or head is None:
         return False

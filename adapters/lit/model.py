@@ -21,11 +21,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from open_clip.loss import ClipLoss
+from open_clip.tokenizer import SimpleTokenizer
+from safetensors.torch import load_file
 from torch import nn
 
 from sc_eval.errors import CheckpointError, ConfigError
+from sc_eval.io import atomic_save_safetensors, atomic_write_json, read_json
 from sc_eval.models.text import TextTower
 from sc_eval.runtime.fingerprint import same
+from sc_eval.runtime.precision import autocast, grad_scaler
 from sc_eval.runtime.schedules import warmup_cosine
 
 log = logging.getLogger(__name__)
@@ -116,8 +120,6 @@ class LitModel(nn.Module):
 
 def tokenizer(context_length: int):
     """open_clip's SimpleTokenizer (the OpenAI BPE that ships in its wheel), lower-cased."""
-    from open_clip.tokenizer import SimpleTokenizer
-
     return SimpleTokenizer(context_length=context_length)
 
 
@@ -143,7 +145,6 @@ def train_lit(image_feats: torch.Tensor, captions: list[str], cfg: LitConfig,
         raise ConfigError(f"LiT needs at least 2 image-text pairs, got {n}")
     if train.steps < 1:
         raise ConfigError(f"--steps must be at least 1 (got {train.steps})")
-    from sc_eval.runtime.precision import autocast, grad_scaler
 
     amp = autocast(device, train.precision)  # refuses a precision the device cannot run, first
     scaler = grad_scaler(device, train.precision)
@@ -187,8 +188,6 @@ def zeroshot_classifier(model: LitModel, classnames: list[str], templates: list[
                         device: str = "cpu", precision: str = "fp32") -> torch.Tensor:
     """[C, E] unit-norm class weights: the mean of each class's normalised template embeddings
     (the text tower run under autocast in ``precision``)."""
-    from sc_eval.runtime.precision import autocast
-
     tok = tokenizer(model.cfg.text.context_length)
     weights, unseen = [], []
     for name in classnames:
@@ -211,8 +210,6 @@ def zeroshot_scores(model: LitModel, image_feats: torch.Tensor, classifier: torc
 
 
 def save_lit(model: LitModel, out: Path, encoder_fingerprint: str, extra: dict | None = None) -> Path:
-    from sc_eval.io import atomic_save_safetensors, atomic_write_json
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_save_safetensors(out / "model.safetensors", model.state_dict())
@@ -225,10 +222,6 @@ def save_lit(model: LitModel, out: Path, encoder_fingerprint: str, extra: dict |
 def load_lit(path: Path, encoder=None, device: str = "cpu") -> LitModel:
     """Load a saved LiT directory; refuse one made for a different image width, warn on another
     encoder's fingerprint (the projection was fitted to that tower's features)."""
-    from safetensors.torch import load_file
-
-    from sc_eval.io import read_json
-
     path = Path(path)
     cfg_path, weights = path / "config.json", path / "model.safetensors"
     if not cfg_path.is_file() or not weights.is_file():

@@ -5,13 +5,18 @@ import csv
 import functools
 import io
 import logging
+import math
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
 import yaml
 
 from sc_eval.errors import DataError
+from sc_eval.evaluation import tasks as tasks_api
 from sc_eval.io import atomic_write_bytes, atomic_write_text, iter_jsonl, read_json
-from sc_eval.table11 import battery_sections, battery_tasks_in
+from sc_eval.metrics.stderr import mean_stderr, paired_p_value
+from sc_eval.report.table11 import battery_sections, battery_tasks_in
 
 log = logging.getLogger(__name__)
 
@@ -188,8 +193,6 @@ def _task(name: str):
 def _registry() -> dict:
     """The built-in tasks, read once per process (a report asks for them cell after cell)."""
     try:
-        from sc_eval import tasks_api
-
         return tasks_api.discover()
     except Exception:  # a broken task folder: columns go without, the report still builds
         return {}
@@ -234,10 +237,6 @@ def compare(rows, cols, sources: dict, baseline: str, alpha: float = 0.05) -> di
     such as CIDEr-D's are then on one scale). mark: "▲" / "▼" when p < ``alpha``, "≈" otherwise.
     A metric that is not a mean of per-doc scores is compared by its task's own paired test
     (POPE's F1: a paired bootstrap over images), or not at all."""
-    import math
-
-    from sc_eval.metrics.stderr import mean_stderr, paired_p_value
-
     out = {}
 
     def unread(r, c, why):  # a comparison the data would allow but a file prevents: said, and marked
@@ -283,8 +282,6 @@ def compare(rows, cols, sources: dict, baseline: str, alpha: float = 0.05) -> di
 def _stderr_from_predictions(run: Path, task: str, metric: str, entry: dict) -> float | None:
     """A score's standard error recomputed from the run's predictions file, for runs written
     before results.json recorded one (None when the task or the file does not allow it)."""
-    from sc_eval.metrics.stderr import mean_stderr
-
     records = _records(run, entry)
     if not records:
         return None
@@ -369,10 +366,7 @@ def _savefig(fig, path: Path) -> None:
 
 
 def plot(rows, cols, cells, runs, out: Path) -> list[Path]:
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     written = []
     plots = out / "plots"

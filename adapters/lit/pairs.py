@@ -16,21 +16,23 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import torch
+
 from sc_eval.data.shards import decode_rgb, expand_shards, image_and_caption, iter_samples
+from sc_eval.encoders.features import encode_images
 from sc_eval.errors import DataError
+from sc_eval.evaluation.classification import encode_pil
+from sc_eval.io import iter_jsonl
+from sc_eval.world.build import ensure_world
 
 log = logging.getLogger(__name__)
 
 
 def default_pairs(seed: int = 0) -> Path:
-    from sc_eval.world import ensure_world
-
     return Path(ensure_world(seed=seed)) / "pretrain" / "pairs.jsonl"
 
 
 def read_jsonl_pairs(path: Path, limit: int | None = None) -> tuple[list[str], list[str]]:
-    from sc_eval.io import iter_jsonl
-
     images, captions = [], []
     for n, rec in enumerate(iter_jsonl(path), 1):
         image = rec.get("image")
@@ -76,8 +78,6 @@ def iter_shard_pairs(shards, limit: int | None = None):
 def pair_features(encoder, spec=None, seed: int = 0, batch_size: int = 64, limit: int | None = None,
                   precision: str = "fp32"):
     """(features [N, D] float32, captions) for ``--pairs`` (default: the embedded world's)."""
-    import torch
-
     if spec is not None and ("{" in str(spec) or any(ch in str(spec) for ch in "*?[")):
         return _shard_features(encoder, expand_shards(str(spec), "--pairs"), str(spec), batch_size, limit, precision)
     path = Path(spec).expanduser() if spec is not None else default_pairs(seed)
@@ -85,8 +85,6 @@ def pair_features(encoder, spec=None, seed: int = 0, batch_size: int = 64, limit
         raise DataError(f"--pairs {path}: no such file or directory (a .jsonl of image/caption pairs, "
                         "a webdataset .tar, a directory of .tar shards or a pattern such as 'dir/{00000..00009}.tar')")
     if path.is_file() and path.suffix == ".jsonl":
-        from sc_eval.cache import encode_images
-
         images, captions = read_jsonl_pairs(path, limit)
         feats = encode_images(encoder, images, f"pairs:{path.resolve()}", "train", kind="pooled",
                               batch_size=batch_size, precision=precision)
@@ -99,8 +97,6 @@ def pair_features(encoder, spec=None, seed: int = 0, batch_size: int = 64, limit
 
 def _shard_features(encoder, shards: list[str], spec: str, batch_size: int, limit: int | None,
                     precision: str = "fp32"):
-    from sc_eval.probe.datasets import encode_pil
-
     captions: list[str] = []
 
     def images():

@@ -133,7 +133,7 @@ class Task:
     def _means(self, records: list[dict]) -> tuple[dict, dict]:
         """Each metric's mean of the per-doc scores x100 and its standard error (sample std over
         sqrt(n), same units; left out below two docs)."""
-        from sc_eval.metrics.stderr import mean_stderr
+        from sc_eval.metrics.stderr import mean_stderr  # numpy: `sc-eval ls` reads tasks without it
 
         means, stderr = {}, {}
         for m in self.metrics:
@@ -164,14 +164,35 @@ class Task:
 _FIELDS = {f for f in Task.__dataclass_fields__} - {"name", "path", "raw"}
 
 
-def _load_yaml(path: Path) -> Task:
+def _read_mapping(path: Path) -> dict:
     try:
         with open(path, encoding="utf-8") as f:
             raw = yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such task file") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML ({e})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of task fields (task:, data:, metrics: ...)")
+    return raw
+
+
+def _with_includes(path: Path, seen: tuple = ()) -> dict:
+    """A task file's fields over those of the file it names in ``include:`` (a path relative to
+    it, as in lm-evaluation-harness), which may include another in turn."""
+    if path.resolve() in seen:
+        raise ConfigError(f"{path}: `include:` loops back to a file already included")
+    raw = _read_mapping(path)
+    inc = raw.pop("include", None)
+    if inc is None:
+        return raw
+    if not isinstance(inc, str):
+        raise ConfigError(f"{path}: `include:` takes one file path (got {inc!r})")
+    return {**_with_includes(path.parent / inc, (*seen, path.resolve())), **raw}
+
+
+def _load_yaml(path: Path) -> Task:
+    raw = _with_includes(path)
     if "task" not in raw:
         raise ConfigError(f"{path}: missing `task:` name")
     check_name(raw["task"], f"{path}: task")  # it names predictions/<task>.jsonl and other files

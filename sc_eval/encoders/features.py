@@ -15,11 +15,18 @@ import logging
 import os
 from pathlib import Path
 
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from tqdm.auto import tqdm
+
 from sc_eval.data.images import load_image
 from sc_eval.errors import ConfigError
+from sc_eval.io import atomic_save_safetensors
 from sc_eval.runtime import home
 from sc_eval.runtime.dist import is_main
 from sc_eval.runtime.fingerprint import Hasher
+from sc_eval.runtime.precision import autocast
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +66,6 @@ def cache_key(encoder, image_paths, dataset_key: str, split: str, kind: str, lay
 
 
 def _read_cached(path: Path, n: int):
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     try:
         feats = load_file(str(path))["features"]
     except (SafetensorError, OSError, KeyError, ValueError) as e:
@@ -82,10 +86,6 @@ def encode_images(encoder, image_paths, dataset_key: str, split: str, kind: str 
     never run the encoder. Repeated paths are encoded once. The encoder runs under autocast in
     ``precision`` (``--precision``; part of the key). Returns float32 CPU tensors.
     """
-    import torch
-
-    from sc_eval.runtime.precision import autocast
-
     if kind not in KINDS:
         raise ConfigError(f"unknown feature kind {kind!r}; use one of {', '.join(KINDS)}")
     if batch_size < 1:
@@ -106,8 +106,6 @@ def encode_images(encoder, image_paths, dataset_key: str, split: str, kind: str 
     batches = [unique[i:i + batch_size] for i in range(0, len(unique), batch_size)]
     it = batches
     if progress and len(batches) > 1 and is_main():
-        from tqdm.auto import tqdm
-
         it = tqdm(batches, desc=f"encode {dataset_key}/{split}", unit="batch")
     chunks = []
     with torch.inference_mode(), amp:
@@ -122,8 +120,6 @@ def encode_images(encoder, image_paths, dataset_key: str, split: str, kind: str 
     if len(unique) != len(paths):
         feats = feats[torch.tensor([index[p] for p in paths], dtype=torch.long)]
     feats = feats.contiguous()
-
-    from sc_eval.io import atomic_save_safetensors
 
     meta = {"encoder": encoder.fingerprint, "spec": str(getattr(encoder, "spec", "")), "dataset": str(dataset_key),
             "split": str(split), "kind": kind, "layer": str(layer), "n": str(len(paths)),

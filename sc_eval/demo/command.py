@@ -28,6 +28,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from sc_eval.demo import run_demo
+    from sc_eval.demo.pipeline import run_demo
 
     return run_demo(args)

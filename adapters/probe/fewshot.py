@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import logging
 
+import torch
+
+from sc_eval.adapters.probe import DEFAULT_FEWSHOT_WD
+from sc_eval.adapters.probe.linear import fit_logreg
 from sc_eval.errors import ConfigError
+from sc_eval.metrics.classification import classification_metrics, mean_std
+from sc_eval.metrics.stderr import mean_stderr
 
 log = logging.getLogger(__name__)
 
 # L2 strength for k-shot fits on standardised features. With 10 examples per class there is no
 # room for a validation split; a fixed, fairly strong penalty is what keeps 10-shot fits stable.
-DEFAULT_FEWSHOT_WD = 1e-1
 
 
 def select_kshot(labels, k: int, seed: int, classes: list[str]) -> list[int]:
@@ -23,8 +28,6 @@ def select_kshot(labels, k: int, seed: int, classes: list[str]) -> list[int]:
 
     Raises ConfigError naming every class with fewer than ``k`` examples (and its count).
     """
-    import torch
-
     if k < 1:
         raise ConfigError(f"--shots must be at least 1 (got {k})")
     labels = torch.as_tensor(labels, dtype=torch.long)
@@ -53,12 +56,6 @@ def run_fewshot(train_x, train_y, test_x, test_y, classes: list[str], k: int, se
     seeds; ``stderr`` holds top-1's standard error over the test images (each image scored by
     the share of seeds that classify it right, ``share_right``), which the seeds' std does not
     cover; ``votes`` counts, per test image and class, the seeds that chose that class."""
-    import torch
-
-    from sc_eval.probe.linear import fit_logreg
-    from sc_eval.metrics.stderr import mean_stderr
-    from sc_eval.probe.metrics import classification_metrics, mean_std
-
     train_x = torch.as_tensor(train_x, dtype=torch.float32)
     train_y = torch.as_tensor(train_y, dtype=torch.long)
     per_seed, right = [], torch.zeros(len(test_y))

@@ -1,7 +1,9 @@
-"""The demo pipeline behind `sc-eval demo` (see sc_eval/commands/demo.py).
+"""The demo pipeline behind `sc-eval demo` (its flags: sc_eval/demo/command.py).
 
 Every stage is a normal sc-eval command run in-process with its own --output-dir, so what the
 demo does is exactly what a user would type; each stage's `.done` marker records that command line.
+No pretrained language model is at hand on the demo's machine, so the ClipCap and LLaVA stages
+are given tiny LMs trained on the world's text (``tiny_lm``) with ``--lm`` / ``--llm``.
 """
 from __future__ import annotations
 
@@ -10,9 +12,13 @@ import logging
 import time
 from pathlib import Path
 
+from sc_eval import cli
+from sc_eval.demo import tiny_lm
 from sc_eval.errors import ConfigError, ScEvalError
 from sc_eval.io import atomic_write_text
-from sc_eval.rundir import lock_run_dir
+from sc_eval.report.build import build_report
+from sc_eval.runtime.rundir import lock_run_dir
+from sc_eval.world.build import ensure_world
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +44,16 @@ QUICK = {
 }
 
 
-def _stage(name: str, out: Path, argv: list[str]) -> Path:
+def _stage(name: str, out: Path, argv: list[str], more=None) -> Path:
     """Run one sc-eval command into out/name unless it already finished with the same command.
 
     The `.done` marker records the command line; a finished stage asked to run with other
     settings (another budget, say) is an error rather than a silent reuse of the old numbers.
+    ``more()``: flags added when the stage runs but not recorded with its settings (the tiny LM's
+    folder, which the world and the seed in ``argv`` determine), so they are made only then.
     """
-    from sc_eval.cli import main
-
     run_dir = out / name
     done = run_dir / ".done"
-    full = [*argv, "--output-dir", str(run_dir)]
     if done.exists():
         before = _done_argv(done)  # recorded without --output-dir: a moved demo stays reusable
         if before is not None and before != argv:
@@ -58,9 +63,10 @@ def _stage(name: str, out: Path, argv: list[str]) -> Path:
                 "use another --output-dir, or delete that stage's directory to redo it")
         log.info("demo: %s already finished, reusing %s", name, run_dir)
         return run_dir
+    full = [*argv, *(more() if more is not None else []), "--output-dir", str(run_dir)]
     log.info("demo: %s: sc-eval %s", name, " ".join(full))
     t0 = time.time()
-    rc = main(full)
+    rc = cli.main(full)
     if rc != 0:
         raise ScEvalError(f"demo stage {name} failed (exit {rc}); see {run_dir / 'log.txt'}; "
                           "rerun `sc-eval demo` to resume from there")
@@ -96,10 +102,16 @@ def _budget(args) -> dict:
     return budget
 
 
-def run_demo(args) -> int:
-    from sc_eval.report import build_report
-    from sc_eval.world import ensure_world
+def _tiny_lm_flags(command: str, world: Path, seed: int):
+    """A function giving the flag that names ``command``'s tiny LM, trained on the world's text on
+    first use (about a minute) and cached beside it: ClipCap's GPT-2 (``--lm``, seed 0 whatever
+    --seed is), LLaVA's Llama (``--llm``, --seed)."""
+    if command == "caption":
+        return lambda: ["--lm", str(tiny_lm.ensure_tiny_lm("gpt2", world, 0))]
+    return lambda: ["--llm", str(tiny_lm.ensure_tiny_lm("llama", world, seed))]
 
+
+def run_demo(args) -> int:
     out = Path(args.output_dir or "runs/demo")
     lock_run_dir(out)  # one demo at a time in a folder; each stage also locks its own directory
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
@@ -136,9 +148,11 @@ def run_demo(args) -> int:
             continue
         for enc, spec in specs.items():
             argv = [command, "--encoder", spec, *budget[stage], *common]
+            more = None
             if command in ("caption", "llava"):
                 argv += ["--data-root", str(world)]
-            run_dir = _stage(f"{stage}-{enc}", out, argv)
+                more = _tiny_lm_flags(command, world, args.seed)
+            run_dir = _stage(f"{stage}-{enc}", out, argv, more)
             eval_dirs.append(run_dir)
             labels[str(run_dir)] = enc
 
