@@ -54,7 +54,7 @@ bench: $(STAMP)
 	$(OFFLINE) $(PY) benchmarks/caption_decode.py
 	$(OFFLINE) $(PY) benchmarks/llava_generate.py
 
-# Every command at real size with random weights on one GPU (about 6 minutes): one JSON object
+# Every command at real size with random weights on one GPU (about 7 minutes on an H200): one JSON object
 # (benchmarks/gpu_check.py; ARGS="--tiny" runs its CPU form).
 .PHONY: gpu-check
 gpu-check: $(STAMP)

@@ -1,5 +1,5 @@
 """`make gpu-check`: every sc-eval command at the sizes users run, with random weights, on one GPU
-in about six minutes. Prints ONE JSON object on stdout; progress goes to stderr.
+in about seven minutes on an H200 (its budget: six). Prints ONE JSON object on stdout; progress goes to stderr.
 
 Stages (a stage that fails is recorded as ``{"error": ...}`` and the others still run):
 
