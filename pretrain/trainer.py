@@ -93,7 +93,7 @@ def _check_args(args, world: int):
     if args.batch_size <= 0 or args.batch_size % per:
         raise ConfigError(f"--batch-size {args.batch_size} must be a positive multiple of processes x "
                           f"--grad-accum = {world} x {args.grad_accum}")
-    check_precision(args.precision, args.device)
+    check_precision(args.precision, args.device, training=True)
 
 
 def _prepare_run_dir(args, is_main: bool) -> RunDir:

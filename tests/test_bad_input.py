@@ -124,6 +124,11 @@ def setup(kind: str, tmp: Path, encoder_template: Path) -> dict:
         return {"adapter": a}
     if kind == "llava_adapter":
         return {"adapter": _llava_adapter(tmp / "adapter")}
+    if kind == "llava_adapter_deep_layer":
+        a = _llava_adapter(tmp / "adapter")
+        cfg = json.loads((a / "config.json").read_text())
+        (a / "config.json").write_text(json.dumps({**cfg, "select_layer": -9}))
+        return {"adapter": a}
     if kind == "clipcap_adapter":
         return {"adapter": _clipcap_adapter(tmp / "adapter")}
     if kind == "clipcap_adapter_cut_mapper":
@@ -238,6 +243,11 @@ CASES = [
      ["llava", "--encoder", MICRO, "--adapter", "{adapter}"], ["lora/ is missing"]),
     ("llava-adapter-bad-json", "llava_adapter_bad_json",
      ["llava", "--encoder", MICRO, "--adapter", "{adapter}"], ["config.json", "not valid JSON"]),
+    ("llava-select-layer-beyond-depth", None,
+     ["llava", "--encoder", MICRO, "--llm", "random:llama-tiny", "--select-layer", "4"],
+     ["--select-layer 4", "out of range", "2 blocks"]),
+    ("llava-adapter-layer-beyond-depth", "llava_adapter_deep_layer",
+     ["llava", "--encoder", MICRO, "--adapter", "{adapter}"], ["select_layer", "config.json", "-9", "2 blocks"]),
     ("llava-given-clipcap-adapter", "clipcap_adapter",
      ["llava", "--encoder", MICRO, "--adapter", "{adapter}"], ["{adapter}", "ClipCap", "sc-eval caption"]),
     ("caption-given-llava-adapter", "llava_adapter",

@@ -421,8 +421,12 @@ def test_mmbench_dev_counts_a_question_only_when_every_rotated_copy_is_right(tmp
     answers = {"0": "C", "1000000": "B", "2000000": "B",
                "1": "4", "1000001": "4", "2000001": "4", "3000001": "4", "2": "A", "1000002": "B"}
     # rows right: 8 of 9 -> accuracy 800/9; questions right: 1 and 2 of 0, 1, 2 -> 200/3
-    m = run("mmbench_en_dev", root, answers, tmp_path)["metrics"]
+    entry = run("mmbench_en_dev", root, answers, tmp_path)
+    m = entry["metrics"]
     assert m == pytest.approx({"circular_accuracy": 200 / 3, "accuracy": 800 / 9})
+    # standard errors: questions right 0, 1, 1 -> stdev sqrt(1/3) / sqrt(3) = 1/3; rows clustered by
+    # question (sums 2 of 3, 4 of 4, 2 of 2; residuals -2/3, 4/9, 2/9): sqrt(3/2 x 56/81) / 9
+    assert entry["stderr"] == pytest.approx({"circular_accuracy": 100 / 3, "accuracy": 100 * (84 / 81) ** 0.5 / 9})
     # the same from a LLaVA answer file (question_id = the TSV's index) through `sc-eval score`
     f = tmp_path / "answers.jsonl"
     write_jsonl(f, [{"question_id": int(k), "text": v} for k, v in answers.items()])
@@ -462,6 +466,10 @@ def test_mmbench_circular_eval(tmp_path, capsys):
     assert m["circular_accuracy"] == pytest.approx(200 / 3)
     assert m["accuracy"] == pytest.approx(100.0)  # unrotated passes only
     assert m["pass_accuracy"] == pytest.approx(800 / 9)
+    # questions 0, 1, 2 right 1, 1, 0 -> 100/3; first passes all right -> 0; every pass clustered
+    # by question (sums 3 of 3, 4 of 4, 1 of 2; residuals 1/3, 4/9, -7/9): sqrt(3/2 x 74/81) / 9
+    assert entry["stderr"] == pytest.approx({"circular_accuracy": 100 / 3, "accuracy": 0.0,
+                                             "pass_accuracy": 100 * (111 / 81) ** 0.5 / 9})
     # LLaVA --all-rounds answers: question_id + round_id
     f = tmp_path / "answers.jsonl"
     write_jsonl(f, [{"question_id": int(k.split("/")[0]), "round_id": int(k.split("/")[1]), "text": v}

@@ -167,6 +167,45 @@ def test_pope_standard_errors_resample_images_across_the_splits():
     assert pope_stderr([("random", f"img{i}", "no", g) for i, g in enumerate(labels)])["f1"] == 0.0
 
 
+def test_pope_lmms_standard_errors_are_binomial_on_independent_images():
+    from sc_eval.metrics.pope import pope_lmms_stderr
+
+    # 400 images, a question each, "yes" said to all: accuracy = precision = the 75% of "yes"
+    # labels, a binomial proportion with standard error sqrt(p (1 - p) / n); recall is 100 on
+    # every resample
+    labels = ["yes"] * 300 + ["no"] * 100
+    se = pope_lmms_stderr([("random", f"img{i}", "yes", g) for i, g in enumerate(labels)])
+    binomial = 100 * (0.75 * 0.25 / 400) ** 0.5  # 2.165
+    assert se["accuracy_lmms"] == pytest.approx(binomial, rel=0.1)
+    assert se["precision_lmms"] == pytest.approx(binomial, rel=0.1)
+    assert se["recall_lmms"] == 0.0
+    # an answer that is neither "yes" nor "no" lowers accuracy only: half "maybe" on "yes" labels
+    # is accuracy 50 +- 2.5, precision and recall 100 on every resample
+    se = pope_lmms_stderr([("random", f"img{i}", "yes" if i % 2 else "maybe", "yes") for i in range(400)])
+    assert se["accuracy_lmms"] == pytest.approx(2.5, rel=0.1)
+    assert se["precision_lmms"] == se["recall_lmms"] == se["f1_lmms"] == 0.0
+    # the three splits ask the same question of the same image: pooled, one image's questions move
+    # together, so the error is that of the images, not three times as many questions
+    one = [("random", f"img{i}", "yes", g) for i, g in enumerate(labels)]
+    shared = one + [(split, im, p, g) for split in ("popular", "adversarial") for _, im, p, g in one]
+    assert pope_lmms_stderr(shared)["accuracy_lmms"] == pytest.approx(binomial, rel=0.1)
+
+
+def test_clustered_stderr_by_hand_and_without_clusters():
+    import statistics
+
+    from sc_eval.metrics.stderr import clustered_mean_stderr, mean_stderr
+
+    vals = [1, 0, 1, 1, 0, 0, 1, 1]
+    assert clustered_mean_stderr(vals, range(8)) == pytest.approx(mean_stderr(vals))
+    assert mean_stderr(vals) == pytest.approx(100 * statistics.stdev(vals) / 8 ** 0.5)
+    # rows 1,1,0 | 1,1,1,1 | 1,1 in three clusters: mean 8/9; cluster residuals -2/3, 4/9, 2/9;
+    # 3/2 x (36 + 16 + 4) / 81 = 84/81; sqrt(84/81) / 9 = 0.11315
+    got = clustered_mean_stderr([1, 1, 0, 1, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1, 1, 2, 2])
+    assert got == pytest.approx(100 * (84 / 81) ** 0.5 / 9)
+    assert clustered_mean_stderr([1, 0], ["a", "a"]) is None  # one cluster: no spread to measure
+
+
 def test_paired_p_value_is_the_sign_test_on_wins_and_losses():
     import math
 

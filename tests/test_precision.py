@@ -93,3 +93,24 @@ def test_fp16_on_a_cpu_is_refused_naming_the_flag(argv, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--precision fp16 needs a GPU" in err and "bf16" in err
     assert not (tmp_path / "r").exists()  # refused before anything was written
+
+
+def test_fp16_training_is_refused_off_cuda_and_fp16_evaluation_is_not():
+    from sc_eval.errors import ConfigError
+    from sc_eval.runtime.precision import check_precision, grad_scaler
+
+    check_precision("fp16", "mps")  # evaluation under float16 autocast runs on Apple GPUs
+    for refuse in (lambda: check_precision("fp16", "mps", training=True), lambda: grad_scaler("mps", "fp16")):
+        with pytest.raises(ConfigError, match="--precision fp16: training in float16 needs loss scaling") as e:
+            refuse()
+        assert "bf16" in str(e.value)
+    assert not grad_scaler("cpu", "bf16").is_enabled()  # bf16 needs no loss scaling
+
+
+def test_llava_full_fine_tuning_in_fp16_is_refused_naming_both_flags(tmp_path, capsys):
+    argv = ["llava", "--encoder", "random:sc-vit-micro", "--llm", "random:llama-tiny", "--lora-r", "0",
+            "--precision", "fp16", "--output-dir", str(tmp_path / "r")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--lora-r 0" in err and "--precision fp16" in err and "bf16" in err
+    assert not (tmp_path / "r").exists()

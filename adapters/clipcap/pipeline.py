@@ -127,7 +127,7 @@ def _train(args, rd, data_root, encoder, device, recipe, lm_dir):
 
 def run_caption(args) -> int:
     device = dist.resolve_device(args.device)
-    check_precision(args.precision, device)
+    check_precision(args.precision, device, training=not args.adapter)
     dist.init_distributed(device)
     dist.seed_everything(args.seed)
     if args.beam is not None and args.beam < 1:

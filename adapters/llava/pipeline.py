@@ -96,8 +96,11 @@ def train(args, encoder, root: Path, run, device: str):
 
 
 def run_llava(args) -> int:
+    if not args.adapter and args.lora_r == 0 and args.precision == "fp16":
+        raise ConfigError("--lora-r 0 (full fine-tuning) with --precision fp16 would train the LLM's own float16 "
+                          "weights, which fp16 loss scaling cannot unscale; use --precision bf16, or LoRA (--lora-r 128)")
     device = resolve_device(args.device)
-    check_precision(args.precision, device)
+    check_precision(args.precision, device, training=not args.adapter)
     init_distributed(device)
     seed_everything(args.seed)
     tasks = tasks_api.resolve(args.tasks, args.include_tasks, adapter_kind="generate")  # fail on a bad name before any work
@@ -105,17 +108,23 @@ def run_llava(args) -> int:
         raise ConfigError("--llm not given: training needs the LLM, --llm DIR (a local causal LM written by "
                           "save_pretrained, e.g. vicuna-7b-v1.5), or --llm random:vicuna-7b for its architecture "
                           "with random weights (`sc-eval ls models`); to evaluate a trained adapter pass --adapter DIR")
-    if args.adapter:  # a damaged or foreign adapter directory is refused before anything is built
-
-        check_adapter(args.adapter)
+    adapter_cfg = check_adapter(args.adapter) if args.adapter else None  # damaged or foreign: refused first
+    # The tower is small beside the LLM; loaded first, a block index it lacks is refused before the
+    # run directory is touched or the LLM loaded (or the adapter's own).
+    encoder = load_encoder(args.encoder, device=device)
+    if adapter_cfg is None:
+        encoder.check_layer(args.select_layer, flag="--select-layer")
+    else:
+        encoder.check_layer(adapter_cfg.get("select_layer", -2),
+                            flag=f"select_layer in {Path(args.adapter) / 'config.json'}")
     run_dir = RunDir.create(args.output_dir, "llava", args, main_process=is_main())
+    log.info("encoder %s: %s", args.encoder, encoder.describe())
     if args.data_root:
         root = Path(args.data_root)
     else:
         root = ensure_world()
     group = tasks_api.names_a_group(args.tasks, args.include_tasks)
     docs = preload_docs(tasks, root, skip_missing_data=group)
-    encoder = load_encoder(args.encoder, device=device)
     info = {"encoder": args.encoder}
     if args.adapter:
         model = load_adapter(args.adapter, encoder, device=device, precision=args.precision, llm_path=args.llm)

@@ -33,7 +33,7 @@ from sc_eval.io import (AppendLog, atomic_save_safetensors, atomic_torch_save, a
                         read_json)
 from sc_eval.runtime import dist
 from sc_eval.runtime.meter import Meter
-from sc_eval.runtime.precision import autocast
+from sc_eval.runtime.precision import autocast, grad_scaler
 from sc_eval.runtime.schedules import warmup_cosine
 from sc_eval.runtime.seeding import epoch_order
 
@@ -110,25 +110,27 @@ def load_trainable(model, path) -> None:
                 params[n].copy_(t)
 
 
-def _save(stage_dir: Path, step: int, model, opt, sched) -> None:
+def _save(stage_dir: Path, step: int, model, opt, sched, scaler=None) -> None:
     final = stage_dir / f"step_{step}"
     tmp = stage_dir / f".step_{step}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     atomic_save_safetensors(tmp / "trainable.safetensors", trainable_state(model))
-    atomic_torch_save(tmp / "state.pt", {"step": step, "optimizer": opt.state_dict(),
-                                         "scheduler": sched.state_dict(), "rng": torch.get_rng_state()})
+    state = {"step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": torch.get_rng_state()}
+    if scaler is not None and scaler.is_enabled():  # fp16 on CUDA: the loss scale resumes where it was
+        state["scaler"] = scaler.state_dict()
+    atomic_torch_save(tmp / "state.pt", state)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
     atomic_write_text(stage_dir / "latest", f"step_{step}\n")
 
 
-def _save_main(stage_dir: Path, step: int, model, opt, sched) -> None:
+def _save_main(stage_dir: Path, step: int, model, opt, sched, scaler=None) -> None:
     """Rank 0 writes (all ranks hold the same weights); the others wait for it."""
     if dist.is_main():
-        _save(stage_dir, step, model, opt, sched)
+        _save(stage_dir, step, model, opt, sched, scaler)
     dist.barrier()
 
 
@@ -161,6 +163,7 @@ def train_stage(model, data, cfg: StageConfig, ckpt_root, device: str = "cpu", p
     opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
     # warm-up over ceil(ratio * steps) steps, then cosine to 0
     sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(math.ceil(cfg.warmup_ratio * cfg.steps), cfg.steps))
+    scaler = grad_scaler(device, cfg.precision)  # fp16 on CUDA scales the loss; a pass-through otherwise
     start = 0
     if last is not None:
         load_trainable(model, last / "trainable.safetensors")
@@ -168,6 +171,8 @@ def train_stage(model, data, cfg: StageConfig, ckpt_root, device: str = "cpu", p
         opt.load_state_dict(st["optimizer"])
         sched.load_state_dict(st["scheduler"])
         torch.set_rng_state(st["rng"])
+        if "scaler" in st and scaler.is_enabled():
+            scaler.load_state_dict(st["scaler"])
         start = int(st["step"])
         log.info("%s: resuming from %s", cfg.name, last.name)
     if cfg.grad_checkpointing and hasattr(model.llm, "gradient_checkpointing_enable"):
@@ -207,10 +212,11 @@ def train_stage(model, data, cfg: StageConfig, ckpt_root, device: str = "cpu", p
                     loss = step_fn(ids, pixels, labels, reduction="sum") / n_tok
                 if not torch.isfinite(loss):
                     raise RuntimeError(f"{cfg.name}: loss is {loss.item()} at step {step}; lower the learning rate")
-                loss.backward()
+                scaler.scale(loss).backward()
                 loss_sum += loss.item()
             loss = torch.tensor(loss_sum)
-            opt.step()
+            scaler.step(opt)  # skipped by the scaler when fp16 gradients overflowed
+            scaler.update()
             sched.step()
             meter.step(sum(_n_tokens(data[i], image_tokens) for i in everyone))
             window.append(loss.item())
@@ -225,14 +231,14 @@ def train_stage(model, data, cfg: StageConfig, ckpt_root, device: str = "cpu", p
                          cfg.steps, rec["loss"], rec["lr"], rec["tokens_per_s"], rec["peak_memory_mb"])
                 t0, window = time.time(), []
             if cfg.save_every and n % cfg.save_every == 0 and n < cfg.steps:
-                _save_main(stage_dir, n, model, opt, sched)
+                _save_main(stage_dir, n, model, opt, sched, scaler)
             if bar:
                 bar.update(1)
     if bar:
         bar.close()
     if cfg.grad_checkpointing and hasattr(model.llm, "gradient_checkpointing_disable"):
         model.llm.gradient_checkpointing_disable()
-    _save_main(stage_dir, cfg.steps, model, opt, sched)
+    _save_main(stage_dir, cfg.steps, model, opt, sched, scaler)
     summary = {"stage": cfg.name, "steps": cfg.steps, "config": asdict(cfg),
                "first_loss": losses[0] if losses else None,
                "final_loss": sum(losses[-10:]) / len(losses[-10:]) if losses else None,

@@ -173,9 +173,23 @@ class Encoder(nn.Module):
         return self._pooled(self._prepare(x))
 
     def forward_tokens(self, x: torch.Tensor, layer: int = -2) -> torch.Tensor:
-        if not isinstance(layer, int):
-            raise ConfigError(f"{self.spec}: layer must be an int block index, got {layer!r}")
+        self.check_layer(layer)
         return self._tokens(self._prepare(x), layer)
+
+    @property
+    def depth(self) -> int | None:
+        """How many transformer blocks ``forward_tokens`` indexes (None where the tower hides them)."""
+        return _num_blocks(self.model)
+
+    def check_layer(self, layer, flag: str = "layer") -> None:
+        """Refuse a block index this tower does not have, naming ``flag`` (e.g. ``--select-layer``),
+        so that a command fails before it loads anything large rather than at its first image."""
+        if isinstance(layer, bool) or not isinstance(layer, int):
+            raise ConfigError(f"{self.spec}: {flag} must be an int block index, got {layer!r}")
+        depth = self.depth
+        if depth is not None and not -depth <= layer < depth:
+            raise ConfigError(f"{self.spec}: {flag} {layer} is out of range: this tower has {depth} blocks, "
+                              f"so pass an index from {-depth} to {depth - 1} (-2, the penultimate block, is LLaVA's)")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_pooled(x)
@@ -191,13 +205,10 @@ class Encoder(nn.Module):
     def _pooled(self, x):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _check_layer(self, layer: int, what: str) -> None:
-        """Tokens come from forward_intermediates; `layer` must index an existing block."""
+    def _check_intermediates(self, what: str) -> None:
+        """Tokens come from forward_intermediates."""
         if not hasattr(self.model, "forward_intermediates"):
             raise ConfigError(f"{self.spec}: this {what} has no forward_intermediates; tokens are unavailable")
-        depth = _num_blocks(self.model)
-        if depth is not None and not -depth <= layer < depth:
-            raise ConfigError(f"{self.spec}: layer {layer} out of range for {depth} blocks")
 
     def _tokens(self, x, layer):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -210,7 +221,7 @@ class TimmEncoder(Encoder):
         return self.model(x)
 
     def _tokens(self, x, layer):
-        self._check_layer(layer, "timm model")
+        self._check_intermediates("timm model")
         try:
             out = self.model.forward_intermediates(x, indices=[layer], intermediates_only=True, output_fmt="NLC")
         except TypeError:  # CNN-style models only speak NCHW
@@ -228,7 +239,7 @@ class OpenClipEncoder(Encoder):
         return self.model(x)
 
     def _tokens(self, x, layer):
-        self._check_layer(layer, "open_clip tower")
+        self._check_intermediates("open_clip tower")
         out = self.model.forward_intermediates(x, indices=[layer], intermediates_only=True, output_fmt="NLC")
         return out["image_intermediates"][0]
 
@@ -239,10 +250,11 @@ class HFClipEncoder(Encoder):
     def _pooled(self, x):
         return self.model(pixel_values=x).pooler_output
 
+    @property
+    def depth(self) -> int:
+        return int(self.model.config.num_hidden_layers)
+
     def _tokens(self, x, layer):
-        depth = self.model.config.num_hidden_layers
-        if not -depth <= layer < depth:
-            raise ConfigError(f"{self.spec}: layer {layer} out of range for {depth} blocks")
         hidden = self.model(pixel_values=x, output_hidden_states=True).hidden_states
         # hidden_states[0] is the embedding output, so block i's output is hidden_states[i + 1].
         idx = layer if layer < 0 else layer + 1

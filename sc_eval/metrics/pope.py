@@ -167,6 +167,42 @@ def pope_stderr(questions: Sequence[tuple[str, Hashable, str, str]], iters: int 
     return {"f1": float(f1.std(ddof=1)), "accuracy": float(acc.std(ddof=1))}
 
 
+def pope_lmms_stderr(questions: Sequence[tuple[str, Hashable, str, str]], iters: int = 2000,
+                     seed: int = 0) -> dict[str, float]:
+    """Standard errors of lmms-eval's pooled ``accuracy_lmms``, ``precision_lmms``,
+    ``recall_lmms`` and ``f1_lmms``, in percent, from ``(split, image, prediction, label)``.
+
+    Bootstrapped over images as :func:`pope_stderr` is (an image's questions recur across the
+    splits), with lmms-eval's strict parse: each resample pools every question of the images
+    drawn into one confusion table, where an answer other than "yes"/"no" counts in accuracy's
+    denominator only. An undefined ratio in a resample is 0, as in the metric itself.
+    """
+    if not questions:
+        raise DataError("POPE scoring: no predictions to score")
+    images = {im: i for i, im in enumerate(dict.fromkeys(q[1] for q in questions))}
+    counts = np.zeros((len(images), 5))  # tp, fp, fn, tn, neither yes nor no
+    for k, (_, image, pred, label) in enumerate(questions):
+        said, gold = pope_parse_lmms(pred), _label(label, k)
+        cell = 4 if said is None else (0 if gold else 1) if said == "yes" else (2 if gold else 3)
+        counts[images[image], cell] += 1
+    rng = np.random.default_rng(seed)
+    n = len(images)
+    out = {name: np.zeros(iters) for name in LMMS_METRICS}
+    for start in range(0, iters, 500):
+        w = rng.multinomial(n, np.full(n, 1.0 / n), size=min(500, iters - start))
+        c = w @ counts  # [draws, 5]
+        tp, fp, fn, tn = c[:, 0], c[:, 1], c[:, 2], c[:, 3]
+        precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 0.0)
+        recall = np.where(tp + fn > 0, tp / np.maximum(tp + fn, 1), 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-12), 0.0)
+        sl = slice(start, start + len(w))
+        out["accuracy_lmms"][sl] = 100.0 * (tp + tn) / c.sum(1)
+        out["precision_lmms"][sl] = 100.0 * precision
+        out["recall_lmms"][sl] = 100.0 * recall
+        out["f1_lmms"][sl] = 100.0 * f1
+    return {name: float(v.std(ddof=1)) for name, v in out.items()}
+
+
 def pope_paired(questions_a, questions_b, iters: int = 2000, seed: int = 0) -> dict[str, tuple]:
     """Run A against run B on the same POPE questions: {"f1" | "accuracy": (A - B, its standard
     error, two-sided p-value)}, in points.

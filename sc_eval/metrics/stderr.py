@@ -25,6 +25,31 @@ def mean_stderr(values, scale: float = 100.0) -> float | None:
     return scale * math.sqrt(var / n)
 
 
+def clustered_mean_stderr(values, clusters, scale: float = 100.0) -> float | None:
+    """Standard error of the mean of ``values`` when rows of one cluster are not independent draws
+    (MMBench's rotated copies of one question): the cluster-robust estimate, ``scale`` x
+    sqrt(G / (G - 1) x sum over clusters of (cluster sum - its size x mean)^2) / n, over G
+    clusters. With every row its own cluster it is :func:`mean_stderr`. None for fewer than two
+    clusters."""
+    vals = [float(v) for v in values]
+    keys = list(clusters)
+    if len(keys) != len(vals):
+        raise ValueError("clustered_mean_stderr: one cluster key per value")
+    if not vals or not all(math.isfinite(v) for v in vals):
+        return None
+    sums: dict = {}
+    sizes: dict = {}
+    for k, v in zip(keys, vals):
+        sums[k] = sums.get(k, 0.0) + v
+        sizes[k] = sizes.get(k, 0) + 1
+    g, n = len(sums), len(vals)
+    if g < 2:
+        return None
+    mean = sum(vals) / n
+    spread = sum((sums[k] - sizes[k] * mean) ** 2 for k in sums)
+    return scale * math.sqrt(g / (g - 1) * spread) / n
+
+
 def paired_p_value(diffs, iters: int = 20000, seed: int = 0) -> float:
     """Two-sided p-value that paired differences (one per question, run A minus run B) have mean
     zero, by the sign-flip permutation test: under "no difference" each question's difference is

@@ -9,7 +9,9 @@ instead of a run that silently stays in float32:
 
 - fp16 needs a GPU: torch's CPU autocast has no fast float16 path, and without loss scaling
   float16 gradients underflow (bf16 has float32's range and works on CPUs, AMX ones fast);
-- bf16 on a CUDA GPU that cannot compute in bfloat16 (before Ampere) is refused too.
+- bf16 on a CUDA GPU that cannot compute in bfloat16 (before Ampere) is refused too;
+- training in fp16 needs loss scaling (:func:`grad_scaler`), which runs on CUDA: fp16 training
+  elsewhere (Apple's MPS) is refused, while fp16 evaluation there is allowed.
 """
 from __future__ import annotations
 
@@ -24,14 +26,18 @@ def _device_type(device) -> str:
     return str(device).split(":")[0]
 
 
-def check_precision(precision: str, device) -> None:
-    """ConfigError naming ``--precision`` when ``device`` cannot compute in ``precision``."""
+def check_precision(precision: str, device, training: bool = False) -> None:
+    """ConfigError naming ``--precision`` when ``device`` cannot compute in ``precision`` (or,
+    with ``training``, cannot train in it)."""
     if precision not in PRECISIONS:
         raise ConfigError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     dev = _device_type(device)
     if precision == "fp16" and dev == "cpu":
         raise ConfigError("--precision fp16 needs a GPU (float16 autocast has no fast CPU path and its "
                           "gradients underflow without loss scaling); use --precision bf16 or fp32 on the CPU")
+    if precision == "fp16" and training and dev != "cuda":
+        raise ConfigError(f"--precision fp16: training in float16 needs loss scaling, which sc-eval runs on CUDA "
+                          f"only; on {dev} train with --precision bf16 or fp32 (fp16 evaluation is fine there)")
     if precision == "bf16" and dev == "cuda":
         import torch
 
@@ -65,7 +71,10 @@ def autocast(device, precision: str):
 
 
 def grad_scaler(device, precision: str):
-    """Loss scaling for fp16 training on CUDA (a disabled scaler otherwise: its calls pass through)."""
+    """Loss scaling for fp16 training on CUDA (a disabled scaler otherwise: its calls pass through);
+    fp16 training on any other device is refused."""
     import torch
+
+    check_precision(precision, device, training=True)
 
     return torch.amp.GradScaler("cuda", enabled=precision == "fp16" and _device_type(device) == "cuda")

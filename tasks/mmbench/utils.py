@@ -32,6 +32,7 @@ from sc_eval.data.images import embedded_images_dir, materialize
 from sc_eval.errors import DataError
 from sc_eval.io import atomic_write_json, iter_jsonl
 from sc_eval.metrics.choice import circular_accuracy, circular_rotations, mmbench_correct
+from sc_eval.metrics.stderr import clustered_mean_stderr, mean_stderr
 from sc_eval.tasks.mmbench.xlsx import write_xlsx
 
 log = logging.getLogger(__name__)
@@ -187,8 +188,19 @@ def aggregate(records: list[dict]) -> dict:
         log.warning("MMBench: none of the %d rows scored is a rotated copy (index >= 1,000,000), so "
                     "circular_accuracy is single-pass; the official TSVs hold the copies, and "
                     "mmbench_en_dev_circular makes them for a TSV that lacks them", len(records))
-    return {"circular_accuracy": circular_accuracy(groups),
-            "accuracy": 100.0 * sum(r["scores"]["accuracy"] for r in records) / len(records)}
+    rows = [r for r in records if int(r["doc_id"]) % COPY_OFFSET in groups]
+    metrics = {"circular_accuracy": circular_accuracy(groups),
+               "accuracy": 100.0 * sum(r["scores"]["accuracy"] for r in records) / len(records)}
+    return metrics, _stderr(groups, [r["scores"]["accuracy"] for r in rows],
+                            [int(r["doc_id"]) % COPY_OFFSET for r in rows], row_metric="accuracy")
+
+
+def _stderr(groups: dict, row_scores: list, row_groups: list, row_metric: str) -> dict:
+    """``circular_accuracy``'s standard error over its questions (each right or wrong as a whole),
+    and the row mean's clustered by question: a question's rotated copies are not independent."""
+    out = {"circular_accuracy": mean_stderr([1.0 if g and all(g) else 0.0 for g in groups.values()]),
+           row_metric: clustered_mean_stderr(row_scores, row_groups)}
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def aggregate_circular(records: list[dict]) -> dict:
@@ -205,7 +217,12 @@ def aggregate_circular(records: list[dict]) -> dict:
     if first:
         out["accuracy"] = 100.0 * sum(first) / len(first)
     out["pass_accuracy"] = 100.0 * sum(r["scores"]["accuracy"] for r in records) / len(records)
-    return out
+    stderr = _stderr(groups, [r["scores"]["accuracy"] for r in records],
+                     [str(r["doc_id"]).partition("/")[0] for r in records], row_metric="pass_accuracy")
+    first_se = mean_stderr(first)
+    if first_se is not None:
+        stderr["accuracy"] = first_se
+    return out, stderr
 
 
 # ---- scoring files and the server submission ---------------------------------------------------

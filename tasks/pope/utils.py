@@ -24,7 +24,8 @@ from sc_eval.data import lmms
 from sc_eval.data.formats import read_pope
 from sc_eval.errors import DataError
 from sc_eval.io import iter_jsonl, read_json
-from sc_eval.metrics.pope import pope_metrics, pope_metrics_lmms, pope_paired, pope_parse, pope_stderr, pope_summary
+from sc_eval.metrics.pope import (pope_lmms_stderr, pope_metrics, pope_metrics_lmms, pope_paired, pope_parse,
+                                  pope_stderr, pope_summary)
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def _split_of(doc_id: str) -> str:
 def aggregate(records: list[dict]) -> tuple[dict, dict]:
     """Per split accuracy/precision/recall/f1/yes_ratio (``random_f1``...) and the split means,
     with the standard errors of the means ``f1`` and ``accuracy`` (bootstrapped over images);
-    then lmms-eval's ``accuracy_lmms`` ... ``f1_lmms`` over all records pooled.
+    then lmms-eval's ``accuracy_lmms`` ... ``f1_lmms`` over all records pooled, with theirs.
 
     Each split is scored on its own, as LLaVA's eval_pope.py does; ``f1`` is the mean of the
     splits' F1, the number LLaVA reports as POPE.
@@ -122,7 +123,8 @@ def aggregate(records: list[dict]) -> tuple[dict, dict]:
     order = [s for s in SPLITS if s in by_split] + sorted(s for s in by_split if s not in SPLITS)
     per_split = {s: pope_metrics(*by_split[s]) for s in order}
     pooled = pope_metrics_lmms([r["prediction"] for r in records], [r["targets"] for r in records])
-    return {**pope_summary(per_split), **pooled}, pope_stderr(_questions(records))
+    questions = _questions(records)
+    return {**pope_summary(per_split), **pooled}, {**pope_stderr(questions), **pope_lmms_stderr(questions)}
 
 
 def _questions(records: list[dict]) -> list[tuple]:
