@@ -44,6 +44,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -61,7 +62,7 @@ GPU = dict(
     caption=dict(encoder="random:vit-b-16", lm="random:gpt2", recipe="reference", steps=60, batch=40, limit=128,
                  decode_batch=32, beam=5, max_new_tokens=None, timeout=240),
     llava=dict(encoder="random:vit-b-16", llm="random:vicuna-7b", lora_r=128, lora_alpha=256, batch=16,
-               stage1_steps=4, stage2_steps=8, questions=32, new_tokens=32, eval_batch=16, timeout=420),
+               stage1_steps=4, stage2_steps=8, questions=32, new_tokens=16, eval_batch=16, timeout=420),
     probe=dict(encoder="random:vit-b-16", epochs=20, shots=10, timeout=180),
     zeroshot=dict(encoder="random:vit-b-16", steps=100, batch=128, timeout=180),
 )
@@ -107,16 +108,31 @@ class Check:
         self.skipped: list[str] = []
         self.results: dict = {}
         self._world = None
+        self._world_lock = threading.Lock()
 
     # -- helpers ---------------------------------------------------------------------------
     def world(self) -> Path:
-        if self._world is None:
-            from sc_eval.world.build import ensure_world, write_world
+        with self._world_lock:  # the prefetch thread may be writing it: wait for that
+            if self._world is None:
+                from sc_eval.world.build import ensure_world, write_world
 
-            progress("embedded world ...")
-            self._world = (write_world(self.work / "world", seed=0, **TINY_WORLD) if self.args.tiny
-                           else Path(ensure_world()))
-        return self._world
+                progress("embedded world ...")
+                self._world = (write_world(self.work / "world", seed=0, **TINY_WORLD) if self.args.tiny
+                               else Path(ensure_world()))
+            return self._world
+
+    def prefetch_world(self) -> threading.Thread:
+        """Write the world (CPU) while the step stage runs on the GPU in its own process. A
+        failure here is not lost: the first stage that needs the world tries again and records it."""
+        def build():
+            try:
+                self.world()
+            except Exception:  # noqa: BLE001 - met again, and recorded, by the stage that needs it
+                pass
+
+        t = threading.Thread(target=build, name="world", daemon=True)
+        t.start()
+        return t
 
     def sc_eval(self, name: str, argv: list[str], timeout: float) -> float:
         """Run `sc-eval ARGV` in its own process (its log in the work folder); returns wall seconds."""
@@ -338,7 +354,14 @@ def main(argv=None) -> int:
     out = {"check": "sc-eval gpu-check", "tiny": args.tiny, "device": _device_name(check.device),
            "precision": check.precision, "versions": _versions(), "java": shutil.which("java") is not None,
            "work_dir": str(check.work) if args.work_dir else None, "budget_s": check.cfg["budget_s"]}
+    # The step stage needs no world: the world is written meanwhile, and finished before any
+    # other stage starts (so it never competes with the pretraining loader's processes).
+    prefetch = (check.prefetch_world() if stages[:1] == ["step"] and
+                set(stages) & {"caption", "llava", "probe", "zeroshot"} else None)
     for name in stages:
+        if prefetch is not None and name != "step":
+            prefetch.join()
+            prefetch = None
         t0 = time.perf_counter()
         try:
             check.results[name] = getattr(check, name)()
