@@ -14,7 +14,9 @@ that makes the host wait for the device is counted up to the first checkpoint sa
 should be about steps / log-every.
 
 Prints ONE JSON object: ``step_images_per_s``, ``<mode>_images_per_s``,
-``<mode>_over_step`` and ``<mode>_syncs``.
+``<mode>_over_step``, ``<mode>_data_wait`` (the share of the trainer's time spent waiting for
+the loader's next batch, from metrics.jsonl: near 0 when the loader keeps up) and
+``<mode>_syncs``.
 
     python benchmarks/pretrain_e2e.py --device cuda --model vit-b-16 --precision bf16 \\
         --batch-size 256 --workers 14 --steps 40 --skip 20 --decode cpu,gpu
@@ -76,8 +78,9 @@ def step_alone(args) -> float:
     return args.batch_size * n / (time.perf_counter() - t0)
 
 
-def end_to_end(args, data: str, decode: str, out: Path) -> tuple[float, int | None]:
-    """(images/s over steps after --skip, host-device synchronisations before the first save)."""
+def end_to_end(args, data: str, decode: str, out: Path) -> tuple[float, float, int | None]:
+    """(images/s and the share of time waiting for data over steps after --skip, host-device
+    synchronisations before the first save)."""
     import torch
 
     from sc_eval.cli import main
@@ -118,7 +121,9 @@ def end_to_end(args, data: str, decode: str, out: Path) -> tuple[float, int | No
             windows[r["images_per_s"]] = windows.get(r["images_per_s"], 0) + 1
     total = sum(windows.values())
     rate = total / sum(n / v for v, n in windows.items()) if total else float("nan")
-    return rate, (syncs.get("n") if cuda else None)
+    waits = [r["data_wait"] for r in rows if r["step"] > args.skip]
+    wait = sum(waits) / len(waits) if waits else float("nan")
+    return rate, wait, (syncs.get("n") if cuda else None)
 
 
 def main(argv=None) -> int:
@@ -154,9 +159,10 @@ def main(argv=None) -> int:
                "compile": args.compile, "cpu_cores": os.cpu_count(), "shards_s": round(time.perf_counter() - t0, 1)}
         out["step_images_per_s"] = round(step_alone(args), 1)
         for mode in args.decode.split(","):
-            rate, syncs = end_to_end(args, data, mode, tmp / f"run-{mode}")
+            rate, wait, syncs = end_to_end(args, data, mode, tmp / f"run-{mode}")
             out[f"{mode}_images_per_s"] = round(rate, 1)
             out[f"{mode}_over_step"] = round(rate / out["step_images_per_s"], 3)
+            out[f"{mode}_data_wait"] = round(wait, 3)
             if syncs is not None:
                 out[f"{mode}_syncs"] = syncs
     finally:

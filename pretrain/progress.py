@@ -1,5 +1,9 @@
 """What the pretraining loop reports: metrics.jsonl, TensorBoard, the progress bar, the log line.
 
+Each metrics line carries ``images_per_s`` and ``data_wait``, both over the window of steps since
+the last read: ``data_wait`` is the share of that time the loop spent waiting for the loader's
+next batch (host side; near 0 when the loader keeps up, large when it starves the device).
+
 A step never waits for the device: its loss stays there (``TrainLog.add``), and the host reads
 the losses of the steps since the last read in one synchronisation (``TrainLog.flush``), which
 the loop calls only when it logs or saves. That is also where a non-finite loss stops the run
@@ -60,7 +64,7 @@ class TrainLog:
                                 dynamic_ncols=True)
         self.pending: list[dict] = []
         self.last = {"loss": float("nan")}
-        self.window_t, self.window_imgs = time.perf_counter(), 0
+        self.window_t, self.window_imgs, self.window_wait = time.perf_counter(), 0, 0.0
 
     def __enter__(self) -> "TrainLog":
         return self
@@ -75,6 +79,7 @@ class TrainLog:
         rank's), ``samples_seen``, ``scale`` (CLIP's logit scale on the device, or None)."""
         self.pending.append(entry)
         self.window_imgs += self.args.batch_size
+        self.window_wait += entry.get("data_wait_s", 0.0)
         if self.bar is not None:
             self.bar.update(1)
 
@@ -92,6 +97,7 @@ class TrainLog:
         rows, corrupt = losses.tolist(), [int(c) for c in corrupt.tolist()]
         now = time.perf_counter()
         rate = self.window_imgs / max(now - self.window_t, 1e-9)
+        wait = min(1.0, self.window_wait / max(now - self.window_t, 1e-9))
         lines = []
         for n, (p, loss, nc) in enumerate(zip(self.pending, rows, corrupt)):
             if not math.isfinite(loss):
@@ -100,7 +106,7 @@ class TrainLog:
                     f"kept in {self.run_dir / 'checkpoints'} (resume with --resume latest after lowering --lr or "
                     "raising --warmup)")
             pos.n_corrupt += nc
-            line = {"step": p["step"], "loss": loss, "lr": p["lr"], "images_per_s": rate,
+            line = {"step": p["step"], "loss": loss, "lr": p["lr"], "images_per_s": rate, "data_wait": wait,
                     "samples_seen": p["samples_seen"], "n_corrupt": pos.n_corrupt}
             if scales is not None:
                 line["logit_scale"] = scales[n]
@@ -109,16 +115,17 @@ class TrainLog:
         self.last = lines[-1]
         if self.is_main:
             self._write(lines, done, rate, pos.n_corrupt)
-        self.window_t, self.window_imgs = now, 0
+        self.window_t, self.window_imgs, self.window_wait = now, 0, 0.0
 
     def _write(self, lines: list[dict], done: int, rate: float, n_corrupt: int) -> None:
         self.metrics.write_many(lines)
         for line in lines:
-            for k in ("loss", "lr", "images_per_s"):
+            for k in ("loss", "lr", "images_per_s", "data_wait"):
                 self.tb.add_scalar(f"train/{k}", line[k], line["step"])
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{self.last['loss']:.4f}")
         args = self.args
         if done % args.log_every == 0 or done == args.steps:
-            log.info("step %d/%d loss %.4f lr %.3g %.1f images/s%s", done, args.steps, self.last["loss"],
-                     self.last["lr"], rate, f" ({n_corrupt} corrupt samples skipped)" if n_corrupt else "")
+            log.info("step %d/%d loss %.4f lr %.3g %.1f images/s, %.0f%% waiting for data%s", done, args.steps,
+                     self.last["loss"], self.last["lr"], rate, 100 * self.last["data_wait"],
+                     f" ({n_corrupt} corrupt samples skipped)" if n_corrupt else "")

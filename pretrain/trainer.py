@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -275,8 +276,11 @@ def train_step(model, parts: Parts, opt: Optim, batches, pos: Position, args, en
     micro_batch = args.batch_size // args.grad_accum
     total = torch.zeros((), device=device, dtype=torch.float64)
     n_corrupt = 0
+    data_wait = 0.0  # host seconds blocked on the loader: the GPU starves when this is a large share
     for micro in range(args.grad_accum):
+        t0 = time.perf_counter()
         batch = next(batches)
+        data_wait += time.perf_counter() - t0
         if batch["batch_index"] != pos.next_batch:
             raise RuntimeError(f"data order broken: got batch {batch['batch_index']}, expected {pos.next_batch}")
         pos.next_batch += 1
@@ -301,7 +305,7 @@ def train_step(model, parts: Parts, opt: Optim, batches, pos: Position, args, en
     lr = opt.optimizer.param_groups[0]["lr"]
     opt.scheduler.step()
     pos.step += 1
-    return {"step": pos.step, "loss": total / args.grad_accum, "lr": lr, "n_corrupt": n_corrupt,
+    return {"step": pos.step, "loss": total / args.grad_accum, "lr": lr, "n_corrupt": n_corrupt, "data_wait_s": data_wait,
             "samples_seen": pos.next_batch * micro_batch,
             "scale": parts.model.logit_scale.detach().exp() if args.objective == "clip" else None}
 

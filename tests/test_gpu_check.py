@@ -32,6 +32,7 @@ def test_gpu_check_tiny_runs_every_stage(capsys):
     assert pre["cpu_images_per_s"] > 0 and pre["step_images_per_s"] > 0
     assert pre["cpu_over_step"] == pytest.approx(pre["cpu_images_per_s"] / pre["step_images_per_s"], rel=1e-2)
     assert pre["images"] == 64 and pre["workers"] == 0
+    assert 0.0 <= pre["cpu_data_wait"] <= 1.0
 
     cap = out["caption"]
     assert cap["train_images_per_s"] > 0 and cap["train_peak_memory_mb"] > 0

@@ -114,6 +114,7 @@ def test_sigkill_then_resume_is_bitwise_equal(tmp_path):
     la, lb = _metrics(ref), _metrics(cut)
     assert [m["step"] for m in lb] == list(range(1, 11))
     assert [m["loss"] for m in la] == [m["loss"] for m in lb]
+    assert all(0.0 <= m["data_wait"] <= 1.0 for m in la + lb)
     # an existing run is not clobbered without --resume/--overwrite
     assert main(_args(data, cut, 10)) == 2
 
@@ -271,3 +272,27 @@ def test_hf_dataset_source_and_hf_tokenizer(tmp_path):
     state = torch.load(run / "checkpoints/step_1/state.pt", weights_only=True)
     disk = gpt2_tokenizer()(" disk")["input_ids"][-1]
     assert state["idf"]["df"][disk].item() == 8 and state["idf"]["num_samples"].item() == 8
+
+
+def test_the_log_says_which_share_of_the_time_went_waiting_for_data(tmp_path, monkeypatch, caplog):
+    """Steps that spent 1 s and 3 s blocked on the loader in a 10 s window: data_wait 0.4 on each
+    of the window's lines, in the log line too (a clock that the test moves by hand)."""
+    from types import SimpleNamespace
+
+    from sc_eval.pretrain import progress
+
+    now = [100.0]
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: now[0])
+    args = SimpleNamespace(no_progress=True, batch_size=8, objective="superclass", log_every=2, steps=2)
+    pos = SimpleNamespace(n_corrupt=0)
+    with progress.TrainLog(tmp_path, args, 0, "cpu", 1, True) as tlog:
+        for step, wait in ((1, 1.0), (2, 3.0)):
+            tlog.add({"step": step, "loss": torch.tensor(2.0, dtype=torch.float64), "lr": 1e-3, "n_corrupt": 0,
+                      "samples_seen": 8 * step, "data_wait_s": wait, "scale": None})
+        now[0] += 10.0
+        with caplog.at_level("INFO", logger="sc_eval.pretrain"):
+            tlog.flush(2, pos)
+    lines = _metrics(tmp_path)
+    assert [m["data_wait"] for m in lines] == pytest.approx([0.4, 0.4])
+    assert [m["images_per_s"] for m in lines] == pytest.approx([1.6, 1.6])  # 16 images in 10 s
+    assert "40% waiting for data" in caplog.text
