@@ -109,14 +109,13 @@ def run_llava(args) -> int:
                           "save_pretrained, e.g. vicuna-7b-v1.5), or --llm random:vicuna-7b for its architecture "
                           "with random weights (`sc-eval ls models`); to evaluate a trained adapter pass --adapter DIR")
     adapter_cfg = check_adapter(args.adapter) if args.adapter else None  # damaged or foreign: refused first
-    # The tower is small beside the LLM; loaded first, a block index it lacks is refused before the
-    # run directory is touched or the LLM loaded (or the adapter's own).
+    # The tower is small beside the LLM; loaded first, a block index it lacks (--select-layer, or
+    # the adapter's own) is refused before the run directory is touched or the LLM loaded.
     encoder = load_encoder(args.encoder, device=device)
     if adapter_cfg is None:
         encoder.check_layer(args.select_layer, flag="--select-layer")
     else:
-        encoder.check_layer(adapter_cfg.get("select_layer", -2),
-                            flag=f"select_layer in {Path(args.adapter) / 'config.json'}")
+        encoder.check_layer(adapter_cfg.get("select_layer", -2), flag=f"select_layer in {Path(args.adapter) / 'config.json'}")
     run_dir = RunDir.create(args.output_dir, "llava", args, main_process=is_main())
     log.info("encoder %s: %s", args.encoder, encoder.describe())
     if args.data_root:

@@ -114,8 +114,6 @@ def load_adapter(adapter_dir, encoder, device: str = "cpu", precision: str = "fp
         raise CheckpointError(f"--adapter {adapter_dir} was trained on encoder {cfg.encoder} "
                               f"(fingerprint {cfg.encoder_fingerprint[:12]}), not on the one given "
                               f"(fingerprint {fp[:12]}); pass the same --encoder")
-    if hasattr(encoder, "check_layer"):
-        encoder.check_layer(cfg.select_layer, flag=f"select_layer in {adapter_dir / 'config.json'}")
     if (adapter_dir / "llm").is_dir():
         llm_dir = adapter_dir / "llm"
     else:
