@@ -21,7 +21,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--pretrain-steps", type=positive_int, default=300, help="optimizer steps per pretraining run")
     parser.add_argument("--llava-steps", type=positive_int, default=None,
                         help="LLaVA stage-2 steps per encoder (default 300; 1500 lets the towers' "
-                             "differences show, see the README)")
+                             "differences show, see docs/demo-findings.md)")
     parser.add_argument("--llava-limit", type=nonneg_int, default=None,
                         help="questions per LLaVA task (default 150; 0 = whole splits)")
     parser.add_argument("--quick", action="store_true", help="a much smaller budget (smoke test; numbers are noise)")

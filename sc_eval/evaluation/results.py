@@ -1,6 +1,6 @@
 """results.json and results.md: the one writer every command's results go through.
 
-A run directory's results.json holds one entry per task (schema in README "Run directories").
+A run directory's results.json holds one entry per task (schema in docs/scores.md).
 Each update merges: under the run directory's lock it reads the file as it is on disk, replaces
 only the entry of the task just finished and writes the whole file back atomically (temp file +
 rename), so an update never drops another task's entry from a stale copy held in memory, and a
