@@ -12,7 +12,6 @@ replaced: a kill at any moment leaves the previous checkpoint intact and named b
 from __future__ import annotations
 
 import random
-import shutil
 from pathlib import Path
 
 import torch
@@ -50,12 +49,6 @@ def save_checkpoint(ckpt_root: Path, step: int, model_state: dict, train_state: 
         atomic_write_json(tmp / "config.json", config)
     atomic_write_text(ckpt_root / "latest", f"step_{step}\n")
     return final
-
-
-def clean_partial(ckpt_root: Path) -> None:
-    """Remove temporary directories left by a save that was killed midway."""
-    for p in Path(ckpt_root).glob(".step_*"):
-        shutil.rmtree(p, ignore_errors=True)
 
 
 def find_checkpoint(run_dir: Path, spec: str) -> Path | None:

@@ -51,7 +51,6 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
-from torchvision.io import ImageReadMode, decode_jpeg
 
 from sc_eval.data.shards import (LaneLayout, LaneStream, decode_rgb, default_lanes, expand_shards, image_and_caption,
                                  lane_start, open_image, tar_epoch_items)
@@ -301,6 +300,10 @@ def _decode_stream(dev):
 
 
 def _decode_all(datas, dev):
+    # Imported here, not at the top: torchvision deprecates its decoders, and the CPU path (and
+    # --decode auto's fallback, see _gpu_decoder) must not depend on them.
+    from torchvision.io import ImageReadMode, decode_jpeg
+
     try:
         out = decode_jpeg(datas, mode=ImageReadMode.RGB, device=dev)
         if isinstance(out, (list, tuple)) and len(out) == len(datas):

@@ -64,7 +64,7 @@ class TrainLog:
                                 dynamic_ncols=True)
         self.pending: list[dict] = []
         self.last = {"loss": float("nan")}
-        self.window_t, self.window_imgs, self.window_wait = time.perf_counter(), 0, 0.0
+        self.window_t = time.perf_counter()  # the window: the steps pending since the last flush
 
     def __enter__(self) -> "TrainLog":
         return self
@@ -78,8 +78,6 @@ class TrainLog:
         """One finished step: ``step``, ``loss`` (on the device), ``lr``, ``n_corrupt`` (this
         rank's), ``samples_seen``, ``scale`` (CLIP's logit scale on the device, or None)."""
         self.pending.append(entry)
-        self.window_imgs += self.args.batch_size
-        self.window_wait += entry.get("data_wait_s", 0.0)
         if self.bar is not None:
             self.bar.update(1)
 
@@ -96,8 +94,9 @@ class TrainLog:
                   if self.args.objective == "clip" else None)
         rows, corrupt = losses.tolist(), [int(c) for c in corrupt.tolist()]
         now = time.perf_counter()
-        rate = self.window_imgs / max(now - self.window_t, 1e-9)
-        wait = min(1.0, self.window_wait / max(now - self.window_t, 1e-9))
+        elapsed = max(now - self.window_t, 1e-9)
+        rate = len(self.pending) * self.args.batch_size / elapsed
+        wait = min(1.0, sum(p.get("data_wait_s", 0.0) for p in self.pending) / elapsed)
         lines = []
         for n, (p, loss, nc) in enumerate(zip(self.pending, rows, corrupt)):
             if not math.isfinite(loss):
@@ -115,7 +114,7 @@ class TrainLog:
         self.last = lines[-1]
         if self.is_main:
             self._write(lines, done, rate, pos.n_corrupt)
-        self.window_t, self.window_imgs, self.window_wait = now, 0, 0.0
+        self.window_t = now
 
     def _write(self, lines: list[dict], done: int, rate: float, n_corrupt: int) -> None:
         self.metrics.write_many(lines)

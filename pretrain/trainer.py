@@ -32,10 +32,10 @@ import torch.distributed as tdist
 
 from sc_eval.encoders import save_encoder_dir
 from sc_eval.errors import ConfigError
+from sc_eval.io import clean_partial
 from sc_eval.models import resolve_config
 from sc_eval.pretrain import parallel
-from sc_eval.pretrain.checkpoint import (clean_partial, find_checkpoint, load_checkpoint, rng_state, save_checkpoint,
-                                         set_rng_state)
+from sc_eval.pretrain.checkpoint import find_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from sc_eval.pretrain.data import PretrainStream, make_loader, open_source, resolve_decode, to_device
 from sc_eval.pretrain.loss import SuperClassLoss
 from sc_eval.pretrain.models import build_model, clip_criterion, named_param_groups, param_groups

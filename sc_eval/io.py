@@ -184,3 +184,11 @@ def atomic_directory(out) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def clean_partial(root, pattern: str = ".step_*") -> None:
+    """Remove the temporary directories (``pattern``) a save killed midway left in ``root``:
+    :func:`atomic_directory`'s own for ``step_N`` are ``.step_N.*.tmp`` and ``.step_N.old.*``."""
+    for p in Path(root).glob(pattern):
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)

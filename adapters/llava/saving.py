@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import shutil
 from pathlib import Path
 
 from peft import PeftModel
@@ -28,7 +26,7 @@ from safetensors.torch import load_file
 from sc_eval.adapters.llava.model import LlavaConfig, build, load_llm
 from sc_eval.adapters.llava.projector import llava_state_dict
 from sc_eval.errors import CheckpointError, ConfigError
-from sc_eval.io import atomic_save_safetensors, atomic_torch_save, atomic_write_json
+from sc_eval.io import atomic_directory, atomic_save_safetensors, atomic_torch_save, atomic_write_json
 from sc_eval.runtime.artefacts import check_hf_model_dir, check_safetensors, read_json_object, require_dir
 from sc_eval.runtime.fingerprint import same
 
@@ -42,31 +40,25 @@ def _is_peft(llm) -> bool:
 def save_adapter(model, out_dir, merge_lora: bool = False) -> Path:
     """Write ``model``'s trained parts to ``out_dir`` (replacing it atomically)."""
     out = Path(out_dir)
-    tmp = out.parent / f".{out.name}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
     cfg = model.config
-    atomic_write_json(tmp / "config.json", dataclasses.asdict(cfg))
-    atomic_save_safetensors(tmp / "projector.safetensors", model.projector.state_dict())
-    atomic_torch_save(tmp / "mm_projector.bin", llava_state_dict(model.projector))
-    if _is_peft(model.llm):
-        model.llm.save_pretrained(tmp / "lora")
-    elif cfg.full_finetune:
-        model.llm.save_pretrained(tmp / "llm")
-        model.tokenizer.save_pretrained(tmp / "llm")
-    if merge_lora:
-        if not _is_peft(model.llm):
-            raise ConfigError("--merge-lora: this model has no LoRA weights to merge")
-        # merge_and_unload folds the LoRA deltas into the base weights in place; the model
-        # keeps producing the same outputs, it just has no separate adapter afterwards.
-        merged = model.llm.merge_and_unload()
-        merged.save_pretrained(tmp / "merged_llm")
-        model.tokenizer.save_pretrained(tmp / "merged_llm")
-        model.llm = merged
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    with atomic_directory(out) as tmp:
+        atomic_write_json(tmp / "config.json", dataclasses.asdict(cfg))
+        atomic_save_safetensors(tmp / "projector.safetensors", model.projector.state_dict())
+        atomic_torch_save(tmp / "mm_projector.bin", llava_state_dict(model.projector))
+        if _is_peft(model.llm):
+            model.llm.save_pretrained(tmp / "lora")
+        elif cfg.full_finetune:
+            model.llm.save_pretrained(tmp / "llm")
+            model.tokenizer.save_pretrained(tmp / "llm")
+        if merge_lora:
+            if not _is_peft(model.llm):
+                raise ConfigError("--merge-lora: this model has no LoRA weights to merge")
+            # merge_and_unload folds the LoRA deltas into the base weights in place; the model
+            # keeps producing the same outputs, it just has no separate adapter afterwards.
+            merged = model.llm.merge_and_unload()
+            merged.save_pretrained(tmp / "merged_llm")
+            model.tokenizer.save_pretrained(tmp / "merged_llm")
+            model.llm = merged
     log.info("adapter written to %s", out)
     return out
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,8 +27,8 @@ from tqdm import tqdm
 from sc_eval.adapters.llava.data import collate
 from sc_eval.adapters.llava.templates import IGNORE_INDEX, IMAGE_INDEX
 from sc_eval.errors import CheckpointError
-from sc_eval.io import (AppendLog, atomic_save_safetensors, atomic_torch_save, atomic_write_json, atomic_write_text,
-                        read_json)
+from sc_eval.io import (AppendLog, atomic_directory, atomic_save_safetensors, atomic_torch_save, atomic_write_json,
+                        atomic_write_text, clean_partial, read_json)
 from sc_eval.runtime import dist
 from sc_eval.runtime.meter import Meter
 from sc_eval.runtime.precision import autocast, grad_scaler
@@ -111,19 +109,12 @@ def load_trainable(model, path) -> None:
 
 
 def _save(stage_dir: Path, step: int, model, opt, sched, scaler=None) -> None:
-    final = stage_dir / f"step_{step}"
-    tmp = stage_dir / f".step_{step}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    atomic_save_safetensors(tmp / "trainable.safetensors", trainable_state(model))
     state = {"step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": torch.get_rng_state()}
     if scaler is not None and scaler.is_enabled():  # fp16 on CUDA: the loss scale resumes where it was
         state["scaler"] = scaler.state_dict()
-    atomic_torch_save(tmp / "state.pt", state)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    with atomic_directory(stage_dir / f"step_{step}") as tmp:  # a re-saved step is replaced whole
+        atomic_save_safetensors(tmp / "trainable.safetensors", trainable_state(model))
+        atomic_torch_save(tmp / "state.pt", state)
     atomic_write_text(stage_dir / "latest", f"step_{step}\n")
 
 
@@ -146,6 +137,8 @@ def train_stage(model, data, cfg: StageConfig, ckpt_root, device: str = "cpu", p
     """Train the parameters of ``model`` that require grad for ``cfg.steps`` steps; resumable."""
     stage_dir = Path(ckpt_root) / cfg.name
     stage_dir.mkdir(parents=True, exist_ok=True)
+    if dist.is_main():
+        clean_partial(stage_dir)  # what a save killed midway left
     done = stage_dir / "done.json"
     last = _latest(stage_dir)
     if done.exists() and last is not None:

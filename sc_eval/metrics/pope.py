@@ -123,6 +123,14 @@ def _image_counts(questions, splits: list, images: list):
     return counts
 
 
+def _image_resamples(n: int, iters: int, seed: int):
+    """``iters`` seeded resamples of ``n`` images with replacement, as [chunk, n] draw counts (in
+    chunks of 500: the weights stay small); yields (first resample's index, weights)."""
+    rng = np.random.default_rng(seed)
+    for start in range(0, iters, 500):
+        yield start, rng.multinomial(n, np.full(n, 1.0 / n), size=min(500, iters - start))
+
+
 def _bootstrap_scores(counts_list, iters: int, seed: int):
     """Per resample of the images (the same draw for every counts array): the mean over splits of
     F1 and of accuracy, in percent, for each array; plus the full-data values. Arrays [images,
@@ -136,11 +144,8 @@ def _bootstrap_scores(counts_list, iters: int, seed: int):
         k = np.maximum(present.sum(-1), 1)
         return 100.0 * (f1 * present).sum(-1) / k, 100.0 * (acc * present).sum(-1) / k
 
-    rng = np.random.default_rng(seed)
-    n = counts_list[0].shape[0]
     draws = [(np.zeros(iters), np.zeros(iters)) for _ in counts_list]
-    for start in range(0, iters, 500):  # in chunks: [chunk, images] weights stay small
-        w = rng.multinomial(n, np.full(n, 1.0 / n), size=min(500, iters - start))
+    for start, w in _image_resamples(counts_list[0].shape[0], iters, seed):
         for (f1, acc), counts in zip(draws, counts_list):
             f, a = scores(np.einsum("bi,isk->bsk", w, counts))
             f1[start:start + len(w)], acc[start:start + len(w)] = f, a
@@ -185,11 +190,8 @@ def pope_lmms_stderr(questions: Sequence[tuple[str, Hashable, str, str]], iters:
         said, gold = pope_parse_lmms(pred), _label(label, k)
         cell = 4 if said is None else (0 if gold else 1) if said == "yes" else (2 if gold else 3)
         counts[images[image], cell] += 1
-    rng = np.random.default_rng(seed)
-    n = len(images)
     out = {name: np.zeros(iters) for name in LMMS_METRICS}
-    for start in range(0, iters, 500):
-        w = rng.multinomial(n, np.full(n, 1.0 / n), size=min(500, iters - start))
+    for start, w in _image_resamples(len(images), iters, seed):
         c = w @ counts  # [draws, 5]
         tp, fp, fn, tn = c[:, 0], c[:, 1], c[:, 2], c[:, 3]
         precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 0.0)

@@ -179,7 +179,7 @@ def leave_one_out_accuracy(prediction: str, answers: Sequence[str]) -> float:
 def vqa_acc(prediction: str, answers: Sequence[str]) -> float:
     """EvalAI/m4c accuracy: the full processor on the prediction and on every answer."""
     answers = [normalize_evalai(a) for a in answers]
-    return leave_one_out_accuracy(normalize_evalai(prediction), answers)
+    return leave_one_out_accuracy(normalize_evalai(_check_text(prediction, "prediction")), answers)
 
 
 def vqa_acc_lmms(prediction: str, answers: Sequence[str]) -> float:

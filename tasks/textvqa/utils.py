@@ -13,7 +13,7 @@ from pathlib import Path
 from sc_eval.data import lmms
 from sc_eval.data.formats import ocr_line, read_textvqa, read_textvqa_ocr
 from sc_eval.errors import DataError
-from sc_eval.metrics.vqa import vqa_scores
+from sc_eval.metrics.vqa import vqa_acc
 
 LMMS_COLUMNS = ("question_id", "image_id", "question", "image")
 
@@ -74,7 +74,7 @@ def _lmms_docs(root: Path, annotations: str, dirs, split: str) -> list[dict]:
 
 def process_results(doc: dict, prediction: str) -> dict:
     """EvalAI-processor VQA accuracy (LLaVA's m4c evaluator, lmms-eval's TextVQA scorer)."""
-    return {"vqa_acc": vqa_scores(prediction, doc["answers"])["vqa_acc"]}
+    return {"vqa_acc": vqa_acc(prediction, doc["answers"])}
 
 
 def load_for_scoring(annotations, questions=None) -> list[dict]:
