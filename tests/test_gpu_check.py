@@ -14,7 +14,9 @@ VIT_B16_FORWARD_FLOPS = 2 * 17.58e9 + 2 * 768 * 49408
 @pytest.mark.timeout(900)
 def test_gpu_check_tiny_runs_every_stage(capsys):
     gpu_check = load_benchmark("gpu_check")
-    rc = gpu_check.main(["--tiny", "--no-caption-score"])
+    # A CPU's rate is about 0.01 TFLOP/s: a peak of that size keeps the utilisation a number
+    # its three decimals can check (against an H200's 790 it would round to 0.000).
+    rc = gpu_check.main(["--tiny", "--no-caption-score", "--peak-tflops", "0.01"])
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["errors"] == [] and rc == 0, {k: out[k].get("error") for k in gpu_check.STAGES}
     assert set(gpu_check.STAGES) <= set(out)
@@ -24,9 +26,10 @@ def test_gpu_check_tiny_runs_every_stage(capsys):
     assert per_image == pytest.approx(3 * VIT_B16_FORWARD_FLOPS, rel=0.02)
     assert step["superclass_step_s"] > 0 and step["open_clip_step_s"] > 0
     assert step["superclass_mfu"] == pytest.approx(
-        step["flops_per_step"] / step["superclass_step_s"] / (step["peak_tflops"] * 1e12), rel=1e-2, abs=1e-3)
+        step["flops_per_step"] / step["superclass_step_s"] / (step["peak_tflops"] * 1e12), rel=2e-2)
+    assert step["superclass_mfu"] > 0.01
     assert step["superclass_of_matmul"] > 0
-    assert step["peak_tflops"] == 790.0
+    assert step["peak_tflops"] == 0.01
 
     pre = out["pretrain"]
     assert pre["cpu_images_per_s"] > 0 and pre["step_images_per_s"] > 0
