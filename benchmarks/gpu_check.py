@@ -48,6 +48,8 @@ import threading
 import time
 from pathlib import Path
 
+from sc_eval.runtime.rundir import package_versions
+
 HERE = Path(__file__).resolve().parent
 STAGES = ("step", "pretrain", "caption", "llava", "probe", "zeroshot")
 H200_BF16_DENSE_TFLOPS = 790.0
@@ -304,18 +306,6 @@ def _last_error(log: Path) -> str:
     return lines[-1] if lines else "(no output)"
 
 
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for pkg in ("torch", "transformers", "timm", "peft", "open_clip_torch", "webdataset", "sc-eval"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
-
-
 def _device_name(device: str) -> str:
     import torch
 
@@ -352,7 +342,7 @@ def main(argv=None) -> int:
         if not torch.cuda.is_available():
             p.error("no CUDA device here; run with --tiny for the CPU form")
     out = {"check": "sc-eval gpu-check", "tiny": args.tiny, "device": _device_name(check.device),
-           "precision": check.precision, "versions": _versions(), "java": shutil.which("java") is not None,
+           "precision": check.precision, "versions": package_versions(), "java": shutil.which("java") is not None,
            "work_dir": str(check.work) if args.work_dir else None, "budget_s": check.cfg["budget_s"]}
     # The step stage needs no world: the world is written meanwhile, and finished before any
     # other stage starts (so it never competes with the pretraining loader's processes).

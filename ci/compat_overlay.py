@@ -59,7 +59,11 @@ def check() -> None:
     print(f"torch {torch.__version__} from {where.parent.parent}")
     for name in ("transformers", "peft", "timm", "open-clip-torch", "datasets", "tokenizers",
                  "huggingface-hub", "accelerate"):
-        dist = md.distribution(name)
+        try:
+            dist = md.distribution(name)
+        except md.PackageNotFoundError:
+            print(f"{name} not installed")
+            continue
         origin = "overlay" if Path(dist.locate_file("")).resolve() == own else "main venv"
         print(f"{name} {dist.version} ({origin})")
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from open_clip.tokenizer import SimpleTokenizer
 from transformers import AutoTokenizer
 
 from sc_eval.errors import ConfigError
+from sc_eval.models.tokenizers import clip_tokenizer
 
 CONTEXT_LENGTH = 77
 
@@ -33,7 +33,7 @@ class CaptionTokenizer:
 
 class ClipBPE(CaptionTokenizer):
     def __init__(self, context_length: int = CONTEXT_LENGTH):
-        self._tok = SimpleTokenizer(context_length=context_length)
+        self._tok = clip_tokenizer(context_length)
         self.name = "clip-bpe"
         self.context_length = context_length
         self.vocab_size = int(self._tok.vocab_size)

@@ -10,6 +10,7 @@ from sc_eval.cli import main
 from sc_eval.errors import ConfigError
 from sc_eval.adapters.lit import model as L
 from sc_eval.adapters.lit.templates import OPENAI_IMAGENET_TEMPLATES, load_templates
+from sc_eval.models.tokenizers import clip_tokenizer
 
 from test_probe import COLOURS, _one_thread, write_imagefolder  # noqa: F401 (autouse fixture)
 
@@ -34,7 +35,7 @@ def test_text_tower_is_causal_and_reads_the_eot_position():
     cfg = L.LitConfig(image_width=8, embed_dim=8, text=L.TextConfig(context_length=8, width=32, layers=1, heads=2))
     torch.manual_seed(0)
     model = L.LitModel(cfg).eval()
-    a = L.tokenizer(8)(["red square"])  # SOT red square EOT pad pad pad
+    a = clip_tokenizer(8)(["red square"])  # SOT red square EOT pad pad pad
     eot = int(a[0].argmax())
     after, before = a.clone(), a.clone()
     after[0, eot + 1:] = 320  # tokens after EOT: invisible to it under the causal mask

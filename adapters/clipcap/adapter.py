@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from sc_eval.data.images import load_image
-from sc_eval.runtime.fingerprint import Hasher
+from sc_eval.runtime.fingerprint import Hasher, precision_fields
 from sc_eval.runtime.precision import autocast
 
 from .decode import MAX_NEW_TOKENS, generate_captions
@@ -45,9 +45,7 @@ class ClipCapAdapter:
                 for k, v in sorted(self.model.lm.state_dict().items()):
                     h.text(k).bytes(v.detach().cpu().contiguous().numpy().tobytes())
             decoding = {"lm": self.adapter_config.get("lm_fingerprint"), "mapper": self.adapter_config.get("mapper"),
-                        "beam": self.beam, "max_new_tokens": self.max_new_tokens}
-            if self.precision != "fp32":  # fp32 fingerprints stay what they were before the field existed
-                decoding["precision"] = self.precision
+                        "beam": self.beam, "max_new_tokens": self.max_new_tokens, **precision_fields(self.precision)}
             self._fp = "clipcap-" + h.json(decoding).hex()
         return self._fp
 

@@ -110,6 +110,8 @@ def fit(model, feats, examples, cfg: TrainConfig, ckpt_dir=None, seed: int = 0, 
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
             torch.set_rng_state(state["rng"])
+            if "scaler" in state and scaler.is_enabled():  # fp16 on CUDA: the loss scale goes on where it was
+                scaler.load_state_dict(state["scaler"])
         except (RuntimeError, KeyError, EOFError) as e:
             raise CheckpointError(f"{last}: cannot resume from it ({e}); delete it to start over") from None
         if state.get("total") != total:
@@ -126,6 +128,8 @@ def fit(model, feats, examples, cfg: TrainConfig, ckpt_dir=None, seed: int = 0, 
                  "total": total, "config": asdict(cfg)}
         if not model.lm_frozen:
             state["lm"] = model.lm.state_dict()
+        if scaler.is_enabled():
+            state["scaler"] = scaler.state_dict()
         atomic_torch_save(last, state)
         atomic_save_safetensors(Path(ckpt_dir) / f"step_{step_now}.safetensors", model.mapper.state_dict())
 

@@ -21,13 +21,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from open_clip.loss import ClipLoss
-from open_clip.tokenizer import SimpleTokenizer
 from safetensors.torch import load_file
 from torch import nn
 
 from sc_eval.errors import CheckpointError, ConfigError
 from sc_eval.io import atomic_save_safetensors, atomic_write_json, read_json
 from sc_eval.models.text import TextTower
+from sc_eval.models.tokenizers import clip_tokenizer
 from sc_eval.runtime.fingerprint import same
 from sc_eval.runtime.precision import autocast, grad_scaler
 from sc_eval.runtime.schedules import warmup_cosine
@@ -118,11 +118,6 @@ class LitModel(nn.Module):
         return self.logit_scale.clamp(max=math.log(100.0)).exp()
 
 
-def tokenizer(context_length: int):
-    """open_clip's SimpleTokenizer (the OpenAI BPE that ships in its wheel), lower-cased."""
-    return SimpleTokenizer(context_length=context_length)
-
-
 def _param_groups(model: nn.Module, weight_decay: float):
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -148,7 +143,7 @@ def train_lit(image_feats: torch.Tensor, captions: list[str], cfg: LitConfig,
 
     amp = autocast(device, train.precision)  # refuses a precision the device cannot run, first
     scaler = grad_scaler(device, train.precision)
-    tokens = tokenizer(cfg.text.context_length)(captions)
+    tokens = clip_tokenizer(cfg.text.context_length)(captions)
     vocab = torch.unique(torch.cat([tokens.flatten(), torch.tensor([0, 49406, 49407])]))
     cfg = replace(cfg, text=replace(cfg.text, vocab_size=vocab.numel() + 1))
     with torch.random.fork_rng(devices=[]):
@@ -188,7 +183,7 @@ def zeroshot_classifier(model: LitModel, classnames: list[str], templates: list[
                         device: str = "cpu", precision: str = "fp32") -> torch.Tensor:
     """[C, E] unit-norm class weights: the mean of each class's normalised template embeddings
     (the text tower run under autocast in ``precision``)."""
-    tok = tokenizer(model.cfg.text.context_length)
+    tok = clip_tokenizer(model.cfg.text.context_length)
     weights, unseen = [], []
     for name in classnames:
         ids = tok([name])[0]

@@ -19,7 +19,7 @@ from sc_eval.evaluation.classification import write_predictions
 from sc_eval.evaluation.results import ResultsFile, entry
 from sc_eval.metrics.classification import classification_metrics
 from sc_eval.metrics.stderr import mean_stderr
-from sc_eval.runtime.fingerprint import Hasher, digest
+from sc_eval.runtime.fingerprint import Hasher, digest, precision_fields
 from sc_eval.runtime.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,7 @@ def run_zeroshot(args) -> int:
     split = data.split(eval_name)
     n_total = len(split)
     n_eval = min(n_total, args.limit) if args.limit else n_total
-    if args.precision != "fp32":  # fp32 fingerprints stay what they were before the field existed
-        lit_id["precision"] = args.precision
+    lit_id.update(precision_fields(args.precision))
     fp = digest(dict(task="zeroshot_lit", v=1, encoder=encoder.fingerprint, data=data.key, eval=eval_name,
                      n_eval=n_eval, templates=templates, classes=data.class_names, **lit_id))
     if results.reusable("zeroshot_lit", fp, args.overwrite) and (lit_dir / "model.safetensors").is_file():

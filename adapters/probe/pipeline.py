@@ -18,7 +18,7 @@ from sc_eval.evaluation.classification import write_predictions
 from sc_eval.evaluation.results import ResultsFile, entry
 from sc_eval.metrics.classification import classification_metrics
 from sc_eval.metrics.stderr import mean_stderr
-from sc_eval.runtime.fingerprint import digest
+from sc_eval.runtime.fingerprint import digest, precision_fields
 from sc_eval.runtime.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -66,9 +66,7 @@ def run_probe(args) -> int:
     test_x, test_y = feats[eval_name][:n_eval], torch.tensor(test_split.labels[:n_eval])
     test_images = test_split.images[:n_eval] if test_split.images is not None else None
     common = {"encoder": encoder.fingerprint, "data": data.key, "train": train_name, "eval": eval_name,
-              "n_eval": n_eval}
-    if args.precision != "fp32":  # fp32 fingerprints stay what they were before the field existed
-        common["precision"] = args.precision
+              "n_eval": n_eval, **precision_fields(args.precision)}
     log.info("probe: %s, %d classes, %d train / %d %s images", data.key, len(data.classes), len(train_y),
              n_eval, eval_name)
 

@@ -25,7 +25,7 @@ from sc_eval.errors import ConfigError
 from sc_eval.io import atomic_save_safetensors
 from sc_eval.runtime import home
 from sc_eval.runtime.dist import is_main
-from sc_eval.runtime.fingerprint import Hasher
+from sc_eval.runtime.fingerprint import Hasher, precision_fields
 from sc_eval.runtime.precision import autocast
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,8 @@ def cache_key(encoder, image_paths, dataset_key: str, split: str, kind: str, lay
         "transform": _transform_description(encoder),
         "kind": kind,
         "layer": int(layer) if kind == "tokens" else None,
+        **precision_fields(precision),
     }
-    if precision != "fp32":  # fp32 keys stay what they were before the field existed
-        head["precision"] = precision
     h = Hasher().json(head)
     for p in image_paths:
         path = Path(p).absolute()

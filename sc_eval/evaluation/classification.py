@@ -171,12 +171,12 @@ def split_features(encoder, data: ClassificationData, split: str, batch_size: in
 
 def encode_pil(encoder, images, batch_size: int = 64, precision: str = "fp32"):
     """Pooled features of in-memory PIL images (HF datasets, webdataset shards): no cache."""
-    check_precision(precision, encoder.device)  # before any image is read
+    amp = autocast(encoder.device, precision)  # refuses a precision the device lacks, before any image is read
     out, batch = [], []
 
     def flush():
         x = torch.stack([encoder.transform(im) for im in batch])
-        with torch.no_grad(), autocast(encoder.device, precision):
+        with torch.no_grad(), amp:
             out.append(encoder.forward_pooled(x).float().cpu())
         batch.clear()
 

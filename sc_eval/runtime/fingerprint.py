@@ -71,6 +71,13 @@ def digest(obj) -> str:
     return Hasher().json(obj).hex()
 
 
+def precision_fields(precision: str) -> dict:
+    """What ``--precision`` adds to a fingerprint's content: ``{"precision": p}``, and nothing for
+    fp32, so that fingerprints made in fp32 stay what they were before precision was a setting
+    (run directories and caches written then still match)."""
+    return {} if precision == "fp32" else {"precision": precision}
+
+
 def same(stored, new) -> bool:
     """Whether a stored fingerprint names what ``new`` names: equal, or, both at least
     ``LENGTH`` characters long, one a prefix of the other (one digest cut at two lengths)."""

@@ -33,7 +33,7 @@ from sc_eval.io import atomic_write_json, atomic_write_text
 log = logging.getLogger(__name__)
 
 _PACKAGES = ("sc-eval", "torch", "torchvision", "transformers", "peft", "timm", "open-clip-torch",
-             "datasets", "pycocoevalcap", "safetensors")
+             "datasets", "webdataset", "pycocoevalcap", "safetensors")
 
 
 def package_versions() -> dict:
