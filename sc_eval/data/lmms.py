@@ -34,9 +34,9 @@ from typing import Callable, Iterable, Iterator
 
 import pyarrow.parquet as pq
 
-from sc_eval.data.images import image_suffix
+from sc_eval.data.images import materialize
 from sc_eval.errors import DataError
-from sc_eval.io import atomic_write_bytes, atomic_write_text, check_name
+from sc_eval.io import atomic_write_text, check_name
 from sc_eval.runtime import home
 from sc_eval.runtime.fingerprint import Hasher
 
@@ -226,10 +226,7 @@ class ImageStore:
         if not data:
             return None
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(name))
-        path = self.folder / (safe + image_suffix(data))
-        if not path.exists():
-            atomic_write_bytes(path, data)
-        return os.path.abspath(path)
+        return materialize(self.folder, safe, data)
 
 
 def cached_docs(sources: list[Source], reader: str,
