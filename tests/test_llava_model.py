@@ -334,6 +334,10 @@ def test_two_stages_train_save_reload(llm_dir, tmp_path):
     reloaded = LlavaAdapter(load_adapter(out, TinyEncoder()))
     assert reloaded.predict(docs, FakeTask(4)) == before.predict(docs, FakeTask(4))
     assert reloaded.fingerprint() == before.fingerprint()
+    # another precision is another setup: its answers are never taken for these (bf16 would
+    # compute them differently), while fp32 stays what it was
+    assert LlavaAdapter(model, precision="bf16").fingerprint() != before.fingerprint()
+    assert LlavaAdapter(model, precision="fp32").fingerprint() == before.fingerprint()
 
     save_adapter(model, tmp_path / "merged", merge_lora=True)
     assert (tmp_path / "merged" / "merged_llm" / "config.json").exists()

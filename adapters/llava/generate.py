@@ -20,7 +20,7 @@ from sc_eval.adapters.llava.templates import IMAGE_INDEX, build_prompt
 from sc_eval.data.images import load_image
 from sc_eval.errors import ConfigError
 from sc_eval.models import hf
-from sc_eval.runtime.fingerprint import Hasher
+from sc_eval.runtime.fingerprint import Hasher, precision_fields
 from sc_eval.runtime.precision import autocast
 
 log = logging.getLogger(__name__)
@@ -134,9 +134,10 @@ class LlavaAdapter:
         self._fp = None
 
     def fingerprint(self) -> str:
-        """The fingerprint of the config and every trained tensor (projector, LoRA), computed once."""
+        """The fingerprint of the config, the precision and every trained tensor (projector, LoRA),
+        computed once: a bf16 run never reuses an fp32 run's answers."""
         if self._fp is None:
-            h = Hasher().json(dataclasses.asdict(self.model.config))
+            h = Hasher().json({**dataclasses.asdict(self.model.config), **precision_fields(self.precision)})
             for name, t in sorted(self.model.projector.state_dict().items()):
                 h.text(name).bytes(t.detach().float().cpu().numpy().tobytes())
             for name, p in sorted(self.model.llm.named_parameters()):
